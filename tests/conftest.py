@@ -1,0 +1,30 @@
+"""Shared test fixtures.
+
+The real-fairseq fixtures and corpora live outside the repository in ../shared (next to the clone);
+set FAIRSEQ_SCTD_SHARED to point elsewhere. Tests that need them skip with a clear reason when absent.
+"""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", REPO.parent / "shared"))
+PEER = SHARED / "fixtures" / "fairseq-peer"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED} (set FAIRSEQ_SCTD_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def peer_dir() -> Path:
+    if not PEER.is_dir():
+        pytest.skip(f"fairseq-peer fixtures not found at {PEER} (set FAIRSEQ_SCTD_SHARED)")
+    return PEER
