@@ -1,1 +1,1 @@
-"""logging."""
+"""Meters and progress output (json / simple / tqdm / none) in fairseq's formats."""

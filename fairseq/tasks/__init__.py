@@ -1,1 +1,7 @@
-"""tasks."""
+"""Tasks, built by --task name through fairseq.registry."""
+from fairseq import registry
+
+
+def setup_task(args):
+    """The task class's setup_task(args) (loads the dictionary from the data directory)."""
+    return registry.lookup("task", args.task).setup_task(args)

@@ -1,0 +1,316 @@
+"""Checkpoints: fairseq's names, keep rules and contents (FAIRSEQ_SPEC section 7), written atomically.
+
+Writing: the first file goes to a temp file in the same directory, is flushed + fsynced and then
+os.replace'd into place; the other names are atomic *copies* of it (no hard links, so deleting or
+overwriting one never affects another). A crash or exception mid-save leaves every existing file
+untouched, in particular the previous checkpoint_last.pt.
+
+Contents differ from fairseq's in one deliberate way: our cfg is plain dicts (cfg["model"] is a
+dict, not an argparse.Namespace), so our files load with torch.load(weights_only=True). fairseq's
+own files are read with argparse.Namespace allow-listed. extra_state also carries `rng` (torch,
+numpy, python, cuda) and `loss_scaler`, so a resumed run continues bit-for-bit.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from fairseq import distributed
+
+logger = logging.getLogger(__name__)
+EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+
+
+# ---- low-level file operations ----------------------------------------------------------------
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, write_fn) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_save(obj, path: str) -> None:
+    """torch.save to `path` so that readers see either the old file or the complete new one."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    def write(f):
+        with open(src, "rb") as s:
+            shutil.copyfileobj(s, f, length=1 << 20)
+    _atomic_write(dst, write)
+
+
+def load_checkpoint_file(path: str) -> Dict:
+    """torch.load(weights_only=True), with argparse.Namespace allowed for fairseq's own files."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors have many types
+        raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a fairseq checkpoint (no 'model' entry)")
+    return state
+
+
+# ---- rng ----------------------------------------------------------------------------------------
+def rng_state() -> Dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                       float(cached)],
+             "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: Dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ---- names and keep rules -----------------------------------------------------------------------
+def checkpoint_names(args, epoch: int, updates: int, end_of_epoch: bool, val_loss: Optional[float],
+                     best: Optional[float]) -> List[str]:
+    """fairseq's file names to write for this save, in fairseq's order."""
+    suffix = getattr(args, "checkpoint_suffix", "") or ""
+    conds = [
+        (f"checkpoint{epoch}{suffix}.pt",
+         end_of_epoch and not args.no_epoch_checkpoints and epoch % args.save_interval == 0),
+        (f"checkpoint_{epoch}_{updates}{suffix}.pt",
+         not end_of_epoch and args.save_interval_updates > 0 and updates % args.save_interval_updates == 0),
+        (f"checkpoint_best{suffix}.pt", val_loss is not None and (best is None or is_better(args, val_loss, best))),
+        (f"checkpoint_last{suffix}.pt", not args.no_last_checkpoints),
+    ]
+    return [name for name, ok in conds if ok]
+
+
+def is_better(args, a: float, b: float) -> bool:
+    return a >= b if getattr(args, "maximize_best_checkpoint_metric", False) else a <= b
+
+
+def _prune(save_dir: str, pattern: str, keep: int) -> None:
+    found = []
+    for name in os.listdir(save_dir):
+        m = re.fullmatch(pattern, name)
+        if m:
+            found.append((int(m.group(1)), name))
+    for _, name in sorted(found, reverse=True)[keep:]:
+        os.remove(os.path.join(save_dir, name))
+
+
+def prune_checkpoints(args) -> None:
+    suffix = re.escape(getattr(args, "checkpoint_suffix", "") or "")
+    if args.keep_interval_updates > 0:
+        _prune(args.save_dir, rf"checkpoint_\d+_(\d+){suffix}\.pt", args.keep_interval_updates)
+    if args.keep_last_epochs > 0:
+        _prune(args.save_dir, rf"checkpoint(\d+){suffix}\.pt", args.keep_last_epochs)
+
+
+# ---- building and writing a checkpoint ----------------------------------------------------------
+def model_state(model) -> Dict[str, torch.Tensor]:
+    """fairseq-keyed fp32 CPU state dict (a collective under FSDP: every rank must call it)."""
+    inner = distributed.unwrap(model)
+    if distributed.get_world_size() == 1 or not distributed._is_fsdp(inner):
+        try:
+            from fairseq.models.roberta.model import fairseq_compatible_state_dict
+
+            sd = fairseq_compatible_state_dict(inner)
+        except (ImportError, AttributeError, KeyError):
+            sd = inner.state_dict()
+    else:
+        sd = distributed.model_state_dict(model)
+    out = {}
+    for k, v in sd.items():
+        v = v.detach()
+        if v.is_floating_point() and v.dtype != torch.float32:
+            v = v.float()
+        out[k] = v.cpu()
+    return out
+
+
+def build_state(args, trainer, epoch_itr, val_loss: Optional[float], best: Optional[float]) -> Dict:
+    from fairseq import options
+
+    extra = {
+        "metrics": [],
+        "previous_training_time": trainer.cumulative_training_time(),
+        "train_iterator": epoch_itr.state_dict() if epoch_itr is not None else None,
+        "val_loss": val_loss,
+        "rng": rng_state(),
+        "loss_scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+    }
+    if best is not None:
+        extra["best"] = best
+    state = {
+        "args": None,
+        "cfg": options.args_to_cfg(args),
+        "model": model_state(trainer.model),
+        "criterion": None,
+        "optimizer_history": [{
+            "criterion_name": type(trainer.criterion).__name__,
+            "optimizer_name": type(trainer.optimizer).__name__,
+            "lr_scheduler_state": trainer.lr_scheduler.state_dict(),
+            "num_updates": trainer.num_updates,
+        }],
+        "task_state": trainer.task.state_dict(),
+        "extra_state": extra,
+    }
+    if not args.no_save_optimizer_state:
+        opt = trainer.optimizer.state_dict()
+        if trainer.scaler is not None:
+            opt["loss_scale"] = trainer.scaler.loss_scale
+        state["last_optimizer_state"] = opt
+    return state
+
+
+class CheckpointManager:
+    """Tracks the best validation metric and writes fairseq's set of files."""
+
+    def __init__(self, args):
+        self.args = args
+        self.best: Optional[float] = None
+
+    def save(self, trainer, epoch_itr, val_loss: Optional[float], end_of_epoch: bool,
+             only_last: bool = False) -> List[str]:
+        args = self.args
+        if args.no_save:
+            return []
+        epoch = epoch_itr.epoch
+        updates = trainer.num_updates
+        names = checkpoint_names(args, epoch, updates, end_of_epoch, val_loss, self.best)
+        if only_last:
+            names = [n for n in names if n.startswith("checkpoint_last")] or \
+                [f"checkpoint_last{getattr(args, 'checkpoint_suffix', '') or ''}.pt"]
+        if val_loss is not None and (self.best is None or is_better(args, val_loss, self.best)):
+            self.best = val_loss
+        if not names:
+            return []
+        state = build_state(args, trainer, epoch_itr, val_loss, self.best)  # collective under FSDP
+        if distributed.is_master():
+            paths = [os.path.join(args.save_dir, n) for n in names]
+            atomic_save(state, paths[0])
+            for p in paths[1:]:
+                atomic_copy(paths[0], p)
+            logger.info(f"saved checkpoint {paths[0]} (epoch {epoch} @ {updates} updates, score {val_loss})"
+                        + (f"; copied to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
+            prune_checkpoints(args)
+        distributed.barrier()
+        return names
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def resolve_restore_path(args):
+    """(path or None, finetune: bool) following fairseq's --restore-file / --finetune-from-model rules.
+
+    The default restore file is checkpoint_last.pt in --save-dir; other relative names are looked up
+    in --save-dir first, then relative to the current directory. An explicit file that does not
+    exist is an error (the default one simply means "start from scratch").
+    """
+    suffix = getattr(args, "checkpoint_suffix", "") or ""
+    default = args.restore_file == "checkpoint_last.pt"
+    finetune = getattr(args, "finetune_from_model", None)
+    if finetune and not default:
+        raise ValueError("--finetune-from-model and a non-default --restore-file cannot be combined")
+    if default:
+        path = os.path.join(args.save_dir, f"checkpoint_last{suffix}.pt")
+        if os.path.isfile(path):
+            return path, False
+        if finetune:
+            if not os.path.isfile(finetune):
+                raise FileNotFoundError(f"--finetune-from-model: checkpoint not found: {finetune}")
+            return finetune, True
+        return None, False
+    rf = args.restore_file
+    candidates = [rf] if os.path.isabs(rf) else [os.path.join(args.save_dir, rf), rf]
+    for c in candidates:
+        if os.path.isfile(c):
+            return c, False
+    raise FileNotFoundError(f"--restore-file not found: {rf} (looked in {', '.join(candidates)})")
+
+
+def check_vocab(state: Dict, model, path: str) -> None:
+    embed = state["model"].get(EMBED_KEY)
+    ours = distributed.unwrap(model).state_dict().get(EMBED_KEY)
+    if embed is not None and ours is not None and embed.shape[0] != ours.shape[0]:
+        raise ValueError(f"{path}: the checkpoint's vocabulary has {embed.shape[0]} entries but the dictionary "
+                         f"(with <mask>) gives {ours.shape[0]}; use the dict.txt the checkpoint was trained with")
+
+
+def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_scheduler=False,
+                      reset_meters=False, restore_rng=True) -> Dict:
+    """Load model (+ optimizer, schedule, num_updates, scaler, task state unless reset); return extra_state."""
+    state = load_checkpoint_file(path)
+    check_vocab(state, trainer.model, path)
+    distributed.load_model_state_dict(trainer.model, state["model"], strict=True)
+    ours = isinstance(state.get("cfg"), dict) and isinstance(state["cfg"].get("model"), dict)
+    extra = state.get("extra_state") or {}
+    history = state.get("optimizer_history") or []
+    if not reset_optimizer and history:
+        last = history[-1]
+        opt_state = state.get("last_optimizer_state")
+        if opt_state is not None:
+            n_saved = sum(len(g["params"]) for g in opt_state["param_groups"])
+            if ours and n_saved == len(trainer.params):
+                trainer.optimizer.load_state_dict({k: v for k, v in opt_state.items() if k != "loss_scale"})
+            else:
+                logger.warning(f"{path}: optimizer state not restored (it indexes {n_saved} parameters, "
+                               f"we have {len(trainer.params)}); pass --reset-optimizer to silence this")
+        if not reset_lr_scheduler and last.get("lr_scheduler_state"):
+            trainer.lr_scheduler.load_state_dict(last["lr_scheduler_state"])
+        trainer.set_num_updates(int(last.get("num_updates", 0)))
+        if trainer.scaler is not None:
+            if extra.get("loss_scaler"):
+                trainer.scaler.load_state_dict(extra["loss_scaler"])
+            elif opt_state is not None and "loss_scale" in opt_state:
+                trainer.scaler.loss_scale = float(opt_state["loss_scale"])
+    if state.get("task_state"):
+        trainer.task.load_state_dict(state["task_state"])
+    if not reset_meters:
+        trainer.previous_training_time = float(extra.get("previous_training_time", 0.0) or 0.0)
+    if restore_rng and extra.get("rng") is not None:
+        set_rng_state(extra["rng"])
+    logger.info(f"loaded checkpoint {path} (num_updates {trainer.num_updates})")
+    return extra

@@ -1,0 +1,116 @@
+"""The sentence_prediction criterion: summed NLL over classes (or summed MSE with
+--regression-target), sample_size = number of sentences, as fairseq 0.12.2.
+
+Logged values (criterion.reduce_metrics): loss (bits), nll_loss (per token, as fairseq), and
+accuracy (percent, 1 decimal) for classification. Beyond fairseq, so GLUE's own metrics come out
+of an ordinary validation pass:
+- binary tasks also sum tp/fp/fn/tn (class 1 positive) -> f1 and mcc (x100);
+- regression sums n, x, y, x^2, y^2, xy -> pearson (x100); Spearman needs ranks, which sums
+  cannot carry, so during validation (model in eval mode) each forward appends its
+  (prediction, target) pairs to a per-process buffer, and reduce_metrics turns the buffer into
+  `spearman` when its length equals the summed count (then clears it). Under data parallelism
+  each rank only sees its own pairs, so spearman is left out there; pearson stays exact.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fairseq import glue_metrics
+
+LN2 = math.log(2.0)
+_DEFAULT_HEAD = "sentence_classification_head"
+
+# (predictions, targets) of the validation pass in progress; see module docstring
+_VALID_PAIRS: List[np.ndarray] = []
+
+
+def _total(logs: List[Dict], key: str) -> float:
+    return sum(float(lo.get(key, 0.0)) for lo in logs)
+
+
+class SentencePredictionCriterion(torch.nn.Module):
+    @staticmethod
+    def add_args(parser):
+        pass  # --classification-head-name and --regression-target are task flags, shared here
+
+    def __init__(self, args, task):
+        super().__init__()
+        self.head_name = getattr(args, "classification_head_name", None) or _DEFAULT_HEAD
+        self.regression_target = bool(getattr(args, "regression_target", False))
+        self.num_classes = int(getattr(args, "num_classes", -1))
+
+    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
+        heads = getattr(model, "classification_heads", None)
+        if heads is not None and self.head_name not in heads:
+            raise ValueError(f"model has no classification head {self.head_name!r} "
+                             f"(heads: {sorted(heads) or 'none'}); check --classification-head-name")
+        logits, _ = model(sample["net_input"]["src_tokens"], features_only=True,
+                          classification_head_name=self.head_name)
+        targets = sample["target"].view(-1)
+        sample_size = targets.numel()
+        log = {"ntokens": sample["ntokens"], "nsentences": sample_size, "sample_size": sample_size}
+        if not self.regression_target:
+            lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32)
+            loss = F.nll_loss(lprobs, targets, reduction="sum")
+            preds = logits.argmax(dim=1)
+            log["ncorrect"] = (preds == targets).sum().detach()
+            if logits.size(1) == 2:
+                p, t = preds.eq(1), targets.eq(1)
+                log["tp"] = (p & t).sum().detach()
+                log["fp"] = (p & ~t).sum().detach()
+                log["fn"] = (~p & t).sum().detach()
+                log["tn"] = (~p & ~t).sum().detach()
+        else:
+            x = logits.view(-1).float()
+            y = targets.float()
+            loss = F.mse_loss(x, y, reduction="sum")
+            xd, yd = x.detach().double(), y.detach().double()
+            log.update(reg_n=sample_size, reg_sx=xd.sum(), reg_sy=yd.sum(), reg_sxx=(xd * xd).sum(),
+                       reg_syy=(yd * yd).sum(), reg_sxy=(xd * yd).sum())
+            if not model.training:
+                _VALID_PAIRS.append(torch.stack([xd, yd], 1).cpu().numpy())
+        log["loss"] = loss.detach()
+        if return_extra:
+            return loss, sample_size, log, {}
+        return loss, sample_size, log
+
+    @staticmethod
+    def reduce_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
+        loss_sum = _total(logging_outputs, "loss")
+        sample_size = _total(logging_outputs, "sample_size")
+        ntokens = _total(logging_outputs, "ntokens")
+        nsentences = _total(logging_outputs, "nsentences")
+        out = {"loss": loss_sum / sample_size / LN2 if sample_size else 0.0}
+        if sample_size != ntokens and ntokens:
+            out["nll_loss"] = loss_sum / ntokens / LN2
+        if any("ncorrect" in lo for lo in logging_outputs) and nsentences:
+            out["accuracy"] = round(100.0 * _total(logging_outputs, "ncorrect") / nsentences, 1)
+        if any("tp" in lo for lo in logging_outputs):
+            c = {k: _total(logging_outputs, k) for k in ("tp", "fp", "fn", "tn")}
+            out["f1"] = round(100.0 * glue_metrics.f1_from_counts(c["tp"], c["fp"], c["fn"]), 2)
+            out["mcc"] = round(100.0 * glue_metrics.mcc_from_counts(c["tp"], c["fp"], c["fn"], c["tn"]), 2)
+        n = _total(logging_outputs, "reg_n")
+        if n > 0:
+            sx, sy = _total(logging_outputs, "reg_sx"), _total(logging_outputs, "reg_sy")
+            vx = _total(logging_outputs, "reg_sxx") - sx * sx / n
+            vy = _total(logging_outputs, "reg_syy") - sy * sy / n
+            cov = _total(logging_outputs, "reg_sxy") - sx * sy / n
+            out["pearson"] = round(100.0 * cov / math.sqrt(vx * vy), 2) if vx > 0 and vy > 0 else 0.0
+            pairs = pop_validation_pairs()
+            if pairs is not None and len(pairs) == int(round(n)):
+                out["spearman"] = round(100.0 * glue_metrics.spearman(pairs[:, 0], pairs[:, 1]), 2)
+        return out
+
+
+def pop_validation_pairs():
+    """The (prediction, target) rows collected since the last call, or None; clears the buffer."""
+    if not _VALID_PAIRS:
+        return None
+    pairs = np.concatenate(_VALID_PAIRS)
+    _VALID_PAIRS.clear()
+    return pairs

@@ -1,0 +1,187 @@
+"""fairseq-compatible vocabulary (dict.txt).
+
+The file format, the order of symbols and the padding rule are fixed by fairseq 0.12.2 because
+checkpoints and binarized data refer to symbols by index: any drift silently scrambles a model.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from typing import Callable, Iterable, List, Optional
+
+import torch
+
+_SPACES = re.compile(r"\s+")
+OVERWRITE_FLAG = "#fairseq:overwrite"
+
+
+def tokenize_line(line: str) -> List[str]:
+    """Split on runs of whitespace, as fairseq does for pre-tokenized (BPE id) text."""
+    return _SPACES.sub(" ", line).strip().split()
+
+
+class Dictionary:
+    """Symbol <-> index table with fairseq's specials <s>=0 <pad>=1 </s>=2 <unk>=3."""
+
+    def __init__(self, bos="<s>", pad="<pad>", eos="</s>", unk="<unk>", extra_special_symbols=None):
+        self.bos_word, self.pad_word, self.eos_word, self.unk_word = bos, pad, eos, unk
+        self.symbols: List[str] = []
+        self.count: List[int] = []
+        self.indices: dict = {}
+        self.bos_index = self.add_symbol(bos)
+        self.pad_index = self.add_symbol(pad)
+        self.eos_index = self.add_symbol(eos)
+        self.unk_index = self.add_symbol(unk)
+        for s in extra_special_symbols or []:
+            self.add_symbol(s)
+        self.nspecial = len(self.symbols)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __getitem__(self, idx: int) -> str:
+        if 0 <= idx < len(self.symbols):
+            return self.symbols[idx]
+        return self.unk_word
+
+    def __contains__(self, sym: str) -> bool:
+        return sym in self.indices
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Dictionary) and self.indices == other.indices
+
+    def index(self, sym: str) -> int:
+        return self.indices.get(sym, self.unk_index)
+
+    def bos(self) -> int:
+        return self.bos_index
+
+    def pad(self) -> int:
+        return self.pad_index
+
+    def eos(self) -> int:
+        return self.eos_index
+
+    def unk(self) -> int:
+        return self.unk_index
+
+    def string(self, ids: Iterable[int]) -> str:
+        """Space-joined symbols, leaving out padding (for logs and debugging)."""
+        return " ".join(self[int(i)] for i in ids if int(i) != self.pad_index)
+
+    # -- building ----------------------------------------------------------------------------
+    def add_symbol(self, word: str, n: int = 1, overwrite: bool = False) -> int:
+        """Add `n` to the count of `word` (new symbols go last); with overwrite a duplicate gets a new index."""
+        if word in self.indices and not overwrite:
+            idx = self.indices[word]
+            self.count[idx] += n
+            return idx
+        idx = len(self.symbols)
+        self.indices[word] = idx
+        self.symbols.append(word)
+        self.count.append(n)
+        return idx
+
+    def update(self, other: "Dictionary") -> None:
+        for word, n in zip(other.symbols, other.count):
+            self.add_symbol(word, n)
+
+    def finalize(self, threshold: int = -1, nwords: int = -1, padding_factor: int = 8) -> None:
+        """Sort non-specials by count (desc), ties by symbol (asc); cut by threshold/nwords; pad.
+
+        nwords counts the specials too, as in fairseq.
+        """
+        if nwords <= 0:
+            nwords = len(self)
+        keep_symbols = self.symbols[: self.nspecial]
+        keep_count = self.count[: self.nspecial]
+        merged = dict(sorted(zip(self.symbols[self.nspecial:], self.count[self.nspecial:])))
+        # Counter.most_common is stable, so equal counts keep the ascending symbol order above.
+        for sym, n in Counter(merged).most_common(max(nwords - self.nspecial, 0)):
+            if n < threshold:
+                break
+            keep_symbols.append(sym)
+            keep_count.append(n)
+        self.symbols = list(keep_symbols)
+        self.count = list(keep_count)
+        self.indices = {s: i for i, s in enumerate(self.symbols)}
+        self.pad_to_multiple_(padding_factor)
+
+    def pad_to_multiple_(self, padding_factor: int) -> None:
+        """Append madeupwordNNNN (count 0) until len(self) is a multiple of padding_factor."""
+        if padding_factor > 1:
+            i = 0
+            while len(self) % padding_factor != 0:
+                self.add_symbol(f"madeupword{i:04d}", n=0)
+                i += 1
+
+    # -- file io -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str) -> "Dictionary":
+        d = cls()
+        d.add_from_file(path)
+        return d
+
+    def add_from_file(self, path: str) -> None:
+        """Read `<symbol> <count> [#fairseq:overwrite]` lines; specials are implicit."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"dictionary file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, start=1):
+                line = raw.rstrip()
+                try:
+                    word, field = line.rsplit(" ", 1)
+                    overwrite = False
+                    if field == OVERWRITE_FLAG:
+                        overwrite = True
+                        word, field = word.rsplit(" ", 1)
+                    n = int(field)
+                except ValueError:
+                    raise ValueError(
+                        f"{path}:{lineno}: incorrect dictionary format, expected "
+                        f"'<token> <cnt> [flags]', got {line!r}"
+                    ) from None
+                if word in self and not overwrite:
+                    raise ValueError(
+                        f"{path}:{lineno}: duplicate word {word!r} in dictionary "
+                        f"(add ' {OVERWRITE_FLAG}' to the line to allow it)"
+                    )
+                self.add_symbol(word, n=n, overwrite=overwrite)
+
+    def save(self, path: str) -> None:
+        """Write every non-special symbol with its count (fairseq drops overwrite flags too)."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.dumps())
+
+    def dumps(self) -> str:
+        return "".join(f"{s} {n}\n" for s, n in zip(self.symbols[self.nspecial:], self.count[self.nspecial:]))
+
+    # -- encoding ----------------------------------------------------------------------------
+    def encode_line(
+        self,
+        line: str,
+        line_tokenizer: Callable[[str], List[str]] = tokenize_line,
+        add_if_not_exist: bool = False,
+        consumer: Optional[Callable[[str, int], None]] = None,
+        append_eos: bool = True,
+        reverse_order: bool = False,
+    ) -> torch.IntTensor:
+        words = line_tokenizer(line)
+        if reverse_order:
+            words = list(reversed(words))
+        ids = torch.empty(len(words) + (1 if append_eos else 0), dtype=torch.int32)
+        for i, w in enumerate(words):
+            idx = self.add_symbol(w) if add_if_not_exist else self.index(w)
+            if consumer is not None:
+                consumer(w, idx)
+            ids[i] = idx
+        if append_eos:
+            ids[len(words)] = self.eos_index
+        return ids
+
+    def encode_ids(self, words: List[str]) -> List[int]:
+        """Fast path for binarization: indices of pre-split words, no eos."""
+        get, unk = self.indices.get, self.unk_index
+        return [get(w, unk) for w in words]

@@ -1,0 +1,245 @@
+"""fairseq's mmap indexed dataset (`--dataset-impl mmap`): `<prefix>.idx` + `<prefix>.bin`.
+
+Layout of .idx (little-endian): 9-byte magic, u64 version 1, u8 dtype code, u64 N, N int32 sizes,
+N int64 byte pointers. The .bin is the concatenated token ids with no header. The reader maps both
+files and never loads the corpus; the writer produces byte-identical files to fairseq 0.12.2.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from typing import Union
+
+import numpy as np
+import torch
+
+MAGIC = b"MMIDIDX\x00\x00"
+VERSION = 1
+HEADER_LEN = len(MAGIC) + 8 + 1 + 8  # = 26
+
+DTYPES = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.double,
+    8: np.uint16,
+    9: np.uint32,
+    10: np.uint64,
+}
+
+
+def dtype_code(dtype) -> int:
+    """First code whose dtype matches (float64 -> 6, as fairseq)."""
+    dtype = np.dtype(dtype)
+    for k, v in DTYPES.items():
+        if np.dtype(v) == dtype:
+            return k
+    raise ValueError(f"unsupported indexed-dataset dtype {dtype}")
+
+
+def best_fitting_int_dtype(max_int_to_represent) -> np.dtype:
+    if max_int_to_represent is None:
+        return np.dtype(np.uint32)
+    if max_int_to_represent < 65500:
+        return np.dtype(np.uint16)
+    if max_int_to_represent < 4294967295:
+        return np.dtype(np.uint32)
+    return np.dtype(np.int64)
+
+
+def best_fitting_dtype(vocab_size) -> np.dtype:
+    """The dtype fairseq-preprocess picks for a vocabulary of `vocab_size` symbols."""
+    return best_fitting_int_dtype(vocab_size)
+
+
+def index_file_path(prefix: str) -> str:
+    return prefix + ".idx"
+
+
+def data_file_path(prefix: str) -> str:
+    return prefix + ".bin"
+
+
+def dataset_exists(prefix: str) -> bool:
+    return os.path.exists(index_file_path(prefix)) and os.path.exists(data_file_path(prefix))
+
+
+class MMapIndex:
+    """Parsed .idx: dtype, sizes (int32) and pointers (int64), both memory-mapped views."""
+
+    def __init__(self, path: str):
+        if not os.path.isfile(path):
+            raise ValueError(f"index file not found: {path}")
+        file_len = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(HEADER_LEN)
+        if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
+            raise ValueError(f"{path}: bad magic, not an mmap indexed dataset index (expected {MAGIC!r})")
+        if len(head) < HEADER_LEN:
+            raise ValueError(f"{path}: truncated index header ({file_len} bytes)")
+        (version,) = struct.unpack("<Q", head[9:17])
+        if version != VERSION:
+            raise ValueError(f"{path}: unsupported index version {version}")
+        (code,) = struct.unpack("<B", head[17:18])
+        if code not in DTYPES:
+            raise ValueError(f"{path}: unknown dtype code {code}")
+        (n,) = struct.unpack("<Q", head[18:26])
+        expected = HEADER_LEN + 12 * n
+        if file_len != expected:
+            raise ValueError(
+                f"{path}: truncated or corrupt index: {file_len} bytes, expected {expected} for {n} entries"
+            )
+        self.path = path
+        self.dtype = np.dtype(DTYPES[code])
+        self._len = n
+        if n == 0:
+            self.sizes = np.zeros(0, dtype=np.int32)
+            self.pointers = np.zeros(0, dtype=np.int64)
+        else:
+            mm = np.memmap(path, mode="r", dtype=np.uint8)
+            self.sizes = np.frombuffer(mm, dtype=np.int32, count=n, offset=HEADER_LEN)
+            self.pointers = np.frombuffer(mm, dtype=np.int64, count=n, offset=HEADER_LEN + 4 * n)
+            self._mm = mm
+
+    def __len__(self) -> int:
+        return self._len
+
+
+class MMapIndexedDataset(torch.utils.data.Dataset):
+    """Read-only view of a binarized split; ds[i] -> int64 LongTensor copy of sentence i."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+        idx_path, bin_path = index_file_path(prefix), data_file_path(prefix)
+        self._index = MMapIndex(idx_path)
+        if not os.path.isfile(bin_path):
+            raise ValueError(f"data file not found: {bin_path}")
+        itemsize = self._index.dtype.itemsize
+        bin_len = os.path.getsize(bin_path)
+        sizes, ptrs = self._index.sizes, self._index.pointers
+        needed = int(ptrs[-1]) + int(sizes[-1]) * itemsize if len(sizes) else 0
+        if len(sizes) and (int(ptrs[0]) != 0 or needed > bin_len):
+            raise ValueError(
+                f"{bin_path}: size/pointer mismatch with {idx_path}: index needs {needed} bytes, file has {bin_len}"
+            )
+        if bin_len % itemsize != 0:
+            raise ValueError(f"{bin_path}: length {bin_len} is not a multiple of the item size {itemsize}")
+        self._bin = np.memmap(bin_path, mode="r", dtype=self._index.dtype) if bin_len > 0 else np.zeros(
+            0, dtype=self._index.dtype
+        )
+        # Token offset of each sentence: lets callers read spans that cross sentence boundaries.
+        self._tok_ptr = ptrs // itemsize if len(ptrs) else np.zeros(0, dtype=np.int64)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._index.dtype
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self._index.sizes
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def size(self, i: int) -> int:
+        return int(self._index.sizes[i])
+
+    def num_tokens(self, i: int) -> int:
+        return int(self._index.sizes[i])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {self.prefix} ({n} sentences)")
+        start = int(self._tok_ptr[i])
+        arr = np.array(self._bin[start : start + int(self._index.sizes[i])], dtype=np.int64)
+        return torch.from_numpy(arr)
+
+    def read_span(self, sentence: int, offset: int, length: int) -> np.ndarray:
+        """`length` tokens starting `offset` tokens into `sentence`, as int64 (may cross sentences).
+
+        Valid because fairseq writes sentences back to back, so pointers are cumulative.
+        """
+        start = int(self._tok_ptr[sentence]) + offset
+        return np.array(self._bin[start : start + length], dtype=np.int64)
+
+    @property
+    def supports_prefetch(self) -> bool:
+        return False
+
+    @staticmethod
+    def exists(prefix: str) -> bool:
+        return dataset_exists(prefix)
+
+
+class MMapIndexedDatasetBuilder:
+    """Streams sentences to a .bin; `finalize` writes the .idx."""
+
+    def __init__(self, out_file: str, dtype=np.int64):
+        self._path = out_file
+        self._file = open(out_file, "wb")
+        self._dtype = np.dtype(dtype)
+        self._sizes: list = []
+        self._size_arrays: list = []
+
+    def add_item(self, tensor: Union[torch.Tensor, np.ndarray, list]) -> None:
+        if isinstance(tensor, torch.Tensor):
+            tensor = tensor.numpy()
+        arr = np.asarray(tensor).astype(self._dtype, copy=False)
+        self._file.write(arr.tobytes(order="C"))
+        self._sizes.append(arr.size)
+
+    def add_items(self, flat: np.ndarray, sizes: np.ndarray) -> None:
+        """Append many sentences at once: `flat` is their concatenation, `sizes` their lengths."""
+        self._file.write(np.ascontiguousarray(flat, dtype=self._dtype).tobytes())
+        self._flush_sizes()
+        self._size_arrays.append(np.asarray(sizes, dtype=np.int32))
+
+    def _flush_sizes(self) -> None:
+        if self._sizes:
+            self._size_arrays.append(np.asarray(self._sizes, dtype=np.int32))
+            self._sizes = []
+
+    def merge_file_(self, another_prefix: str) -> None:
+        """Append another dataset (same dtype) by copying its .bin and its sizes."""
+        index = MMapIndex(index_file_path(another_prefix))
+        if index.dtype != self._dtype:
+            raise ValueError(
+                f"{index_file_path(another_prefix)}: dtype {index.dtype} differs from builder dtype {self._dtype}"
+            )
+        self._flush_sizes()
+        self._size_arrays.append(np.array(index.sizes, dtype=np.int32))
+        with open(data_file_path(another_prefix), "rb") as f:
+            shutil.copyfileobj(f, self._file, 1 << 22)
+
+    def finalize(self, index_file: str) -> None:
+        self._file.close()
+        self._flush_sizes()
+        sizes = np.concatenate(self._size_arrays) if self._size_arrays else np.zeros(0, dtype=np.int32)
+        write_index(index_file, self._dtype, sizes)
+
+
+def write_index(path: str, dtype, sizes: np.ndarray) -> None:
+    sizes = np.asarray(sizes, dtype=np.int32)
+    itemsize = np.dtype(dtype).itemsize
+    pointers = np.zeros(len(sizes), dtype=np.int64)
+    if len(sizes) > 1:
+        np.cumsum(sizes[:-1].astype(np.int64) * itemsize, out=pointers[1:])
+    with open(path, "wb") as f:
+        f.write(MAGIC)
+        f.write(struct.pack("<Q", VERSION))
+        f.write(struct.pack("<B", dtype_code(dtype)))
+        f.write(struct.pack("<Q", len(sizes)))
+        f.write(sizes.tobytes(order="C"))
+        f.write(pointers.tobytes(order="C"))
+
+
+def make_dataset(prefix: str, impl: str = "mmap") -> MMapIndexedDataset:
+    if impl != "mmap":
+        raise ValueError(f"--dataset-impl {impl!r} is not supported; only 'mmap'")
+    return MMapIndexedDataset(prefix)

@@ -1,0 +1,150 @@
+"""Meters for the train/valid logs, with fairseq's keys, order and rounding (FAIRSEQ_SPEC section 8).
+
+A window accumulates the per-update logging outputs as *sums* (tensors stay tensors, so nothing
+forces a device sync until the window is read at a log interval). Reading it turns the sums into
+fairseq's logged values: the criterion's metrics (loss in bits, ppl, extras), then wps, ups, wpb,
+bsz, num_updates, lr, gnorm, [clip], [loss_scale], train_wall, wall.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from numbers import Number
+from typing import Callable, Dict, Iterable, Optional
+
+import torch
+
+
+def safe_round(value, ndigits: int):
+    if torch.is_tensor(value):
+        value = value.item()
+    if ndigits is None:
+        return value
+    return round(float(value), ndigits)
+
+
+def format_stat(value) -> str:
+    """fairseq's formatting: numbers with '{:g}', everything else via str()."""
+    if torch.is_tensor(value):
+        value = value.item()
+    if isinstance(value, Number):
+        return "{:g}".format(value)
+    return str(value)
+
+
+def add_logs(total: Dict, log: Dict, scale: float = 1.0) -> None:
+    """total[k] += log[k] for every numeric entry (tensors are accumulated lazily, detached)."""
+    for key, value in log.items():
+        if torch.is_tensor(value):
+            value = value.detach()
+            if value.numel() != 1:
+                continue
+            value = value.reshape(())
+        elif not isinstance(value, Number) or isinstance(value, bool):
+            continue
+        if scale != 1.0:
+            value = value * scale
+        prev = total.get(key)
+        total[key] = value if prev is None else prev + value
+
+
+def to_floats(d: Dict) -> Dict[str, float]:
+    """One sync: turn accumulated sums (tensors or numbers) into python floats."""
+    tensors = [k for k, v in d.items() if torch.is_tensor(v)]
+    out = {k: float(v) for k, v in d.items() if not torch.is_tensor(v)}
+    if tensors:
+        values = torch.stack([d[k].double().cpu() for k in tensors]).tolist()
+        out.update(zip(tensors, values))
+    return out
+
+
+def criterion_stats(reduce_metrics: Callable, sums: Dict[str, float]) -> "OrderedDict[str, float]":
+    """Criterion metrics from summed logging outputs, rounded like fairseq (ppl 2 digits, rest 3)."""
+    out = OrderedDict()
+    for key, value in reduce_metrics([sums]).items():
+        out[key] = safe_round(value, 2 if key.endswith("ppl") else 3)
+    return out
+
+
+class TrainWindow:
+    """Sums over one log interval (train_inner) or one epoch (train)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: Dict = {}
+        self.updates = 0
+        self.gnorm = 0.0
+        self.clipped = 0
+        self.train_wall = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, log: Dict, gnorm, clipped, seconds: float) -> None:
+        add_logs(self.sums, log)
+        self.updates += 1
+        self.gnorm = self.gnorm + (gnorm.detach() if torch.is_tensor(gnorm) else gnorm)
+        self.clipped = self.clipped + clipped
+        self.train_wall += seconds
+
+    def stats(self, reduce_metrics: Callable, num_updates: int, lr: float, wall: float,
+              clip_norm: float = 0.0, loss_scale: Optional[float] = None) -> "OrderedDict[str, object]":
+        sums = to_floats(self.sums)
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        n = max(self.updates, 1)
+        ntokens = sums.get("ntokens", 0.0)
+        out = criterion_stats(reduce_metrics, sums)
+        out["wps"] = safe_round(ntokens / elapsed, 1)
+        out["ups"] = safe_round(self.updates / elapsed, 2)
+        out["wpb"] = safe_round(ntokens / n, 1)
+        out["bsz"] = safe_round(sums.get("nsentences", 0.0) / n, 1)
+        out["num_updates"] = num_updates
+        out["lr"] = lr
+        out["gnorm"] = safe_round(float(self.gnorm) / n, 3)
+        if clip_norm > 0:
+            out["clip"] = safe_round(100.0 * float(self.clipped) / n, 1)
+        if loss_scale is not None:
+            out["loss_scale"] = safe_round(loss_scale, 4)
+        out["train_wall"] = safe_round(self.train_wall, 0)
+        out["wall"] = safe_round(wall, 0)
+        return out
+
+
+class ValidWindow:
+    """Sums over one validation pass; wpb/bsz are per batch as in fairseq."""
+
+    def __init__(self):
+        self.sums: Dict = {}
+        self.batches = 0
+        self.start = time.perf_counter()
+
+    def add(self, log: Dict) -> None:
+        add_logs(self.sums, log)
+        self.batches += 1
+
+    def stats(self, reduce_metrics: Callable, num_updates: int) -> "OrderedDict[str, object]":
+        sums = to_floats(self.sums)
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        n = max(self.batches, 1)
+        ntokens = sums.get("ntokens", 0.0)
+        out = criterion_stats(reduce_metrics, sums)
+        out["wps"] = safe_round(ntokens / elapsed, 1)
+        out["wpb"] = safe_round(ntokens / n, 1)
+        out["bsz"] = safe_round(sums.get("nsentences", 0.0) / n, 1)
+        out["num_updates"] = num_updates
+        return out
+
+
+def prefixed(stats: Dict, prefix: str) -> "OrderedDict[str, object]":
+    return OrderedDict((f"{prefix}_{k}", v) for k, v in stats.items())
+
+
+def format_stats(stats: Dict) -> "OrderedDict[str, str]":
+    return OrderedDict((k, format_stat(v)) for k, v in stats.items())
+
+
+def sum_logs(logs: Iterable[Dict]) -> Dict:
+    total: Dict = {}
+    for log in logs:
+        add_logs(total, log)
+    return total

@@ -1,0 +1,292 @@
+"""RoBERTa (fairseq 0.12.2 layout and numerics) with an optional token-dropping encoder path.
+
+Parameter names and shapes are fairseq's so its checkpoints load directly; see FAIRSEQ_SPEC sections 5
+and 7. Activations are batch-first [B,T,C] internally; `inner_states` are returned time-major [T,B,C]
+as fairseq does. Token dropping (Hou et al. 2022, SPEC section 2) is selected per forward call by passing
+`token_drop_keep` (sorted kept positions [B,K], position 0 included); the split of layers is
+`model.encoder.sentence_encoder.token_drop_layers` = (cross layer d, last kept layer), default
+(L//2 - 1, L - 2).
+"""
+from __future__ import annotations
+
+import argparse
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
+
+# per-layer "BetterTransformer" copies that fairseq 0.12 keeps in its state dicts (zero, unused in compute)
+BT_COPIES = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
+             "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
+SE = "encoder.sentence_encoder."
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """fairseq's init: Linear/Embedding weights N(0, 0.02), Linear biases 0, the padding row 0."""
+    if isinstance(module, nn.Linear):
+        module.weight.data.normal_(mean=0.0, std=0.02)
+        if module.bias is not None:
+            module.bias.data.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.data.normal_(mean=0.0, std=0.02)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+
+
+def make_positions(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """fairseq's learned positions: padding_idx+1, padding_idx+2, ... for real tokens, padding_idx at pads."""
+    mask = tokens.ne(padding_idx).int()
+    return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
+
+
+def default_split(num_layers: int, token_drop_layers=None) -> Tuple[int, int]:
+    """(cross layer d, last kept layer); Hou's default d = L//2-1, last = L-2 (needs L >= 4)."""
+    try:
+        from fairseq.token_drop import drop_layer_split
+    except ImportError:  # pragma: no cover - token_drop.py is part of the package
+        drop_layer_split = None
+    if drop_layer_split is not None:
+        return drop_layer_split(num_layers, token_drop_layers)
+    if num_layers < 4:
+        raise ValueError(f"token dropping needs at least 4 encoder layers (got --encoder-layers {num_layers})")
+    return num_layers // 2 - 1, num_layers - 2
+
+
+class TransformerSentenceEncoder(nn.Module):
+    """Embeddings + post-LN layers (fairseq's TransformerEncoder as used by RoBERTa)."""
+
+    def __init__(self, args, vocab_size: int, padding_idx: int):
+        super().__init__()
+        e = args.encoder_embed_dim
+        self.padding_idx = padding_idx
+        self.dropout = args.dropout
+        self.layerdrop = float(getattr(args, "encoder_layerdrop", 0.0) or 0.0)
+        self.max_positions = args.max_positions
+        self.embed_tokens = nn.Embedding(vocab_size, e, padding_idx)
+        self.embed_positions = nn.Embedding(args.max_positions + padding_idx + 1, e, padding_idx)
+        self.layernorm_embedding = nn.LayerNorm(e, eps=1e-5)
+        self.layers = nn.ModuleList([
+            TransformerEncoderLayer(e, args.encoder_ffn_embed_dim, args.encoder_attention_heads,
+                                    args.dropout, args.attention_dropout, args.activation_dropout)
+            for _ in range(args.encoder_layers)])
+        tdl = getattr(args, "token_drop_layers", None)
+        self.token_drop_layers = None if tdl in (None, "") else tdl
+
+    def embed(self, src_tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        if src_tokens.size(1) > self.max_positions:
+            raise ValueError(f"input length {src_tokens.size(1)} exceeds --max-positions {self.max_positions}")
+        x = self.embed_tokens(src_tokens) + self.embed_positions(make_positions(src_tokens, self.padding_idx))
+        x = cheap_dropout(self.layernorm_embedding(x), self.dropout, self.training)
+        return x * (~pad).unsqueeze(-1).type_as(x)
+
+    def forward(self, src_tokens: torch.Tensor, return_all_hiddens: bool = False,
+                token_drop_keep: Optional[torch.Tensor] = None):
+        """Returns (x [B,T,C], extra) with extra = {inner_states ([T,B,C] list or None), cls_local, cls_global}."""
+        pad = src_tokens.eq(self.padding_idx)
+        attn_mask = (~pad)[:, None, None, :]
+        x = self.embed(src_tokens, pad)
+        states = [x] if return_all_hiddens else None
+        L = len(self.layers)
+        if token_drop_keep is None:
+            x, cls_local = self._run(x, attn_mask, range(L), states)
+        else:
+            x, cls_local = self._run_dropping(x, attn_mask, pad, token_drop_keep, states)
+        inner = [s.transpose(0, 1) for s in states] if states is not None else None
+        return x, {"inner_states": inner, "cls_local": cls_local, "cls_global": x[:, 0]}
+
+    def _run(self, x, attn_mask, layer_ids, states, cls_local=None):
+        L = len(self.layers)
+        for i in layer_ids:
+            if self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop:
+                pass  # LayerDrop: skip this layer for this batch
+            else:
+                x = self.layers[i](x, attn_mask)
+            if states is not None:
+                states.append(x)
+            if i == L - 2:
+                cls_local = x[:, 0]
+        return x, cls_local
+
+    def _run_dropping(self, x, attn_mask, pad, keep, states):
+        """Token dropping: full layers, cross layer d, kept layers d+1..end, merge, full layers after."""
+        L = len(self.layers)
+        d, end = default_split(L, self.token_drop_layers)
+        if keep.dim() != 2 or keep.size(0) != x.size(0):
+            raise ValueError(f"token_drop_keep must be [B,K] with B={x.size(0)}, got {tuple(keep.shape)}")
+        if not keep.is_cuda and keep.size(1) > 0 and bool((keep[:, 0] != 0).any()):
+            raise ValueError("token_drop_keep must include position 0 (<s>) as its first entry in every row")
+        x, cls_local = self._run(x, attn_mask, range(d), states)
+        before = x                                    # output of layer d-1 (the embeddings when d == 0)
+        idx = keep.unsqueeze(-1).expand(-1, -1, x.size(-1))
+        kept_mask = (~pad.gather(1, keep))[:, None, None, :]
+        h = self.layers[d](x, attn_mask, query_index=keep)
+        if d == L - 2:
+            cls_local = h[:, 0]
+        if states is not None:
+            states.append(before.scatter(1, idx, h))
+        for i in range(d + 1, end + 1):
+            h = self.layers[i](h, kept_mask)
+            if states is not None:
+                states.append(before.scatter(1, idx, h))
+            if i == L - 2:
+                cls_local = h[:, 0]
+        x = before.scatter(1, idx, h)
+        return self._run(x, attn_mask, range(end + 1, L), states, cls_local)
+
+
+class RobertaLMHead(nn.Module):
+    """dense -> gelu -> LayerNorm -> tied output projection + bias; only masked rows when asked."""
+
+    def __init__(self, embed_dim: int, output_dim: int, weight: Optional[nn.Parameter] = None):
+        super().__init__()
+        self.dense = nn.Linear(embed_dim, embed_dim)
+        self.layer_norm = nn.LayerNorm(embed_dim, eps=1e-5)
+        if weight is None:
+            weight = nn.Linear(embed_dim, output_dim, bias=False).weight
+        self.weight = weight
+        self.bias = nn.Parameter(torch.zeros(output_dim))
+
+    def forward(self, features: torch.Tensor, masked_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if masked_tokens is not None:
+            features = features[masked_tokens]
+        x = self.layer_norm(F.gelu(self.dense(features)))
+        return F.linear(x, self.weight) + self.bias
+
+
+class RobertaClassificationHead(nn.Module):
+    """Sentence head on <s>: dropout, dense, tanh, dropout, out_proj (torch default init, as fairseq)."""
+
+    def __init__(self, input_dim: int, inner_dim: int, num_classes: int, pooler_dropout: float = 0.0):
+        super().__init__()
+        self.dense = nn.Linear(input_dim, inner_dim)
+        self.dropout = pooler_dropout
+        self.out_proj = nn.Linear(inner_dim, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(features[:, 0, :], self.dropout, self.training)
+        x = torch.tanh(self.dense(x))
+        return self.out_proj(F.dropout(x, self.dropout, self.training))
+
+
+class RobertaEncoder(nn.Module):
+    def __init__(self, args, vocab_size: int, padding_idx: int):
+        super().__init__()
+        self.sentence_encoder = TransformerSentenceEncoder(args, vocab_size, padding_idx)
+        tied = None if getattr(args, "untie_weights_roberta", False) else self.sentence_encoder.embed_tokens.weight
+        self.lm_head = RobertaLMHead(args.encoder_embed_dim, vocab_size, tied)
+
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,
+                token_drop_keep=None, **unused):
+        x, extra = self.sentence_encoder(src_tokens, return_all_hiddens, token_drop_keep)
+        if not features_only:
+            x = self.lm_head(x, masked_tokens)
+        return x, extra
+
+
+class RobertaModel(nn.Module):
+    """fairseq-compatible RoBERTa: `model.encoder` (sentence_encoder + lm_head) and classification heads."""
+
+    def __init__(self, args, encoder: RobertaEncoder):
+        super().__init__()
+        self.args = args
+        self.encoder = encoder
+        self.apply(init_bert_params)
+        self.classification_heads = nn.ModuleDict()
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        from fairseq.models import add_model_args
+        add_model_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task) -> "RobertaModel":
+        """args: argparse.Namespace with fairseq names; task: anything with .source_dictionary."""
+        from fairseq.models import get_arch
+        get_arch(getattr(args, "arch", None) or "roberta_base")(args)
+        dictionary = getattr(task, "source_dictionary", task)
+        return cls(args, RobertaEncoder(args, len(dictionary), dictionary.pad()))
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+        from fairseq.models.roberta.hub_interface import from_pretrained
+        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+
+    def max_positions(self) -> int:
+        return self.encoder.sentence_encoder.max_positions
+
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
+                masked_tokens=None, token_drop_keep=None, **unused):
+        if classification_head_name is not None:
+            features_only = True
+        x, extra = self.encoder(src_tokens, features_only, return_all_hiddens, masked_tokens=masked_tokens,
+                                token_drop_keep=token_drop_keep)
+        if classification_head_name is not None:
+            x = self.classification_heads[classification_head_name](x)
+        return x, extra
+
+    def get_normalized_probs(self, net_output, log_probs: bool, sample=None) -> torch.Tensor:
+        logits = net_output[0].float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def get_targets(self, sample, net_output):
+        return sample["target"]
+
+    def register_classification_head(self, name: str, num_classes: Optional[int] = None,
+                                     inner_dim: Optional[int] = None, **unused) -> None:
+        e = self.args.encoder_embed_dim
+        if name in self.classification_heads:
+            head = self.classification_heads[name]
+            if head.out_proj.out_features == num_classes and head.dense.out_features == (inner_dim or e):
+                return
+        self.classification_heads[name] = RobertaClassificationHead(
+            e, inner_dim or e, num_classes, float(getattr(self.args, "pooler_dropout", 0.0) or 0.0))
+
+    # ---- fairseq state dicts --------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        """Accept our keys or fairseq 0.12's: drop the zero BetterTransformer copies and `version`,
+        re-tie lm_head.weight, and register classification heads found in the state dict."""
+        sd = OrderedDict()
+        for k, v in state_dict.items():
+            leaf = k.rsplit(".", 1)[-1]
+            if k.endswith(".version") or (".layers." in k and leaf in BT_COPIES and k.count(".") == 4):
+                continue
+            sd[k] = v
+        tied = self.encoder.lm_head.weight is self.encoder.sentence_encoder.embed_tokens.weight
+        if tied:
+            sd.setdefault("encoder.lm_head.weight", sd.get(SE + "embed_tokens.weight"))
+            if sd["encoder.lm_head.weight"] is None:
+                del sd["encoder.lm_head.weight"]
+        for k, v in list(sd.items()):
+            if k.startswith("classification_heads.") and k.endswith(".out_proj.weight"):
+                name = k[len("classification_heads."):-len(".out_proj.weight")]
+                inner = sd[f"classification_heads.{name}.dense.weight"].size(0)
+                self.register_classification_head(name, v.size(0), inner)
+        return super().load_state_dict(sd, strict=strict, **kwargs)
+
+
+def fairseq_compatible_state_dict(model: RobertaModel) -> "OrderedDict[str, torch.Tensor]":
+    """Our state dict plus fairseq 0.12's `version` tensor and zero BetterTransformer copies, in
+    fairseq's key order, so that real fairseq loads it with strict=True."""
+    ours = model.state_dict()
+    out = OrderedDict()
+    out[SE + "version"] = torch.tensor([3.0])
+    layer_copies = set()
+    for k, v in ours.items():
+        parts = k.split(".")
+        if k.startswith(SE + "layers.") and parts[3] not in layer_copies:
+            i = parts[3]
+            layer_copies.add(i)
+            pre = f"{SE}layers.{i}."
+            e = ours[pre + "fc1.weight"].size(1)
+            f = ours[pre + "fc1.weight"].size(0)
+            shapes = {"in_proj_weight": (3 * e, e), "in_proj_bias": (3 * e,), "out_proj_weight": (e, e),
+                      "out_proj_bias": (e,), "fc1_weight": (f, e), "fc1_bias": (f,), "fc2_weight": (e, f),
+                      "fc2_bias": (e,)}
+            for name in BT_COPIES:
+                out[pre + name] = torch.zeros(shapes[name], dtype=v.dtype)
+        out[k] = v
+    return out

@@ -1,0 +1,321 @@
+"""fairseq-train's command line: fairseq 0.12.2 flag names, defaults and two-stage parsing.
+
+Stage 1 reads --arch/--task/--criterion/--optimizer/--lr-scheduler; stage 2 adds the flags those
+choices own (each class's add_args, as in fairseq) and parses everything, so an unknown flag is an
+argparse error that names it. Unknown names raise a one-line ValueError listing the choices.
+`args_to_cfg` turns the flat Namespace into fairseq's grouped cfg made of plain dicts only.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+from typing import Dict, List, Optional, Sequence
+
+from fairseq import registry
+
+DEFAULT_TASK = "masked_lm"
+
+# parser group title -> fairseq cfg group
+_GROUP_OF_TITLE = {
+    "common": "common", "dataset": "dataset", "distributed_training": "distributed_training",
+    "optimization": "optimization", "checkpoint": "checkpoint", "model": "model", "task": "task",
+    "token dropping / ScTD": "task", "criterion": "criterion", "optimizer": "optimizer",
+    "lr_scheduler": "lr_scheduler", "common_eval": "common_eval",
+}
+CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
+              "bmuf", "generation", "eval_lm", "interactive", "model", "task", "criterion", "optimizer",
+              "lr_scheduler", "scoring", "bpe", "tokenizer", "ema")
+
+
+def _has(parser: argparse.ArgumentParser, flag: str) -> bool:
+    return flag in parser._option_string_actions
+
+
+def str_list(value, type_=float) -> List:
+    """fairseq list syntax: '1e-4', '1e-4,2e-4' or '[1e-4, 2e-4]' -> [1e-4, 2e-4]."""
+    if isinstance(value, (list, tuple)):
+        return [type_(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("[") or text.startswith("("):
+        text = text[1:-1]
+    try:
+        return [type_(ast.literal_eval(v.strip())) for v in text.split(",") if v.strip()]
+    except (ValueError, SyntaxError):
+        raise ValueError(f"cannot parse {value!r} as a comma-separated list of {type_.__name__}") from None
+
+
+def _add_common(parser):
+    g = parser.add_argument_group("common")
+    add = g.add_argument
+    add("--no-progress-bar", action="store_true", help="disable the progress bar")
+    add("--log-interval", type=int, default=100, metavar="N", help="log every N updates")
+    add("--log-format", default=None, choices=["json", "none", "simple", "tqdm"], help="log format")
+    add("--log-file", default=None, help="also write the log to this file")
+    add("--tensorboard-logdir", default=None, help="tensorboard directory (needs tensorboard)")
+    add("--wandb-project", default=None, help="(accepted, unused)")
+    add("--azureml-logging", action="store_true", help="(accepted, unused)")
+    add("--seed", type=int, default=1, metavar="N", help="random seed")
+    add("--cpu", action="store_true", help="train on CPU even when CUDA is available")
+    add("--tpu", action="store_true", help="(accepted; TPUs are not supported)")
+    add("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
+    add("--memory-efficient-bf16", action="store_true", help="same as --bf16 here")
+    add("--fp16", action="store_true", help="fp16 autocast + dynamic loss scaling on CUDA; fp32 on CPU")
+    add("--memory-efficient-fp16", action="store_true", help="implies --fp16 (same path here)")
+    add("--fp16-no-flatten-grads", action="store_true", help="(accepted, unused)")
+    add("--fp16-init-scale", type=float, default=128, help="initial fp16 loss scale")
+    add("--fp16-scale-window", type=int, default=None, help="updates without overflow before the scale grows")
+    add("--fp16-scale-tolerance", type=float, default=0.0, help="fraction of overflows tolerated")
+    add("--on-cpu-convert-precision", action="store_true", help="(accepted, unused)")
+    add("--min-loss-scale", type=float, default=1e-4, help="stop training below this loss scale")
+    add("--threshold-loss-scale", type=float, default=None, help="floor for the loss scale")
+    add("--amp", action="store_true", help="same as --fp16 here")
+    add("--amp-batch-retries", type=int, default=2, help="(accepted, unused)")
+    add("--amp-init-scale", type=float, default=2 ** 7, help="(accepted, unused)")
+    add("--amp-scale-window", type=int, default=None, help="(accepted, unused)")
+    add("--user-dir", default=None, help="not supported (all code lives in this package)")
+    add("--empty-cache-freq", type=int, default=0, help="(accepted, unused)")
+    add("--all-gather-list-size", type=int, default=16384, help="(accepted, unused)")
+    add("--model-parallel-size", type=int, default=1, help="must be 1")
+    add("--profile", action="store_true", help="(accepted, unused)")
+    add("--reset-logging", action="store_true", help="(accepted, unused)")
+    add("--suppress-crashes", action="store_true", help="(accepted, unused)")
+
+
+def _add_dataset(parser, train: bool):
+    g = parser.add_argument_group("dataset")
+    add = g.add_argument
+    add("--num-workers", type=int, default=1, help="data loading workers (batches are built in-process)")
+    add("--skip-invalid-size-inputs-valid-test", action="store_true",
+        help="skip too-long valid/test samples instead of failing")
+    add("--max-tokens", type=int, default=None, metavar="N", help="maximum tokens per batch")
+    add("--batch-size", "--max-sentences", type=int, default=None, metavar="N",
+        help="maximum sentences per batch")
+    add("--required-batch-size-multiple", type=int, default=8, metavar="N",
+        help="batch sizes are rounded to a multiple of N")
+    add("--required-seq-len-multiple", type=int, default=1, help="(accepted, unused)")
+    add("--dataset-impl", default=None, choices=["mmap", "lazy", "cached", "raw", "fasta", "huffman"],
+        help="only mmap is supported")
+    add("--data-buffer-size", type=int, default=10, help="(accepted, unused)")
+    add("--train-subset", default="train", help="training split")
+    add("--valid-subset", default="valid", help="comma-separated validation splits")
+    add("--combine-valid-subsets", action="store_true", default=None, help="(accepted, unused)")
+    add("--ignore-unused-valid-subsets", action="store_true", help="(accepted, unused)")
+    add("--validate-interval", type=int, default=1, metavar="N", help="validate every N epochs")
+    add("--validate-interval-updates", type=int, default=0, metavar="N", help="validate every N updates")
+    add("--validate-after-updates", type=int, default=0, metavar="N", help="no validation before N updates")
+    add("--fixed-validation-seed", type=int, default=None, help="(accepted, unused)")
+    add("--disable-validation", action="store_true", help="do not validate")
+    add("--max-tokens-valid", type=int, default=None, metavar="N", help="max tokens per valid batch")
+    add("--batch-size-valid", "--max-sentences-valid", type=int, default=None, metavar="N",
+        help="max sentences per valid batch (default: --batch-size)")
+    add("--max-valid-steps", "--nval", type=int, default=None, metavar="N", help="valid batches to run")
+    add("--curriculum", type=int, default=0, help="(accepted, unused)")
+    add("--num-shards", type=int, default=1, help="(accepted, unused)")
+    add("--shard-id", type=int, default=0, help="(accepted, unused)")
+
+
+def _add_optimization(parser):
+    g = parser.add_argument_group("optimization")
+    add = g.add_argument
+    add("--max-epoch", type=int, default=0, metavar="N", help="stop after N epochs (0 = no limit)")
+    add("--max-update", type=int, default=0, metavar="N", help="stop after N updates (0 = no limit)")
+    add("--stop-time-hours", type=float, default=0.0, metavar="H",
+        help="stop after H hours of training wall time (0 = no limit)")
+    add("--clip-norm", type=float, default=0.0, metavar="NORM", help="clip gradients to this norm (0 = off)")
+    add("--sentence-avg", action="store_true", help="normalise cross_entropy by sentences, not tokens")
+    add("--update-freq", default="1", metavar="N1,N2,...", help="accumulate gradients over N batches")
+    add("--lr", "--learning-rate", default="0.25", metavar="LR1,LR2,...", help="learning rate")
+    add("--stop-min-lr", type=float, default=-1.0, metavar="LR", help="stop when the lr falls below this")
+    add("--use-bmuf", action="store_true", help="not supported")
+    add("--skip-remainder-batch", action="store_true", help="(accepted, unused)")
+
+
+def _add_checkpoint(parser):
+    g = parser.add_argument_group("checkpoint")
+    add = g.add_argument
+    add("--save-dir", default="checkpoints", metavar="DIR", help="where to save checkpoints")
+    add("--restore-file", default="checkpoint_last.pt",
+        help="checkpoint to resume from (relative names are looked up in --save-dir first)")
+    add("--continue-once", default=None, help="(accepted, unused)")
+    add("--finetune-from-model", default=None, help="initialise the model from this checkpoint only")
+    add("--reset-dataloader", action="store_true", help="do not restore the data iterator position")
+    add("--reset-lr-scheduler", action="store_true", help="do not restore the lr scheduler state")
+    add("--reset-meters", action="store_true", help="do not restore meters")
+    add("--reset-optimizer", action="store_true", help="do not restore the optimizer (nor num_updates)")
+    add("--optimizer-overrides", default="{}", help="(accepted, unused)")
+    add("--save-interval", type=int, default=1, metavar="N", help="save every N epochs")
+    add("--save-interval-updates", type=int, default=0, metavar="N", help="save every N updates")
+    add("--keep-interval-updates", type=int, default=-1, metavar="N", help="keep the last N update checkpoints")
+    add("--keep-interval-updates-pattern", type=int, default=-1, help="(accepted, unused)")
+    add("--keep-last-epochs", type=int, default=-1, metavar="N", help="keep the last N epoch checkpoints")
+    add("--keep-best-checkpoints", type=int, default=-1, help="(accepted, unused)")
+    add("--no-save", action="store_true", help="never save checkpoints")
+    add("--no-epoch-checkpoints", action="store_true", help="only keep last and best")
+    add("--no-last-checkpoints", action="store_true", help="do not write checkpoint_last.pt")
+    add("--no-save-optimizer-state", action="store_true", help="leave the optimizer state out")
+    add("--best-checkpoint-metric", default="loss", help="validation metric for checkpoint_best.pt")
+    add("--maximize-best-checkpoint-metric", action="store_true", help="higher metric is better")
+    add("--patience", type=int, default=-1, metavar="N", help="stop after N validations without improvement")
+    add("--checkpoint-suffix", default="", help="suffix added to checkpoint names")
+    add("--checkpoint-shard-count", type=int, default=1, help="(accepted, unused)")
+    add("--load-checkpoint-on-all-dp-ranks", action="store_true", help="(accepted, unused)")
+    add("--write-checkpoints-asynchronously", action="store_true", help="(accepted, unused)")
+
+
+def _add_distributed(parser):
+    from fairseq import distributed
+
+    distributed.add_distributed_args(parser)
+    g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
+    if not _has(parser, "--distributed-num-procs"):
+        g.add_argument("--distributed-num-procs", type=int, default=None, help="(accepted, unused)")
+
+
+def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
+    """The stage-1 parser (add the per-choice flags with `parse_args_and_arch`)."""
+    parser = argparse.ArgumentParser(prog="fairseq-train", allow_abbrev=False)
+    _add_common(parser)
+    parser.add_argument("--task", default=default_task, metavar="TASK",
+                        help="task: " + ", ".join(registry.choices("task")))
+    parser.add_argument("-a", "--arch", default=None, metavar="ARCH", help="model architecture")
+    parser.add_argument("--criterion", default="cross_entropy", help="criterion (fairseq's default: cross_entropy)")
+    parser.add_argument("--optimizer", default="adam", help="optimizer: " + ", ".join(registry.choices("optimizer")))
+    parser.add_argument("--lr-scheduler", default="fixed",
+                        help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
+    parser.add_argument("--scoring", default="bleu", help="(accepted, unused)")
+    parser.add_argument("--tokenizer", default=None, help="(accepted, unused)")
+    parser.add_argument("--bpe", default=None, help="(accepted, unused)")
+    _add_dataset(parser, train=True)
+    _add_distributed(parser)
+    _add_optimization(parser)
+    _add_checkpoint(parser)
+    return parser
+
+
+def _add_choice_args(parser, names: argparse.Namespace) -> None:
+    """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
+    from fairseq import models
+
+    if names.arch is None:
+        raise ValueError("--arch/-a is required; choose from: " + ", ".join(models.arch_choices()))
+    models.get_arch(names.arch)
+    task_cls = registry.lookup("task", names.task)
+    criterion_cls = registry.lookup("criterion", names.criterion)
+    optimizer_cls = registry.lookup("optimizer", names.optimizer)
+    scheduler_cls = registry.lookup("lr-scheduler", names.lr_scheduler)
+    models.add_model_args(parser)
+    if not _has(parser, "--max-source-positions"):
+        g = [grp for grp in parser._action_groups if grp.title == "model"][-1]
+        g.add_argument("--max-source-positions", type=int, default=None, help="(defaults to --max-positions)")
+    task_cls.add_args(parser)
+    for cls, title in ((criterion_cls, "criterion"), (optimizer_cls, None), (scheduler_cls, None)):
+        if hasattr(cls, "add_args"):
+            if title:
+                parser.add_argument_group(title)
+            cls.add_args(parser)
+
+
+def _postprocess(args: argparse.Namespace) -> argparse.Namespace:
+    from fairseq import models
+
+    args.lr = str_list(args.lr, float)
+    args.update_freq = str_list(args.update_freq, int)
+    if not args.lr or not args.update_freq or min(args.update_freq) < 1:
+        raise ValueError(f"--lr {args.lr} / --update-freq {args.update_freq}: need values (update-freq >= 1)")
+    if args.memory_efficient_fp16 or args.amp:
+        args.fp16 = True
+    if args.memory_efficient_bf16:
+        args.bf16 = True
+    if args.fp16 and args.bf16:
+        raise ValueError("--fp16 and --bf16 are mutually exclusive")
+    if args.user_dir:
+        raise ValueError(f"--user-dir {args.user_dir!r} is not supported: everything lives in the fairseq package")
+    if args.use_bmuf:
+        raise ValueError("--use-bmuf is not supported")
+    if args.dataset_impl not in (None, "mmap"):
+        raise ValueError(f"--dataset-impl {args.dataset_impl!r} is not supported; only mmap")
+    if getattr(args, "batch_size_valid", None) is None:
+        args.batch_size_valid = args.batch_size
+    if getattr(args, "max_tokens_valid", None) is None:
+        args.max_tokens_valid = args.max_tokens
+    if args.max_tokens is None and args.batch_size is None:
+        raise ValueError("specify a batch size with --max-tokens or --batch-size")
+    if "adam_betas" in args:
+        from fairseq.optim.adam import parse_betas
+
+        parse_betas(args.adam_betas)
+    args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
+    models.get_arch(args.arch)(args)
+    if args.max_source_positions is None:
+        args.max_source_positions = args.max_positions
+    return args
+
+
+def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Sequence[str]] = None,
+                        parse_known: bool = False) -> argparse.Namespace:
+    """Parse `input_args` (default sys.argv[1:]) with fairseq's two-stage scheme."""
+    input_args = None if input_args is None else [str(a) for a in input_args]
+    names, _ = parser.parse_known_args(input_args)
+    _add_choice_args(parser, names)
+    if parse_known:
+        args, _ = parser.parse_known_args(input_args)
+    else:
+        args = parser.parse_args(input_args)
+    return _postprocess(args)
+
+
+def _plain(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def args_to_cfg(args: argparse.Namespace) -> Dict[str, object]:
+    """fairseq's grouped cfg as plain dicts (weights_only-loadable); cfg['model'] holds every flat arg."""
+    parser = get_training_parser(getattr(args, "task", DEFAULT_TASK))
+    try:
+        _add_choice_args(parser, args)
+    except (ValueError, AttributeError):
+        pass
+    flat = {k: _plain(v) for k, v in vars(args).items()}
+    cfg: Dict[str, object] = {"_name": None}
+    for group in CFG_GROUPS:
+        cfg[group] = {"_name": None}
+    for grp in parser._action_groups:
+        target = _GROUP_OF_TITLE.get(grp.title)
+        if target is None or target == "model":
+            continue
+        for action in grp._group_actions:
+            if action.dest in flat:
+                cfg[target][action.dest] = flat[action.dest]
+    if "data" in flat:
+        cfg["task"]["data"] = flat["data"]
+    cfg["task"]["_name"] = flat.get("task")
+    cfg["criterion"]["_name"] = flat.get("criterion")
+    cfg["optimizer"]["_name"] = flat.get("optimizer")
+    cfg["lr_scheduler"]["_name"] = flat.get("lr_scheduler")
+    for g in ("optimizer", "lr_scheduler"):
+        cfg[g]["lr"] = flat.get("lr")
+    cfg["model"] = dict(flat, _name=flat.get("arch"))
+    return cfg
+
+
+def model_args_from_cfg(cfg) -> argparse.Namespace:
+    """The flat model Namespace from a checkpoint cfg: ours (dict) or fairseq's (argparse.Namespace)."""
+    if cfg is None:
+        raise ValueError("checkpoint has no cfg: cannot rebuild the model")
+    model = cfg.get("model") if isinstance(cfg, dict) else getattr(cfg, "model", None)
+    if isinstance(model, argparse.Namespace):
+        flat = dict(vars(model))
+    elif isinstance(model, dict):
+        flat = dict(model)
+    else:
+        raise ValueError(f"checkpoint cfg['model'] has unexpected type {type(model).__name__}")
+    if "arch" not in flat and flat.get("_name"):
+        flat["arch"] = flat["_name"]
+    flat.pop("_name", None)
+    return argparse.Namespace(**flat)

@@ -1,0 +1,210 @@
+"""The masked_lm task (FAIRSEQ_SPEC section 4): dictionary, datasets, batches, train/valid steps.
+
+train_step does its own backward (fairseq semantics) through `optimizer.backward(loss)`, which
+applies the fp16 loss scale when one is active. With --token-drop > 0 the step is delegated to
+fairseq.sctd.train_step, and after every optimizer step the trainer calls after_update so the
+token-importance table folds in the losses of that update.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import torch
+
+from fairseq.data import iterators
+from fairseq.data.dictionary import Dictionary
+
+logger = logging.getLogger(__name__)
+
+
+def _backward(optimizer, loss):
+    if optimizer is not None and hasattr(optimizer, "backward"):
+        optimizer.backward(loss)
+    else:
+        loss.backward()
+
+
+class MaskedLMTask:
+    @staticmethod
+    def add_args(parser):
+        from fairseq.token_drop import add_token_drop_args
+
+        g = parser.add_argument_group("task")
+        add = g.add_argument
+        add("data", help="fairseq binarized data directory (dict.txt + <split>.bin/.idx); ':'-separated shards")
+        add("--sample-break-mode", default="none", choices=["none", "complete", "complete_doc", "eos"],
+            help="how sentences are packed into blocks")
+        add("--tokens-per-sample", default=512, type=int, help="max tokens per sample (incl. <s>)")
+        add("--mask-prob", default=0.15, type=float, help="probability of masking a token")
+        add("--leave-unmasked-prob", default=0.1, type=float, help="probability a masked token is unchanged")
+        add("--random-token-prob", default=0.1, type=float, help="probability a masked token is random")
+        add("--freq-weighted-replacement", action="store_true", help="random tokens drawn by frequency")
+        add("--mask-whole-words", action="store_true", help="mask whole words (needs the GPT-2 BPE files)")
+        add("--mask-multiple-length", default=1, type=int, help="only 1 is supported")
+        add("--mask-stdev", default=0.0, type=float, help="only 0 is supported")
+        add("--shorten-method", default="none", choices=["none", "truncate", "random_crop"],
+            help="only none is supported")
+        add("--shorten-data-split-list", default="", help="(accepted, unused)")
+        add("--include-target-tokens", action="store_true", help="(accepted, unused)")
+        add("--gpt2-encoder-json", default=None, help="GPT-2 encoder.json, for --mask-whole-words")
+        add("--gpt2-vocab-bpe", default=None, help="GPT-2 vocab.bpe, for --mask-whole-words")
+        add("--bpe-tokenizer-json", default=None,
+            help="tokenizer.json, for --mask-whole-words (default: DATA/tokenizer.json if present)")
+        add_token_drop_args(parser)
+
+    def __init__(self, args, dictionary: Dictionary):
+        self.args = args
+        self.dictionary = dictionary
+        self.mask_idx = dictionary.add_symbol("<mask>")
+        self.datasets = {}
+        self.token_dropper = None
+        self.seed = int(getattr(args, "seed", 1))
+        if int(getattr(args, "mask_multiple_length", 1)) != 1 or float(getattr(args, "mask_stdev", 0.0)) != 0.0:
+            raise ValueError("--mask-multiple-length > 1 / --mask-stdev are not supported (span masking)")
+        if getattr(args, "shorten_method", "none") != "none":
+            raise ValueError(f"--shorten-method {args.shorten_method!r} is not supported; only none")
+
+    @classmethod
+    def setup_task(cls, args):
+        paths = [p for p in str(args.data).split(":") if p]
+        if not paths:
+            raise ValueError("no data directory given")
+        dict_path = os.path.join(paths[0], "dict.txt")
+        if not os.path.isfile(dict_path):
+            raise FileNotFoundError(f"dictionary not found: {dict_path} (is {paths[0]} a fairseq data-bin?)")
+        dictionary = Dictionary.load(dict_path)
+        logger.info(f"dictionary: {len(dictionary)} types")
+        return cls(args, dictionary)
+
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    def max_positions(self) -> int:
+        return int(self.args.tokens_per_sample)
+
+    def _whole_word_mask(self):
+        if not getattr(self.args, "mask_whole_words", False):
+            return None
+        from fairseq.data.bpe import GPT2BPE, word_begins
+
+        data_dir = str(self.args.data).split(":")[0]
+        tok_json = self.args.bpe_tokenizer_json or os.path.join(data_dir, "tokenizer.json")
+        if self.args.gpt2_encoder_json and self.args.gpt2_vocab_bpe:
+            bpe = GPT2BPE(self.args.gpt2_encoder_json, self.args.gpt2_vocab_bpe)
+        elif os.path.isfile(tok_json):
+            bpe = GPT2BPE(tokenizer_json=tok_json)
+        else:
+            raise FileNotFoundError(
+                "--mask-whole-words needs the BPE: give --gpt2-encoder-json and --gpt2-vocab-bpe, or "
+                f"--bpe-tokenizer-json (looked for {tok_json})")
+        return word_begins(self.dictionary, bpe)
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
+        from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
+        from fairseq.data.mlm_dataset import MaskedLMDataset
+        from fairseq.data.token_blocks import TokenBlockDataset
+
+        paths = [p for p in str(self.args.data).split(":") if p]
+        data_path = paths[(epoch - 1) % len(paths)]
+        prefix = os.path.join(data_path, split)
+        if not dataset_exists(prefix):
+            raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r} of {data_path})")
+        sentences = MMapIndexedDataset(prefix)
+        blocks = TokenBlockDataset(sentences, sentences.sizes, int(self.args.tokens_per_sample) - 1,
+                                   pad=self.dictionary.pad(), eos=self.dictionary.eos(),
+                                   break_mode=self.args.sample_break_mode)
+        logger.info(f"loaded {len(blocks)} blocks from: {prefix}")
+        self.datasets[split] = MaskedLMDataset(
+            blocks, self.dictionary, seed=self.seed, mask_prob=self.args.mask_prob,
+            leave_unmasked_prob=self.args.leave_unmasked_prob, random_token_prob=self.args.random_token_prob,
+            mask_whole_words=self._whole_word_mask(),
+            freq_weighted_replacement=bool(self.args.freq_weighted_replacement))
+        return self.datasets[split]
+
+    def dataset(self, split: str):
+        if split not in self.datasets:
+            raise KeyError(f"split {split!r} is not loaded; call load_dataset first")
+        return self.datasets[split]
+
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
+                           num_shards=1, shard_id=0, epoch=1, split_name=""):
+        """Sort by length (seeded ties), drop/raise on too-long samples, batch, wrap in an epoch iterator.
+
+        Like fairseq, the dataset's epoch is set to `epoch` here, so validation (built with epoch=1
+        and iterated without set_dataset_epoch) always sees the same masks.
+        """
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        indices = iterators.ordered_indices(dataset.sizes, seed)
+        indices, _ = iterators.filter_by_size(indices, dataset.sizes, max_positions,
+                                              raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
+        batches = iterators.batch_by_size(indices, dataset.sizes, max_tokens=max_tokens,
+                                          max_sentences=max_sentences,
+                                          required_batch_size_multiple=required_batch_size_multiple)
+        return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
+                                            shard_id=shard_id, epoch=epoch)
+
+    def build_model(self, args):
+        from fairseq import models
+
+        models.get_arch(getattr(args, "arch", None) or "roberta_base")(args)
+        if getattr(args, "max_positions", None) is None:
+            args.max_positions = args.tokens_per_sample
+        if int(args.max_positions) < int(args.tokens_per_sample):
+            raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample "
+                             f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
+        model = models.build_model(args, self)
+        if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
+            from fairseq.token_drop import TokenDropper
+
+            self.token_dropper = TokenDropper(args, self.dictionary, int(args.encoder_layers))
+        return model
+
+    def build_criterion(self, args):
+        from fairseq.criterions import build_criterion
+
+        return build_criterion(args, self)
+
+    def autocast_context(self, optimizer=None):
+        """bf16/fp16 autocast as the trainer configured it (the optimizer wrapper carries the dtype)."""
+        dtype = getattr(optimizer, "autocast_dtype", None)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=optimizer.device_type, dtype=dtype)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.token_dropper is not None:
+            from fairseq import sctd
+
+            return sctd.train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad)
+        model.train()
+        with self.autocast_context(optimizer):
+            loss, sample_size, log = criterion(model, sample)
+        if ignore_grad:
+            loss = loss * 0
+        _backward(optimizer, loss)
+        return loss, sample_size, log
+
+    def valid_step(self, sample, model, criterion):
+        model.eval()
+        with torch.no_grad():
+            return criterion(model, sample)
+
+    def after_update(self, num_updates: int) -> None:
+        if self.token_dropper is not None:
+            self.token_dropper.importance.apply()
+
+    def state_dict(self) -> dict:
+        return {"token_dropper": self.token_dropper.state_dict()} if self.token_dropper is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.token_dropper is not None and state and "token_dropper" in state:
+            self.token_dropper.load_state_dict(state["token_dropper"])

@@ -1,0 +1,352 @@
+"""Token dropping (Hou et al. 2022): which positions the middle layers process, and the importance table.
+
+The model (fairseq/models/roberta/model.py) only needs a sorted LongTensor [B, K] of kept positions;
+everything that decides *which* positions lives here so that the model stays a plain function of its
+input. Split of an L-layer encoder (SPEC section 2): layers 0..d-1 full, layer d cross (kept queries,
+all keys), layers d+1..last_kept on kept positions only, merge, layers last_kept+1..L-1 full.
+
+Importance (SPEC section 2): a [V] table m(v); after every update
+m(v) <- beta * m(v) + (1 - beta) * mean loss of id v over the whole global batch (all micro-batches,
+all ranks). Specials are pinned to SPECIAL_SCORE so they are always kept; <pad> is always dropped first.
+The table is training state (checkpoint task_state), never part of the model.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import Iterable, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+SPECIAL_SCORE = 1e4
+DEFAULT_INIT = 10.0
+DEFAULT_SCTD_INTERVAL = 10
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def _drop_rate(value: str) -> float:
+    try:
+        p = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--token-drop {value!r}: not a number") from None
+    if not (0.0 <= p < 1.0) or math.isnan(p):
+        raise argparse.ArgumentTypeError(f"--token-drop {value}: the drop rate must satisfy 0 <= P < 1")
+    return p
+
+
+def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
+    """Add the token-dropping / ScTD flags (called by MaskedLMTask.add_args)."""
+    g = parser.add_argument_group("token dropping / ScTD")
+    g.add_argument("--token-drop", type=_drop_rate, default=0.0, metavar="P",
+                   help="fraction of positions the middle layers drop (0 = off, 0 <= P < 1)")
+    g.add_argument("--token-drop-importance", choices=["loss", "random"], default="loss",
+                   help="keep the tokens with the highest running MLM loss, or a uniform random subset")
+    g.add_argument("--token-drop-layers", type=str, default=None, metavar="START,END",
+                   help="cross layer START and last dropping layer END (0-based); "
+                        "default Hou split START=L//2-1, END=L-2")
+    g.add_argument("--token-importance-beta", type=float, default=0.95, metavar="B",
+                   help="EMA factor of the importance table: m <- B*m + (1-B)*loss")
+    g.add_argument("--init-token-importance", type=str, default=None, metavar="PATH",
+                   help="initial importance table (.npy, .pt or text with one float per line, vocab-sized)")
+    g.add_argument("--sctd-interval", type=int, default=None, metavar="FI",
+                   help="ScTD: every FI-th update also runs the full model and adds the KL terms "
+                        f"(default {DEFAULT_SCTD_INTERVAL} when --token-drop > 0; 0 = vanilla token dropping)")
+    g.add_argument("--sctd-weight", type=float, default=0.05, metavar="LAMBDA",
+                   help="ScTD weight of KL_local + KL_global")
+    g.add_argument("--sctd-full-mlm-weight", type=float, default=0.0, metavar="W",
+                   help="ScTD weight of the full pass MLM loss (0 = the paper's published setting)")
+
+
+def sctd_interval(args) -> int:
+    """Resolved --sctd-interval: default 10 when token dropping is on, 0 when it is off."""
+    p = float(getattr(args, "token_drop", 0.0) or 0.0)
+    fi = getattr(args, "sctd_interval", None)
+    if p <= 0:
+        return 0
+    if fi is None:
+        return DEFAULT_SCTD_INTERVAL
+    if fi < 0:
+        raise ValueError(f"--sctd-interval {fi}: must be >= 0 (0 turns ScTD off)")
+    return int(fi)
+
+
+# --------------------------------------------------------------------------- split and keep count
+
+
+def drop_layer_split(num_layers: int, start_end: Union[None, str, Sequence[int]] = None) -> Tuple[int, int]:
+    """(d, last_kept): layer d is the cross layer, layers d+1..last_kept run on kept positions only.
+
+    Default is Hou's split d = L//2 - 1, last_kept = L - 2, which needs L >= 4. `start_end` is the
+    --token-drop-layers value ("START,END" or a pair) overriding it; it must leave layer L-1 full.
+    """
+    L = int(num_layers)
+    if start_end is None or start_end == "":
+        if L < 4:
+            raise ValueError(f"token dropping needs at least 4 encoder layers (got --encoder-layers {L})")
+        return L // 2 - 1, L - 2
+    if isinstance(start_end, str):
+        parts = start_end.split(",")
+        try:
+            start, end = (int(x) for x in parts)
+        except ValueError:
+            raise ValueError(f"--token-drop-layers {start_end!r}: expected START,END (two integers)") from None
+    else:
+        start, end = (int(x) for x in start_end)
+    if not (0 <= start <= end <= L - 2):
+        raise ValueError(f"--token-drop-layers {start},{end}: need 0 <= START <= END <= L-2 = {L - 2} "
+                         f"for a {L}-layer encoder (the last layer must run on all positions)")
+    return start, end
+
+
+def keep_count(seq_len: int, p: float) -> int:
+    """K = T - floor(T*p) positions kept per sequence (T = padded batch length; 1e-9 absorbs float fuzz)."""
+    T = int(seq_len)
+    return T - int(math.floor(T * float(p) + 1e-9))
+
+
+def check_keeps_real_tokens(seq_len: int, p: float) -> int:
+    """K for a full-length sequence; error when K leaves no slot for a real token next to <s>."""
+    k = keep_count(seq_len, p)
+    if k < 2:
+        raise ValueError(f"--token-drop {p}: keeps {k} of {seq_len} positions (--tokens-per-sample {seq_len}), "
+                         "so no real token besides <s> would reach the middle layers; use a lower rate")
+    return k
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tensor], keep_count: int, pad: int,
+                          forced_keep_ids: Iterable[int] = (), generator: Optional[torch.Generator] = None,
+                          mode: str = "loss") -> torch.Tensor:
+    """Per sequence, the K positions with the highest score, sorted ascending. LongTensor [B, K].
+
+    Rules: positions holding a forced-keep id score SPECIAL_SCORE (above any learned score, so they
+    are kept unless there are more of them than K, in which case the earliest win); <pad> scores -inf
+    (dropped before any real token). Ties go to the earlier position (stable descending sort), so the
+    choice is deterministic. Vectorised: one gather, one stable sort, one sort of K indices.
+    """
+    if src_tokens.dim() != 2:
+        raise ValueError(f"select_kept_positions: src_tokens must be [B, T], got shape {tuple(src_tokens.shape)}")
+    B, T = src_tokens.shape
+    K = int(keep_count)
+    if not (1 <= K <= T):
+        raise ValueError(f"select_kept_positions: keep_count {K} outside [1, T={T}]")
+    if mode == "random":
+        s = torch.rand((B, T), generator=generator, device="cpu" if generator is None else generator.device)
+        s = s.to(src_tokens.device)
+    elif mode == "loss":
+        if scores is None:
+            raise ValueError("select_kept_positions: mode 'loss' needs a scores table")
+        s = scores.to(device=src_tokens.device, dtype=torch.float32)[src_tokens]
+    else:
+        raise ValueError(f"--token-drop-importance {mode!r}: choose from loss, random")
+    forced = list(forced_keep_ids)
+    if forced:
+        ids = torch.tensor(forced, dtype=src_tokens.dtype, device=src_tokens.device)
+        s = torch.where(torch.isin(src_tokens, ids), torch.full_like(s, SPECIAL_SCORE), s)
+    s = s.masked_fill(src_tokens.eq(pad), float("-inf"))
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :K]
+    return torch.sort(order, dim=1).values
+
+
+def gather_positions(x: torch.Tensor, keep: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """x[b, keep[b], ...] along `dim` (1 for [B,T,...], 0 for [T,B,...]); helper for models and tests."""
+    if dim == 1:
+        idx = keep.view(keep.shape + (1,) * (x.dim() - 2)).expand(keep.shape + x.shape[2:])
+        return x.gather(1, idx)
+    if dim == 0:
+        return gather_positions(x.transpose(0, 1), keep, 1).transpose(0, 1)
+    raise ValueError(f"gather_positions: dim must be 0 or 1, got {dim}")
+
+
+def merge_positions(full: torch.Tensor, kept: torch.Tensor, keep: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Copy of `full` whose kept positions are replaced by `kept` (differentiable in both)."""
+    if dim == 1:
+        idx = keep.view(keep.shape + (1,) * (full.dim() - 2)).expand(keep.shape + full.shape[2:])
+        return full.scatter(1, idx, kept)
+    if dim == 0:
+        return merge_positions(full.transpose(0, 1), kept.transpose(0, 1), keep, 1).transpose(0, 1)
+    raise ValueError(f"merge_positions: dim must be 0 or 1, got {dim}")
+
+
+# --------------------------------------------------------------------------- importance table
+
+
+def load_importance_file(path: str, vocab_size: int) -> torch.Tensor:
+    """Read a vocab-sized table from .npy, .pt/.pth or text (one float per line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init-token-importance {path}: file not found")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            t = torch.from_numpy(np.asarray(np.load(path), dtype=np.float32))
+        elif ext in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict) and "scores" in obj:
+                obj = obj["scores"]
+            t = torch.as_tensor(obj, dtype=torch.float32)
+        else:
+            with open(path, encoding="utf-8") as f:
+                t = torch.tensor([float(line) for line in f if line.strip()], dtype=torch.float32)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise ValueError(f"--init-token-importance {path}: cannot read a float table ({e})") from None
+    t = t.reshape(-1)
+    if t.numel() != vocab_size:
+        raise ValueError(f"--init-token-importance {path}: has {t.numel()} values but the dictionary "
+                         f"has {vocab_size} entries")
+    return t
+
+
+class TokenImportance:
+    """Running per-id MLM loss m(v) (SPEC section 2), with buffers for the current update."""
+
+    def __init__(self, vocab_size: int, special_ids: Iterable[int], pad: int, init: float = DEFAULT_INIT,
+                 beta: float = 0.95, init_path: Optional[str] = None):
+        if not (0.0 <= beta < 1.0):
+            raise ValueError(f"--token-importance-beta {beta}: must satisfy 0 <= beta < 1")
+        self.vocab_size = int(vocab_size)
+        self.special_ids = sorted({int(i) for i in special_ids} - {int(pad)})
+        self.pad = int(pad)
+        self.beta = float(beta)
+        if init_path:
+            self.scores = load_importance_file(init_path, self.vocab_size)
+        else:
+            self.scores = torch.full((self.vocab_size,), float(init), dtype=torch.float32)
+        self._pin()
+        self.reset()
+
+    def _pin(self) -> None:
+        if self.special_ids:
+            self.scores[self.special_ids] = SPECIAL_SCORE
+        self.scores[self.pad] = float("-inf")
+
+    def reset(self) -> None:
+        """Clear the loss sums/counts of the current update (also done by apply)."""
+        self.loss_sum = torch.zeros(self.vocab_size, dtype=torch.float64)
+        self.count = torch.zeros(self.vocab_size, dtype=torch.float64)
+
+    @torch.no_grad()
+    def accumulate(self, targets: torch.Tensor, losses: torch.Tensor) -> None:
+        """Add per-token losses (nats) keyed by target id; pad targets are ignored."""
+        t = targets.detach().reshape(-1).to("cpu", torch.long)
+        l = losses.detach().reshape(-1).to("cpu", torch.float64)
+        if t.numel() != l.numel():
+            raise ValueError(f"TokenImportance.accumulate: {t.numel()} targets but {l.numel()} losses")
+        keep = t.ne(self.pad)
+        t, l = t[keep], l[keep]
+        self.loss_sum.index_add_(0, t, l)
+        self.count.index_add_(0, t, torch.ones_like(l))
+
+    @torch.no_grad()
+    def apply(self, process_group=None) -> None:
+        """End of an update: sum buffers over ranks, EMA the ids seen, re-pin specials, reset."""
+        buf = torch.stack([self.loss_sum, self.count])
+        _all_reduce_sum(buf, process_group)
+        loss_sum, count = buf[0], buf[1]
+        seen = count > 0
+        if bool(seen.any()):
+            mean = (loss_sum[seen] / count[seen]).to(torch.float32)
+            self.scores[seen] = self.beta * self.scores[seen] + (1.0 - self.beta) * mean
+        self._pin()
+        self.reset()
+
+    def state_dict(self) -> dict:
+        return {"scores": self.scores.clone(), "beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        scores = torch.as_tensor(state["scores"], dtype=torch.float32).reshape(-1)
+        if scores.numel() != self.vocab_size:
+            raise ValueError(f"token importance state has {scores.numel()} entries, dictionary has {self.vocab_size}")
+        self.scores = scores.clone()
+        self._pin()
+        self.reset()
+
+
+def _all_reduce_sum(tensor: torch.Tensor, process_group=None) -> None:
+    """In-place sum over ranks; a no-op when torch.distributed is not initialised."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        from fairseq.distributed import all_reduce_sum_
+    except ImportError:
+        all_reduce_sum_ = None
+    if all_reduce_sum_ is not None:
+        all_reduce_sum_(tensor, group=process_group)
+    elif dist.get_backend(process_group) == "nccl":
+        moved = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(moved, group=process_group)
+        tensor.copy_(moved.cpu())
+    else:
+        dist.all_reduce(tensor, group=process_group)
+
+
+# --------------------------------------------------------------------------- dropper
+
+
+def special_ids_of(dictionary) -> list:
+    """Ids that are never dropped: <s>, </s>, <unk>, <mask> and any other nspecial symbol (not <pad>)."""
+    ids = set(range(getattr(dictionary, "nspecial", 4)))
+    for name in ("bos", "eos", "unk"):
+        fn = getattr(dictionary, name, None)
+        if callable(fn):
+            ids.add(int(fn()))
+    try:
+        ids.add(int(dictionary.index("<mask>")))
+    except (KeyError, AttributeError):
+        pass
+    if "<mask>" in getattr(dictionary, "symbols", []):
+        ids.add(dictionary.symbols.index("<mask>"))
+    ids.discard(int(dictionary.pad()))
+    return sorted(i for i in ids if 0 <= i < len(dictionary))
+
+
+class TokenDropper:
+    """Built by MaskedLMTask when --token-drop > 0: picks the kept positions of each training batch."""
+
+    def __init__(self, args, dictionary, num_layers: int):
+        self.p = float(getattr(args, "token_drop", 0.0) or 0.0)
+        if not (0.0 <= self.p < 1.0):
+            raise ValueError(f"--token-drop {self.p}: the drop rate must satisfy 0 <= P < 1")
+        self.split = drop_layer_split(num_layers, getattr(args, "token_drop_layers", None))
+        self.mode = getattr(args, "token_drop_importance", "loss") or "loss"
+        if self.mode not in ("loss", "random"):
+            raise ValueError(f"--token-drop-importance {self.mode!r}: choose from loss, random")
+        tps = getattr(args, "tokens_per_sample", None)
+        if tps and self.p > 0:
+            check_keeps_real_tokens(int(tps), self.p)
+        self.pad = int(dictionary.pad())
+        self.forced_keep_ids = special_ids_of(dictionary)
+        self.interval = sctd_interval(args)
+        self.sctd_weight = float(getattr(args, "sctd_weight", 0.05))
+        self.full_mlm_weight = float(getattr(args, "sctd_full_mlm_weight", 0.0))
+        self.importance = TokenImportance(
+            len(dictionary), self.forced_keep_ids, self.pad,
+            beta=float(getattr(args, "token_importance_beta", 0.95)),
+            init_path=getattr(args, "init_token_importance", None))
+        self.generator = torch.Generator().manual_seed(int(getattr(args, "seed", 1)))
+
+    def keep_count(self, seq_len: int) -> int:
+        """K for a batch of padded length T; never below min(T, 2) so tiny batches keep one real token."""
+        return max(keep_count(seq_len, self.p), min(int(seq_len), 2))
+
+    def keep_positions(self, src_tokens: torch.Tensor) -> torch.Tensor:
+        return select_kept_positions(src_tokens, self.importance.scores, self.keep_count(src_tokens.size(1)),
+                                     self.pad, self.forced_keep_ids, generator=self.generator, mode=self.mode)
+
+    def is_sctd_update(self, update_num: int) -> bool:
+        return self.interval > 0 and int(update_num) % self.interval == 0
+
+    def state_dict(self) -> dict:
+        return {"importance": self.importance.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.importance.load_state_dict(state["importance"])
+        if "generator" in state:
+            self.generator.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8))

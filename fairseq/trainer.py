@@ -1,0 +1,204 @@
+"""One optimizer update with fairseq's semantics (FAIRSEQ_SPEC section 6).
+
+Per update: run the --update-freq micro-batches (gradients summed; DDP sync only on the last),
+divide by the global sample_size, compute fairseq's gradient norm, clip if --clip-norm > 0, take
+the Adam step, advance the lr schedule, update the loss scale, num_updates += 1, task.after_update.
+
+Precision choices (documented in README "Compatibility notes"):
+- --bf16: torch.autocast(bf16) on CPU or CUDA; parameters, gradients and Adam state stay fp32.
+- --fp16 / --memory-efficient-fp16 on CUDA: torch.autocast(fp16) with fp32 parameters (which thus
+  act as the fp32 master copy) and fairseq's dynamic loss scaler (an overflow skips the update).
+- --fp16 on CPU: warn once and train in fp32 (no scaler, no loss_scale in the logs).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+from fairseq import distributed
+from fairseq.logging.meters import add_logs
+from fairseq.optim import build_lr_scheduler, build_optimizer
+from fairseq.optim.loss_scaler import DynamicLossScaler, default_scale_window
+
+logger = logging.getLogger(__name__)
+_warned_fp16_cpu = False
+
+
+class StepOptimizer:
+    """What task.train_step receives as `optimizer`: backward with the loss scale, autocast settings."""
+
+    def __init__(self, optimizer, scaler: Optional[DynamicLossScaler], autocast_dtype, device_type: str):
+        self.optimizer = optimizer
+        self.scaler = scaler
+        self.autocast_dtype = autocast_dtype
+        self.device_type = device_type
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            loss = loss * self.scaler.loss_scale
+        loss.backward()
+
+    def get_lr(self) -> float:
+        return self.optimizer.get_lr()
+
+
+def pick_device(args) -> torch.device:
+    if torch.cuda.is_available() and not getattr(args, "cpu", False):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def move_to(sample, device):
+    if torch.is_tensor(sample):
+        return sample.to(device, non_blocking=True)
+    if isinstance(sample, dict):
+        return {k: move_to(v, device) for k, v in sample.items()}
+    if isinstance(sample, list):
+        return [move_to(v, device) for v in sample]
+    return sample
+
+
+class Trainer:
+    def __init__(self, args, task, model, criterion):
+        global _warned_fp16_cpu
+        self.args = args
+        self.task = task
+        self.device = pick_device(args)
+        self.model = model.to(self.device)
+        self.criterion = criterion.to(self.device)
+        self.wrapped_model = distributed.wrap_model(self.model, args)
+        autocast_dtype, scaler = None, None
+        if getattr(args, "bf16", False):
+            autocast_dtype = torch.bfloat16
+        elif getattr(args, "fp16", False):
+            if self.device.type == "cuda":
+                autocast_dtype = torch.float16
+                window = args.fp16_scale_window or default_scale_window(distributed.get_world_size(),
+                                                                        args.update_freq[0])
+                scaler = DynamicLossScaler(init_scale=args.fp16_init_scale, scale_window=window,
+                                           tolerance=args.fp16_scale_tolerance,
+                                           threshold=args.threshold_loss_scale, min_loss_scale=args.min_loss_scale)
+            elif not _warned_fp16_cpu:
+                _warned_fp16_cpu = True
+                logger.warning("--fp16/--memory-efficient-fp16 need CUDA; training in fp32 on CPU "
+                               "(use --bf16 for bf16 autocast on CPU)")
+        self.scaler = scaler
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = params
+        self.optimizer = build_optimizer(args, params)
+        self.lr_scheduler = build_lr_scheduler(args, self.optimizer)
+        self.step_optimizer = StepOptimizer(self.optimizer, scaler, autocast_dtype, self.device.type)
+        self.num_updates = 0
+        self.lr_scheduler.step_update(0)
+        self.previous_training_time = 0.0
+        self._train_time = 0.0
+        self._dummy = None
+
+    # ---- state --------------------------------------------------------------------------------
+    def get_lr(self) -> float:
+        return self.optimizer.get_lr()
+
+    def set_num_updates(self, n: int) -> None:
+        self.num_updates = int(n)
+        self.lr_scheduler.step_update(self.num_updates)
+
+    def cumulative_training_time(self) -> float:
+        return self.previous_training_time + self._train_time
+
+    @property
+    def loss_scale(self) -> Optional[float]:
+        return self.scaler.loss_scale if self.scaler is not None else None
+
+    # ---- one update ---------------------------------------------------------------------------
+    def train_step(self, samples: List[Dict]) -> Optional[Dict]:
+        """Returns {"log": summed logging output, "gnorm", "clipped", "seconds"}; None if skipped (overflow)."""
+        start = time.perf_counter()
+        self.wrapped_model.train()
+        self.criterion.train()
+        self.optimizer.zero_grad()
+        logs: Dict = {}
+        sample_size = 0
+        ran = 0
+        for i, sample in enumerate(samples):
+            dummy = not sample
+            if dummy:
+                if self._dummy is None:
+                    continue
+                sample = self._dummy
+            else:
+                sample = move_to(sample, self.device)
+                self._dummy = sample
+            last = i == len(samples) - 1
+            with distributed.maybe_no_sync(self.wrapped_model, enabled=not last):
+                _, size, log = self.task.train_step(sample, self.wrapped_model, self.criterion,
+                                                    self.step_optimizer, self.num_updates, ignore_grad=dummy)
+            ran += 1
+            add_logs(logs, log, scale=0.0 if dummy else 1.0)
+            if not dummy:
+                sample_size = sample_size + size
+        if ran == 0:
+            self._train_time += time.perf_counter() - start
+            return None
+        if distributed.get_world_size() > 1:
+            logs = distributed.all_reduce_dict(logs)
+            sample_size = logs.get("sample_size", 0.0)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        # fairseq: grads *= world / sample_size; our DDP hook sums (not averages), so no world factor.
+        factor = 1.0 / (float(sample_size) or 1.0)
+        if self.scaler is not None:
+            factor = factor / self.scaler.loss_scale
+        if grads:
+            torch._foreach_mul_(grads, factor)
+        gnorm = self._grad_norm(grads)
+        clip = float(getattr(self.args, "clip_norm", 0.0) or 0.0)
+        clipped = False
+        if clip > 0 and grads:
+            clipped = gnorm > clip
+            coef = (clip / (gnorm + 1e-6)).clamp(max=1.0)
+            torch._foreach_mul_(grads, coef)
+        finite = bool(torch.isfinite(gnorm))
+        if not finite:
+            if self.scaler is not None:
+                try:
+                    self.scaler.check_overflow(float(gnorm))
+                except OverflowError as e:
+                    logger.info(f"update {self.num_updates + 1}: {e}")
+                    self.optimizer.zero_grad()
+                    self._train_time += time.perf_counter() - start
+                    return None
+            raise FloatingPointError(
+                f"loss or gradient is NaN/inf at update {self.num_updates + 1} (grad norm {float(gnorm)}); "
+                "try a lower --lr or a --clip-norm")
+        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.update()
+        self.num_updates += 1
+        self.lr_scheduler.step_update(self.num_updates)
+        self.task.after_update(self.num_updates)
+        seconds = time.perf_counter() - start
+        self._train_time += seconds
+        return {"log": logs, "gnorm": gnorm.detach(), "clipped": clipped, "seconds": seconds}
+
+    @staticmethod
+    def _grad_norm(grads: List[torch.Tensor]) -> torch.Tensor:
+        """fairseq's gnorm: the L2 norm of the per-tensor L2 norms (fp32)."""
+        if not grads:
+            return torch.tensor(0.0)
+        if len(grads) == 1:
+            return torch.linalg.vector_norm(grads[0], dtype=torch.float32)
+        norms = torch._foreach_norm(grads)
+        return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+    # ---- validation ---------------------------------------------------------------------------
+    def valid_step(self, sample: Dict) -> Optional[Dict]:
+        if not sample:
+            return None
+        sample = move_to(sample, self.device)
+        self.wrapped_model.eval()
+        self.criterion.eval()
+        with torch.no_grad(), self.task.autocast_context(self.step_optimizer):
+            _, _, log = self.task.valid_step(sample, self.wrapped_model, self.criterion)
+        return log

@@ -1,0 +1,286 @@
+"""fairseq-train: masked-LM (and sentence_prediction) training with fairseq's loop semantics.
+
+Loop (fairseq 0.12.2): for each epoch, group batches by --update-freq, run one update per group,
+log train_inner every --log-interval updates, then validate/save when an epoch ends, every
+--save-interval-updates / --validate-interval-updates, and when a stop condition (--max-update,
+--max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update, write
+checkpoint_last.pt and exit with 128 + signal number.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from fairseq import checkpoint, distributed, options, tasks
+from fairseq.logging import meters
+from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
+from fairseq.trainer import Trainer
+
+logger = logging.getLogger("fairseq_cli.train")
+
+
+class _Stop:
+    """Signal flag: the loop checks it after every update."""
+    signum: Optional[int] = None
+
+
+def _on_signal(signum, frame):
+    if _Stop.signum is not None and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    _Stop.signum = signum
+    logger.warning(f"received signal {signum}: finishing the current update, then saving checkpoint_last.pt")
+
+
+def install_signal_handlers():
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread
+            pass
+    return previous
+
+
+def max_positions(task, model) -> int:
+    inner = distributed.unwrap(model)
+    m = getattr(inner, "max_positions", None)
+    model_max = m() if callable(m) else None
+    task_max = task.max_positions() if hasattr(task, "max_positions") else None
+    vals = [v for v in (task_max, model_max) if v is not None]
+    return min(vals) if vals else None
+
+
+def train_iterator(args, task, trainer, epoch: int):
+    return task.get_batch_iterator(
+        dataset=task.dataset(args.train_subset), max_tokens=args.max_tokens, max_sentences=args.batch_size,
+        max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
+        required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
+        num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=epoch,
+        split_name=args.train_subset)
+
+
+def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
+    losses = []
+    for subset in subsets:
+        itr = task.get_batch_iterator(
+            dataset=task.dataset(subset), max_tokens=args.max_tokens_valid, max_sentences=args.batch_size_valid,
+            max_positions=max_positions(task, trainer.model),
+            ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
+            required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
+            num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1,
+            split_name=subset,
+        ).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
+        window = meters.ValidWindow()
+        for i, sample in enumerate(itr):
+            if args.max_valid_steps is not None and i >= args.max_valid_steps:
+                break
+            log = trainer.valid_step(sample)
+            if log is not None:
+                window.add(log)
+        if distributed.get_world_size() > 1:
+            window.sums = distributed.all_reduce_dict(window.sums)
+        stats = window.stats(trainer.criterion.reduce_metrics, trainer.num_updates)
+        metric = args.best_checkpoint_metric
+        if metric not in stats:
+            raise ValueError(f"--best-checkpoint-metric {metric!r} is not a validation metric; "
+                             f"choose from: {', '.join(stats)}")
+        value = stats[metric]
+        if ckpt.best is not None:
+            pick = max if args.maximize_best_checkpoint_metric else min
+            stats[f"best_{metric}"] = pick(ckpt.best, value)
+        progress.print(meters.prefixed(stats, subset), tag=subset, step=trainer.num_updates)
+        losses.append(value)
+    return losses
+
+
+def should_stop_now(args, trainer) -> bool:
+    if args.max_update > 0 and trainer.num_updates >= args.max_update:
+        logger.info(f"Stopping training due to num_updates: {trainer.num_updates} >= max_update: {args.max_update}")
+        return True
+    hours = trainer.cumulative_training_time() / 3600.0
+    if args.stop_time_hours > 0 and hours > args.stop_time_hours:
+        logger.info(f"Stopping training due to cumulative_training_time: {hours:.4f} > "
+                    f"stop_time_hours: {args.stop_time_hours} hour(s)")
+        return True
+    return False
+
+
+class Patience:
+    def __init__(self, args):
+        self.args, self.best, self.bad = args, None, 0
+
+    def should_stop(self, value) -> bool:
+        if value is None or self.args.patience <= 0:
+            return False
+        if self.best is None or checkpoint.is_better(self.args, value, self.best):
+            self.best, self.bad = value, 0
+            return False
+        self.bad += 1
+        if self.bad >= self.args.patience:
+            logger.info(f"early stop since valid performance hasn't improved for last {self.args.patience} runs")
+            return True
+        return False
+
+
+def validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress, patience, end_of_epoch: bool):
+    n = trainer.num_updates
+    epoch = epoch_itr.epoch
+    should_stop = should_stop_now(args, trainer)
+    do_save = ((end_of_epoch and epoch % args.save_interval == 0) or should_stop or
+               (args.save_interval_updates > 0 and n > 0 and n % args.save_interval_updates == 0
+                and n >= args.validate_after_updates))
+    do_validate = (((not end_of_epoch and do_save) or (end_of_epoch and epoch % args.validate_interval == 0)
+                    or should_stop or (args.validate_interval_updates > 0 and n > 0
+                                       and n % args.validate_interval_updates == 0))
+                   and not args.disable_validation and n >= args.validate_after_updates)
+    valid_losses = [None]
+    if do_validate:
+        valid_losses = validate(args, trainer, task, epoch, subsets, ckpt, progress)
+    should_stop = patience.should_stop(valid_losses[0]) or should_stop
+    if do_save or should_stop:
+        ckpt.save(trainer, epoch_itr, valid_losses[0], end_of_epoch)
+    return valid_losses, should_stop
+
+
+def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float):
+    itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
+    epoch = epoch_itr.epoch
+    uf = args.update_freq[min(epoch, len(args.update_freq)) - 1]
+    groups = max(1, math.ceil(len(itr) / uf))
+    progress = ProgressLogger(fmt, epoch=epoch, total=groups, tensorboard_logdir=args.tensorboard_logdir)
+    inner, whole = meters.TrainWindow(), meters.TrainWindow()
+    reduce = trainer.criterion.reduce_metrics
+    valid_losses, should_stop = [None], False
+    chunk = []
+    logger.info(f"begin training epoch {epoch}")
+    for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
+        chunk.append(batch)
+        if len(chunk) < uf and itr.has_next():
+            continue
+        out = trainer.train_step(chunk)
+        chunk = []
+        if out is not None:
+            inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+            whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+            n = trainer.num_updates
+            if args.log_interval > 0 and n % args.log_interval == 0:
+                stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
+                                    args.clip_norm, trainer.loss_scale)
+                progress.log(stats, tag="train_inner", step=n,
+                             update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
+                inner.reset()
+        end_of_epoch = not itr.has_next()
+        valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress,
+                                                      patience, end_of_epoch)
+        if _Stop.signum is not None:
+            progress.close()
+            logger.warning("saving checkpoint_last.pt after the interrupt")
+            ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
+            logger.warning(f"interrupted by signal {_Stop.signum}; resume with the same command")
+            sys.exit(128 + int(_Stop.signum))
+        if should_stop:
+            break
+    progress.close()
+    logger.info(f"end of epoch {epoch} (average epoch stats below)")
+    if whole.updates:
+        stats = whole.stats(reduce, trainer.num_updates, trainer.get_lr(), time.perf_counter() - start_time,
+                            args.clip_norm, trainer.loss_scale)
+        progress.print(meters.prefixed(stats, "train"), tag="train", step=trainer.num_updates)
+    return valid_losses, should_stop
+
+
+def set_seeds(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main(args) -> Optional[Trainer]:
+    start_time = time.perf_counter()
+    set_seeds(args.seed)
+    if not distributed.is_master():
+        logging.getLogger().setLevel(logging.WARNING)
+    logger.info(args)
+    task = tasks.setup_task(args)
+    subsets = [s for s in args.valid_subset.split(",") if s] if not args.disable_validation else []
+    for s in subsets:
+        task.load_dataset(s, epoch=1)
+    model = task.build_model(args)
+    criterion = task.build_criterion(args)
+    logger.info(f"task: {type(task).__name__}; model: {type(model).__name__}; criterion: {type(criterion).__name__}")
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(f"num. model params: {n_params:,} (num. trained: {n_trained:,})")
+    trainer = Trainer(args, task, model, criterion)
+    logger.info(f"training on {distributed.get_world_size()} process(es), device {trainer.device}; "
+                f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
+    ckpt = checkpoint.CheckpointManager(args)
+    path, finetune = checkpoint.resolve_restore_path(args)
+    extra, itr_state = {}, None
+    if path is not None:
+        if finetune:
+            checkpoint.load_into_trainer(trainer, path, reset_optimizer=True, reset_lr_scheduler=True,
+                                         reset_meters=True, restore_rng=False)
+        else:
+            extra = checkpoint.load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler,
+                                                 args.reset_meters, restore_rng=not args.reset_dataloader)
+            if not args.reset_dataloader:
+                itr_state = extra.get("train_iterator")
+            if "best" in extra and not args.reset_optimizer and not args.reset_meters:
+                ckpt.best = extra["best"]
+    else:
+        logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
+    epoch = int(itr_state["epoch"]) if itr_state else 1
+    task.load_dataset(args.train_subset, epoch=epoch)
+    epoch_itr = train_iterator(args, task, trainer, epoch)
+    if itr_state:
+        epoch_itr.load_state_dict(itr_state)
+    fmt = resolve_format(args.log_format, args.no_progress_bar)
+    patience = Patience(args)
+    max_epoch = args.max_epoch or math.inf
+    previous = install_signal_handlers()
+    _Stop.signum = None
+    try:
+        if should_stop_now(args, trainer):
+            return trainer
+        while epoch_itr.next_epoch_idx <= max_epoch:
+            if trainer.get_lr() <= args.stop_min_lr:
+                logger.info(f"stopping training because the lr ({trainer.get_lr()}) fell to --stop-min-lr")
+                break
+            valid_losses, should_stop = train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience,
+                                                    fmt, start_time)
+            if should_stop:
+                break
+            trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logger.info(f"done training in {time.perf_counter() - start_time:.1f} seconds")
+    return trainer
+
+
+def cli_main(argv=None) -> None:
+    parser = options.get_training_parser()
+    try:
+        args = options.parse_args_and_arch(parser, argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(args.log_file)
+    try:
+        distributed.call_main(args, main)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,71 @@
+"""dict.txt read/write and building rules, byte-exact with fairseq's."""
+import pytest
+import torch
+
+from fairseq.data import Dictionary
+
+
+def test_specials():
+    d = Dictionary()
+    assert [d.bos(), d.pad(), d.eos(), d.unk()] == [0, 1, 2, 3]
+    assert d.symbols == ["<s>", "<pad>", "</s>", "<unk>"] and len(d) == 4 and d.nspecial == 4
+
+
+def test_fixture_roundtrip_is_byte_identical(peer_dir, tmp_path):
+    src = peer_dir / "data-bin" / "dict.txt"
+    d = Dictionary.load(str(src))
+    assert len(d) == 7712 and d[4] == "13" and d.index("13") == 4 and d.index("nope") == 3
+    d.save(str(tmp_path / "dict.txt"))
+    assert (tmp_path / "dict.txt").read_bytes() == src.read_bytes()
+    assert d.add_symbol("<mask>") == 7712
+
+
+def test_finalize_order_threshold_nwords_padding():
+    d = Dictionary()
+    for w, n in [("b", 3), ("a", 3), ("c", 5), ("d", 1), ("e", 1)]:
+        d.add_symbol(w, n)
+    d.finalize(padding_factor=4)  # 9 symbols -> 12
+    assert d.symbols[4:] == ["c", "a", "b", "d", "e", "madeupword0000", "madeupword0001", "madeupword0002"]
+    assert d.count[-1] == 0 and len(d) == 12
+    assert d.dumps().splitlines()[:3] == ["c 5", "a 3", "b 3"]
+    t = Dictionary()
+    for w, n in [("b", 3), ("a", 3), ("c", 5), ("d", 1)]:
+        t.add_symbol(w, n)
+    t.finalize(threshold=2, padding_factor=1)
+    assert t.symbols[4:] == ["c", "a", "b"]
+    m = Dictionary()
+    for w, n in [("b", 3), ("a", 3), ("c", 5), ("d", 1)]:
+        m.add_symbol(w, n)
+    m.finalize(nwords=6, padding_factor=4)  # nwords counts the 4 specials
+    assert m.symbols[4:] == ["c", "a", "madeupword0000", "madeupword0001"]
+
+
+def test_overwrite_flag_and_duplicates(tmp_path):
+    p = tmp_path / "dict.txt"
+    p.write_text("x 5\ny 2\nx 7 #fairseq:overwrite\n", encoding="utf-8")
+    d = Dictionary.load(str(p))
+    assert d.index("x") == 6 and d.count[6] == 7 and len(d) == 7
+    p.write_text("x 5\ny 2\nx 7\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dict.txt:3: duplicate"):
+        Dictionary.load(str(p))
+
+
+@pytest.mark.parametrize("line", ["lonely", "x notanumber", ""])
+def test_malformed_line_names_file_and_line(tmp_path, line):
+    p = tmp_path / "bad.txt"
+    p.write_text(f"a 1\n{line}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.txt:2: incorrect dictionary format"):
+        Dictionary.load(str(p))
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="nowhere.txt"):
+        Dictionary.load("/nowhere.txt")
+
+
+def test_encode_line():
+    d = Dictionary()
+    d.add_symbol("a")
+    ids = d.encode_line("  a  b\t a \n")
+    assert ids.dtype == torch.int32 and ids.tolist() == [4, 3, 4, 2]
+    assert d.encode_line("b", add_if_not_exist=True, append_eos=False).tolist() == [5]

@@ -1,0 +1,183 @@
+"""Distributed training on CPU/gloo with 2 spawned processes.
+
+How the comparisons are built: every rank can rebuild every batch deterministically, so each worker
+also trains an unwrapped reference copy of the same model on the GLOBAL batch (all ranks' batches,
+gradients summed, divided by the global sample size) and the test compares the DDP/FSDP parameters
+with that reference. This is fairseq's definition of data parallelism: N ranks x 1 batch == one
+process with --update-freq N on the same batches. Spawning is the slow part (~5 s per job), so each
+job checks several things and writes its results to a file the parent asserts on.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from fairseq import distributed as D
+
+WORLD = 2
+
+
+def _ns(**kw):
+    base = dict(distributed_world_size=1, cpu=True, ddp_backend="pytorch_ddp", distributed_port=-1)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+# ----------------------------------------------------------------------------- single process
+
+
+def test_single_process_helpers_are_identities():
+    t = torch.arange(3.0)
+    assert D.get_rank() == 0 and D.get_world_size() == 1 and D.is_master()
+    assert D.all_reduce_sum_(t) is t and t.tolist() == [0.0, 1.0, 2.0]
+    assert D.all_reduce_dict({"loss": torch.tensor(2.5), "n": 3}) == {"loss": 2.5, "n": 3.0}
+    m = torch.nn.Linear(2, 2)
+    assert D.wrap_model(m, _ns(distributed_world_size=2)) is m
+    assert D.unwrap(m) is m
+    with D.maybe_no_sync(m, True):
+        pass
+    assert D.model_state_dict(m).keys() == m.state_dict().keys()
+    assert D.broadcast_object({"a": 1}) == {"a": 1}
+    assert D.call_main(_ns(), lambda a: a.distributed_rank + 41) == 41
+
+
+def test_infer_init_from_environment():
+    a = _ns()
+    tr = D.infer_init(a, {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "99"})
+    assert (tr.mode, tr.rank, tr.world_size, tr.local_rank, tr.master_addr, tr.master_port, tr.backend) == (
+        "torchrun", 3, 8, 1, "h", 99, "gloo")
+    slurm_env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1",
+                 "SLURM_NODELIST": "gpu[007-008,12],cpu1"}
+    s = D.infer_init(_ns(distributed_port=12345), slurm_env)
+    assert (s.mode, s.rank, s.world_size, s.local_rank, s.master_addr, s.master_port) == (
+        "slurm", 5, 16, 1, "gpu007", 12345)
+    with pytest.raises(ValueError, match="--distributed-port"):
+        D.infer_init(_ns(), slurm_env)
+    assert D.infer_init(_ns(distributed_world_size=4), {}).mode == "spawn"
+    assert D.infer_init(_ns(distributed_world_size=4), {}).world_size == 4
+    assert D.infer_init(_ns(), {}).mode == "single"
+    with pytest.raises(ValueError, match="--distributed-world-size"):
+        D.infer_init(_ns(distributed_world_size=0), {})
+    assert D.first_slurm_host("node5") == "node5"
+    assert D.first_slurm_host("a-b[3-4]") == "a-b3"
+
+
+# ----------------------------------------------------------------------------- toy model, 2 ranks
+
+
+def _toy_batches(step: int, rank: int, micro: int, n_micro: int):
+    """Batch `micro` of rank `rank` at update `step`; sizes differ per rank so weighting matters."""
+    g = torch.Generator().manual_seed(1000 * step + 10 * rank + micro)
+    n = 3 + rank + micro
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def _toy_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2)).double()
+
+
+def _toy_train(model, opt, batches, sync_ctx):
+    """One fairseq-style update: sum losses over micro-batches, backward each, divide by the global size.
+
+    `batches` is this process's list of (x, y) or None (dummy: run with weight 0 to keep collectives in step).
+    """
+    opt.zero_grad()
+    local = 0.0
+    for i, b in enumerate(batches):
+        last = i == len(batches) - 1
+        weight = 1.0
+        if b is None:  # dummy batch: forward something, contribute nothing
+            b, weight = _toy_batches(0, 0, 0, 1), 0.0
+        x, y = b
+        with sync_ctx(not last):
+            loss = ((model(x) - y) ** 2).sum() * weight
+            loss.backward()
+        local += x.shape[0] * weight
+    total = D.all_reduce_dict({"sample_size": local})["sample_size"]
+    for p in model.parameters():
+        p.grad.div_(total)
+    opt.step()
+
+
+def _toy_worker(rank, world, port, out_dir):
+    args = _ns(distributed_world_size=world, ddp_backend="pytorch_ddp")
+    init = D.DistInit(mode="spawn", world_size=world, rank=rank, local_rank=rank, master_port=port)
+    D.init_process_group(args, init)
+    res = {}
+    try:
+        res["rank"], res["world"] = D.get_rank(), D.get_world_size()
+        # all_reduce_dict with different key sets (a dummy batch logs nothing)
+        res["dict"] = D.all_reduce_dict({"a": 1.0 + rank, **({"only1": 5} if rank == 1 else {})})
+        t = torch.tensor([float(rank + 1)])
+        res["sum"] = D.all_reduce_sum_(t).item()
+        res["bcast"] = D.broadcast_object(f"from{rank}")
+        try:
+            D.wrap_model(_toy_model(), _ns(distributed_world_size=world, ddp_backend="bogus"))
+        except ValueError as e:
+            res["bad_backend"] = str(e)
+
+        # DDP with --update-freq 2 (no_sync on the first micro-batch); rank 1's last micro-batch is a
+        # dummy at update 2, as when the shards have unequal batch counts.
+        for backend in ("pytorch_ddp", "legacy_ddp", "fully_sharded"):
+            model = _toy_model()
+            wrapped = D.wrap_model(model, _ns(distributed_world_size=world, ddp_backend=backend))
+            opt = torch.optim.SGD(wrapped.parameters(), lr=0.3)
+            ref = _toy_model()
+            ref_opt = torch.optim.SGD(ref.parameters(), lr=0.3)
+
+            def mine(step, r):
+                return [None if (step == 2 and r == 1 and m == 1) else _toy_batches(step, r, m, 2) for m in range(2)]
+
+            for step in range(3):
+                _toy_train(wrapped, opt, mine(step, rank), lambda e: D.maybe_no_sync(wrapped, e))
+                # reference: one process, all ranks' batches, no collectives involved in the grads
+                everything = [b for r in range(world) for b in mine(step, r)]
+                _toy_train_local(ref, ref_opt, everything)
+            if backend != "fully_sharded":
+                res["proxy"] = (getattr(wrapped, "0") is model[0], list(wrapped.state_dict()) == list(model.state_dict()),
+                                D.unwrap(wrapped) is model)
+            full = D.model_state_dict(wrapped)
+            res[backend] = max((full[k] - v).abs().max().item() for k, v in ref.state_dict().items())
+            # round trip the full state dict into the (possibly sharded) model
+            D.load_model_state_dict(wrapped, ref.state_dict())
+            back = D.model_state_dict(wrapped)
+            res[backend + "_load"] = max((back[k] - v).abs().max().item() for k, v in ref.state_dict().items())
+    finally:
+        torch.save(res, os.path.join(out_dir, f"toy{rank}.pt"))
+        D.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def _toy_train_local(model, opt, batches):
+    """Same update as _toy_train without any collective (the single-process reference)."""
+    opt.zero_grad()
+    total = 0.0
+    for b in batches:
+        if b is None:
+            continue
+        x, y = b
+        ((model(x) - y) ** 2).sum().backward()
+        total += x.shape[0]
+    for p in model.parameters():
+        p.grad.div_(total)
+    opt.step()
+
+
+def test_toy_ddp_and_fsdp_match_single_process_on_global_batch(tmp_path):
+    mp.spawn(_toy_worker, args=(WORLD, D.free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        res = torch.load(tmp_path / f"toy{rank}.pt", weights_only=False)
+        assert (res["rank"], res["world"]) == (rank, WORLD)
+        assert res["dict"] == {"a": 3.0, "only1": 5.0}
+        assert res["sum"] == 3.0
+        assert res["bcast"] == "from0"
+        assert "--ddp-backend 'bogus'" in res["bad_backend"]
+        assert res["proxy"] == (True, True, True)  # attribute access + fairseq keys through DDP
+        for backend in ("pytorch_ddp", "legacy_ddp", "fully_sharded"):
+            assert res[backend] < 1e-12, (backend, res[backend])
+            assert res[backend + "_load"] == 0.0, backend

@@ -1,0 +1,191 @@
+"""HF export: real-fairseq fixture logits reproduced by transformers, tokenizer ids, classifier heads."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fairseq_cli import export_hf
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
+
+
+def _dict_index(peer_dir):
+    syms = [l.rstrip("\n").rsplit(" ", 1)[0] for l in open(peer_dir / "data-bin" / "dict.txt", encoding="utf-8")]
+    return {s: i + 4 for i, s in enumerate(syms)}, len(syms) + 4
+
+
+@pytest.fixture(scope="module")
+def fixture_export(peer_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf_fixture")
+    export_hf.cli_main([str(peer_dir / "checkpoint_last.no-optimizer-state.pt"), str(out),
+                        "--dict", str(peer_dir / "data-bin" / "dict.txt"),
+                        "--tokenizer-json", str(peer_dir / "tokenizer.json")])
+    return out
+
+
+def test_fixture_mlm_logits_match_real_fairseq(peer_dir, fixture_export):
+    cfg = json.loads((fixture_export / "config.json").read_text())
+    assert cfg["fairseq_vocab_size"] == 7713 and cfg["max_position_embeddings"] == 130
+    assert cfg["pad_token_id"] == 1 and cfg["type_vocab_size"] == 1 and cfg["layer_norm_eps"] == 1e-5
+    model = transformers.RobertaForMaskedLM.from_pretrained(fixture_export).eval()
+    ref = np.load(peer_dir / "reference" / "model_outputs_batchA.npz")
+    tokens = torch.from_numpy(ref["original_tokens"])
+    # src_tokens (masked input) is what fairseq ran; features/logits come from it
+    src = torch.from_numpy(ref["src_tokens"])
+    attn = (src != 1).long()
+    with torch.no_grad():
+        out = model(input_ids=src, attention_mask=attn, output_hidden_states=True)
+    logits = out.logits[..., :7713]
+    nonpad = ~torch.from_numpy(ref["padding_mask"])
+    feats = out.hidden_states[-1]
+    torch.testing.assert_close(feats[nonpad], torch.from_numpy(ref["features"])[nonpad], atol=1e-4, rtol=1e-4)
+    rows = ref["logits_full_rows"]
+    full = torch.from_numpy(ref["logits_rows_0_and_last"])
+    for k, r in enumerate(rows):
+        torch.testing.assert_close(logits[r][nonpad[r]], full[k][nonpad[r]], atol=1e-4, rtol=1e-4)
+    pos = torch.from_numpy(ref["masked_positions"])
+    torch.testing.assert_close(logits[pos[:, 0], pos[:, 1]], torch.from_numpy(ref["masked_logits"]),
+                               atol=1e-4, rtol=1e-4)
+    # alias columns (BPE tokens missing from dict.txt) never win
+    assert out.logits[..., 7713:].max() < -1000
+    assert tokens.shape == src.shape
+
+
+def test_fixture_tokenizer_ids_equal_bpe_plus_dictionary(peer_dir, fixture_export):
+    from tokenizers import Tokenizer
+
+    hf = transformers.AutoTokenizer.from_pretrained(fixture_export)
+    bpe = Tokenizer.from_file(str(peer_dir / "tokenizer.json"))
+    index, nvocab = _dict_index(peer_dir)
+    cfg = json.loads((fixture_export / "config.json").read_text())
+
+    def ours(text):  # the fairseq pipeline: BPE ids as strings, looked up in dict.txt, unknown -> 3
+        return [index.get(str(i), 3) for i in bpe.encode(text).ids]
+
+    def unalias(ids):
+        assert max(ids) < cfg["vocab_size"]
+        return [3 if i >= nvocab + 1 else i for i in ids]
+
+    lines = [l.rstrip("\n") for l in open(peer_dir / "raw" / "valid.txt", encoding="utf-8") if l.strip()][:300]
+    for line in lines:
+        assert unalias(hf(line)["input_ids"]) == [0] + ours(line) + [2], line
+    a, b = "The cat sat on the mat.", "A cat is sitting."
+    assert hf(a, b)["input_ids"] == [0] + ours(a) + [2, 2] + ours(b) + [2]
+    assert hf.mask_token_id == nvocab and hf.pad_token_id == 1
+
+
+def _tiny_state(num_classes=None, vocab=24, dim=16, layers=2, positions=20, seed=0):
+    """A random fairseq-named RoBERTa state dict (independent of our model code)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.2
+    e = "encoder.sentence_encoder."
+    sd = {e + "embed_tokens.weight": r(vocab, dim), e + "embed_positions.weight": r(positions + 2, dim),
+          e + "layernorm_embedding.weight": 1 + r(dim), e + "layernorm_embedding.bias": r(dim)}
+    for i in range(layers):
+        p = f"{e}layers.{i}."
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            sd[p + f"self_attn.{n}.weight"], sd[p + f"self_attn.{n}.bias"] = r(dim, dim), r(dim)
+        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = r(4 * dim, dim), r(4 * dim)
+        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = r(dim, 4 * dim), r(dim)
+        for n in ("self_attn_layer_norm", "final_layer_norm"):
+            sd[p + n + ".weight"], sd[p + n + ".bias"] = 1 + r(dim), r(dim)
+    sd["encoder.lm_head.weight"] = sd[e + "embed_tokens.weight"]
+    sd["encoder.lm_head.bias"] = r(vocab)
+    sd["encoder.lm_head.dense.weight"], sd["encoder.lm_head.dense.bias"] = r(dim, dim), r(dim)
+    sd["encoder.lm_head.layer_norm.weight"], sd["encoder.lm_head.layer_norm.bias"] = 1 + r(dim), r(dim)
+    if num_classes:
+        h = "classification_heads.sentence_classification_head."
+        sd[h + "dense.weight"], sd[h + "dense.bias"] = r(dim, dim), r(dim)
+        sd[h + "out_proj.weight"], sd[h + "out_proj.bias"] = r(num_classes, dim), r(num_classes)
+    cfg = {"model": {"encoder_attention_heads": 2, "activation_fn": "gelu", "dropout": 0.1,
+                     "attention_dropout": 0.1, "pooler_dropout": 0.0, "max_positions": positions}}
+    return {"model": sd, "cfg": cfg, "args": None}
+
+
+def test_sequence_classification_export_matches_slow_reference(tmp_path):
+    import torch.nn.functional as F
+
+    state = _tiny_state(num_classes=3)
+    torch.save(state, tmp_path / "ft.pt")
+    export_hf.export(tmp_path / "ft.pt", tmp_path / "hf")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    assert model.config.num_labels == 3 and model.config.problem_type == "single_label_classification"
+    sd = state["model"]
+    e = "encoder.sentence_encoder."
+    tokens = torch.tensor([[0, 5, 6, 7, 2, 2, 9, 10, 2], [0, 11, 12, 2, 2, 13, 2, 1, 1]])
+    pad = tokens.eq(1)
+
+    def lin(x, n):
+        return F.linear(x, sd[n + ".weight"], sd[n + ".bias"])
+
+    def ln(x, n):
+        return F.layer_norm(x, x.shape[-1:], sd[n + ".weight"], sd[n + ".bias"], 1e-5)
+
+    pos = (torch.cumsum(~pad, 1) * (~pad)) + 1  # fairseq positions: start at 2, pads at 1
+    x = ln(sd[e + "embed_tokens.weight"][tokens] + sd[e + "embed_positions.weight"][pos], e + "layernorm_embedding")
+    x = x * (~pad).unsqueeze(-1)
+    B, T, C = x.shape
+    H = 2
+    for i in range(2):
+        p = f"{e}layers.{i}."
+        q = lin(x, p + "self_attn.q_proj").view(B, T, H, -1).transpose(1, 2) * (C // H) ** -0.5
+        k = lin(x, p + "self_attn.k_proj").view(B, T, H, -1).transpose(1, 2)
+        v = lin(x, p + "self_attn.v_proj").view(B, T, H, -1).transpose(1, 2)
+        att = (q @ k.transpose(-1, -2)).masked_fill(pad[:, None, None, :], float("-inf")).softmax(-1)
+        a = lin((att @ v).transpose(1, 2).reshape(B, T, C), p + "self_attn.out_proj")
+        x = ln(x + a, p + "self_attn_layer_norm")
+        x = ln(x + lin(F.gelu(lin(x, p + "fc1")), p + "fc2"), p + "final_layer_norm")
+    h = "classification_heads.sentence_classification_head."
+    expected = lin(torch.tanh(lin(x[:, 0], h + "dense")), h + "out_proj")
+    with torch.no_grad():
+        got = model(input_ids=tokens, attention_mask=(~pad).long()).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_regression_head_and_label_names(tmp_path):
+    torch.save(_tiny_state(num_classes=1), tmp_path / "stsb.pt")
+    cfg = export_hf.export(tmp_path / "stsb.pt", tmp_path / "hf")
+    assert cfg["problem_type"] == "regression" and cfg["architectures"] == ["RobertaForSequenceClassification"]
+    (tmp_path / "ldict.txt").write_text("entailment 5\nnot_entailment 4\nmadeupword0000 0\nmadeupword0001 0\n")
+    torch.save(_tiny_state(num_classes=2), tmp_path / "rte.pt")
+    cfg = export_hf.export(tmp_path / "rte.pt", tmp_path / "hf2", label_dict=tmp_path / "ldict.txt")
+    assert cfg["id2label"] == {"0": "entailment", "1": "not_entailment"}
+    cfg = export_hf.export(tmp_path / "rte.pt", tmp_path / "hf3", mlm_only=True)
+    assert cfg["architectures"] == ["RobertaForMaskedLM"] and "id2label" not in cfg
+
+
+def test_full_coverage_dict_writes_plain_vocab(tmp_path):
+    """When dict.txt covers every BPE token there are no aliases and vocab_size = len(dict)+1."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["hello world hello there world of words"] * 20, vocab_size=300, min_frequency=1,
+                            show_progress=False)
+    bpe.save(str(tmp_path / "tok.json"))
+    ids = sorted(bpe.get_vocab().values(), reverse=True)  # a dictionary order that differs from BPE ids
+    n = len(ids) + 4
+    pad_to = (n + 7) // 8 * 8
+    lines = [f"{i} 1" for i in ids] + [f"madeupword{k:04d} 0" for k in range(pad_to - n)]
+    (tmp_path / "dict.txt").write_text("\n".join(lines) + "\n")
+    torch.save(_tiny_state(vocab=pad_to + 1), tmp_path / "m.pt")
+    cfg = export_hf.export(tmp_path / "m.pt", tmp_path / "hf", dict_path=tmp_path / "dict.txt",
+                           tokenizer_json=tmp_path / "tok.json")
+    assert cfg["vocab_size"] == pad_to + 1 and "fairseq_vocab_size" not in cfg
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    index = {str(i): k + 4 for k, i in enumerate(ids)}
+    text = "hello there words"
+    assert hf(text)["input_ids"] == [0] + [index[str(i)] for i in bpe.encode(text).ids] + [2]
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, peer_dir):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        export_hf.export(tmp_path / "nope.pt", tmp_path / "o")
+    torch.save(_tiny_state(num_classes=2), tmp_path / "a.pt")
+    with pytest.raises(ValueError, match="--classification-head 'other' not in checkpoint"):
+        export_hf.export(tmp_path / "a.pt", tmp_path / "o", classification_head="other")
+    with pytest.raises(ValueError, match="has 7712 symbols but the checkpoint embeds 24"):
+        export_hf.export(tmp_path / "a.pt", tmp_path / "o", dict_path=peer_dir / "data-bin" / "dict.txt")
+    with pytest.raises(ValueError, match="--dict is required"):
+        export_hf.export(tmp_path / "a.pt", tmp_path / "o", tokenizer_json=peer_dir / "tokenizer.json")

@@ -1,0 +1,333 @@
+"""Token dropping: flags, Hou split, keep count, selection rules, importance table (SPEC section 2)."""
+import argparse
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fairseq.token_drop import (
+    SPECIAL_SCORE, TokenDropper, TokenImportance, add_token_drop_args, check_keeps_real_tokens,
+    drop_layer_split, gather_positions, keep_count, merge_positions, select_kept_positions, sctd_interval,
+)
+
+PAD = 1
+SPECIALS = [0, 2, 3, 19]  # <s>, </s>, <unk>, <mask> in a 20-symbol toy dictionary
+
+
+class ToyDict:
+    """The few Dictionary methods TokenDropper uses (the real one is another engineer's module)."""
+
+    nspecial = 4
+
+    def __init__(self, n=20):
+        self.symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(4, n - 1)] + ["<mask>"]
+
+    def __len__(self):
+        return len(self.symbols)
+
+    def pad(self):
+        return 1
+
+    def bos(self):
+        return 0
+
+    def eos(self):
+        return 2
+
+    def unk(self):
+        return 3
+
+    def index(self, sym):
+        return self.symbols.index(sym) if sym in self.symbols else 3
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    add_token_drop_args(p)
+    return p.parse_args(list(argv))
+
+
+# --------------------------------------------------------------------------- flags and split
+
+
+def test_flag_defaults_and_sctd_interval():
+    a = parse()
+    assert (a.token_drop, a.token_drop_importance, a.token_drop_layers) == (0.0, "loss", None)
+    assert (a.token_importance_beta, a.sctd_weight, a.sctd_full_mlm_weight) == (0.95, 0.05, 0.0)
+    assert sctd_interval(a) == 0
+    assert sctd_interval(parse("--token-drop", "0.5")) == 10
+    assert sctd_interval(parse("--token-drop", "0.5", "--sctd-interval", "0")) == 0
+    assert sctd_interval(parse("--token-drop", "0.5", "--sctd-interval", "3")) == 3
+    with pytest.raises(ValueError, match="--sctd-interval -1"):
+        sctd_interval(parse("--token-drop", "0.5", "--sctd-interval", "-1"))
+
+
+@pytest.mark.parametrize("bad", ["1.0", "-0.1", "1.5", "nan", "abc"])
+def test_bad_rate_is_a_clear_cli_error(bad, capsys):
+    with pytest.raises(SystemExit):
+        parse(f"--token-drop={bad}")
+    err = capsys.readouterr().err
+    assert "--token-drop" in err and bad in err
+
+
+def test_hou_split_and_layer_errors():
+    assert drop_layer_split(12) == (5, 10)
+    assert drop_layer_split(24) == (11, 22)
+    assert drop_layer_split(4) == (1, 2)
+    assert drop_layer_split(6, "1,3") == (1, 3)
+    assert drop_layer_split(6, (2, 4)) == (2, 4)
+    with pytest.raises(ValueError, match="at least 4 encoder layers"):
+        drop_layer_split(3)
+    with pytest.raises(ValueError, match="--token-drop-layers 2,5"):
+        drop_layer_split(6, "2,5")  # END must leave the last layer full
+    with pytest.raises(ValueError, match="--token-drop-layers 'x'"):
+        drop_layer_split(6, "x")
+    with pytest.raises(ValueError, match="at least 4 encoder layers"):
+        TokenDropper(parse("--token-drop", "0.5"), ToyDict(), num_layers=2)
+
+
+def test_keep_count_and_no_real_token_error():
+    assert keep_count(512, 0.5) == 256
+    assert keep_count(513, 0.5) == 257
+    assert keep_count(100, 0.29) == 71  # floor(28.999999...) would give 72 without the fuzz guard
+    assert keep_count(10, 0.0) == 10
+    assert check_keeps_real_tokens(512, 0.99) == 6
+    with pytest.raises(ValueError, match=r"--token-drop 0.95: keeps 1 of 20"):
+        check_keeps_real_tokens(20, 0.95)
+    args = parse("--token-drop", "0.95")
+    args.tokens_per_sample = 20
+    with pytest.raises(ValueError, match="--token-drop 0.95"):
+        TokenDropper(args, ToyDict(), num_layers=4)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def slow_select(src, scores, K, forced, mode_scores=None):
+    """Obvious per-sequence reference: rank by (forced, -pad, score) with earlier position winning ties."""
+    out = []
+    for b in range(src.size(0)):
+        keyed = []
+        for t in range(src.size(1)):
+            tok = int(src[b, t])
+            s = float(mode_scores[b, t]) if mode_scores is not None else float(scores[tok])
+            if tok in forced:
+                s = SPECIAL_SCORE
+            if tok == PAD:
+                s = -math.inf
+            keyed.append((-s, t))
+        keyed.sort()
+        out.append(sorted(t for _, t in keyed[:K]))
+    return torch.tensor(out)
+
+
+def random_batch(gen, B=6, T=24, V=20):
+    src = torch.randint(4, V - 1, (B, T), generator=gen)
+    src[:, 0] = 0
+    lengths = torch.randint(3, T + 1, (B,), generator=gen)
+    lengths[0] = T
+    for b in range(B):
+        src[b, lengths[b] - 1] = 2
+        src[b, lengths[b]:] = PAD
+    mask = torch.rand(B, T, generator=gen) < 0.15
+    src[mask & (src > 3)] = 19
+    return src
+
+
+def test_selection_matches_slow_reference_and_rules():
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        src = random_batch(gen)
+        # few distinct values -> many ties, exercising the deterministic tie rule
+        scores = torch.randint(0, 4, (20,), generator=gen).float()
+        for p in (0.0, 0.3, 0.5, 0.75):
+            K = keep_count(src.size(1), p)
+            keep = select_kept_positions(src, scores, K, PAD, SPECIALS)
+            assert keep.shape == (src.size(0), K) and keep.dtype == torch.long
+            assert torch.equal(keep, slow_select(src, scores, K, set(SPECIALS)))
+            assert torch.all(keep[:, 1:] > keep[:, :-1])  # sorted, no duplicates
+            for b in range(src.size(0)):
+                kept = set(keep[b].tolist())
+                real = [t for t in range(src.size(1)) if src[b, t] != PAD]
+                specials = [t for t in real if int(src[b, t]) in SPECIALS]
+                if len(specials) <= K:
+                    assert set(specials) <= kept  # specials never dropped
+                if len(real) >= K:
+                    assert set(kept) <= set(real)  # pad goes before any real token
+                else:
+                    assert set(real) <= kept
+            if p == 0.0:
+                assert torch.equal(keep, torch.arange(src.size(1)).expand_as(src))
+
+
+def test_random_mode_obeys_forced_rules_and_is_seeded():
+    gen = torch.Generator().manual_seed(1)
+    src = random_batch(gen, B=8, T=32)
+    K = keep_count(32, 0.5)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    k1 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g1, mode="random")
+    k2 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g2, mode="random")
+    assert torch.equal(k1, k2)
+    ref = slow_select(src, None, K, set(SPECIALS), mode_scores=torch.rand(8, 32, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(k1, ref)
+    k3 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g1, mode="random")
+    assert not torch.equal(k1, k3)  # the generator advances
+
+
+def test_gather_and_merge_match_loops():
+    x = torch.randn(3, 7, 5)
+    keep = torch.tensor([[0, 2, 5], [1, 3, 6], [0, 1, 2]])
+    g = gather_positions(x, keep)
+    for b in range(3):
+        assert torch.equal(g[b], x[b, keep[b]])
+    assert torch.equal(gather_positions(x.transpose(0, 1), keep, dim=0), g.transpose(0, 1))
+    y = torch.randn(3, 3, 5)
+    m = merge_positions(x, y, keep)
+    ref = x.clone()
+    for b in range(3):
+        ref[b, keep[b]] = y[b]
+    assert torch.equal(m, ref)
+    assert torch.equal(merge_positions(x.transpose(0, 1), y.transpose(0, 1), keep, dim=0), ref.transpose(0, 1))
+
+
+# --------------------------------------------------------------------------- importance
+
+
+def test_importance_update_formula_with_repeated_id():
+    imp = TokenImportance(20, SPECIALS, PAD, beta=0.9)
+    assert imp.scores[5] == 10.0 and imp.scores[0] == SPECIAL_SCORE and imp.scores[PAD] == -math.inf
+    # two micro-batches of one update; id 7 occurs three times, id 9 once, pad targets are ignored
+    imp.accumulate(torch.tensor([7, 9, 7]), torch.tensor([1.0, 4.0, 2.0]))
+    imp.accumulate(torch.tensor([7, PAD, 0]), torch.tensor([6.0, 100.0, 50.0]))
+    imp.apply()
+    expected = torch.full((20,), 10.0)
+    expected[7] = 0.9 * 10.0 + 0.1 * (1.0 + 2.0 + 6.0) / 3
+    expected[9] = 0.9 * 10.0 + 0.1 * 4.0
+    expected[SPECIALS] = SPECIAL_SCORE  # <s> was a target but stays pinned
+    expected[PAD] = -math.inf
+    assert torch.allclose(imp.scores, expected)
+    assert imp.count.sum() == 0  # buffers reset
+    imp.accumulate(torch.tensor([7]), torch.tensor([0.0]))
+    imp.apply()
+    assert torch.isclose(imp.scores[7], torch.tensor(0.9 * float(expected[7])))
+
+
+def test_importance_state_dict_roundtrip_and_dropper_resume():
+    args = parse("--token-drop", "0.5", "--token-drop-importance", "random")
+    a = TokenDropper(args, ToyDict(), num_layers=4)
+    a.importance.accumulate(torch.tensor([5, 6]), torch.tensor([3.0, 1.0]))
+    a.importance.apply()
+    src = random_batch(torch.Generator().manual_seed(2))
+    a.keep_positions(src)
+    state = a.state_dict()
+    b = TokenDropper(args, ToyDict(), num_layers=4)
+    b.load_state_dict(state)
+    assert torch.equal(a.importance.scores, b.importance.scores)
+    assert torch.equal(a.keep_positions(src), b.keep_positions(src))  # resumed == uninterrupted
+    with pytest.raises(ValueError, match="21 entries, dictionary has 20"):
+        b.importance.load_state_dict({"scores": torch.zeros(21)})
+
+
+@pytest.mark.parametrize("ext", [".npy", ".pt", ".txt"])
+def test_init_table_file_formats_and_wrong_size(tmp_path, ext):
+    vals = np.arange(20, dtype=np.float32) / 2
+    good, bad = tmp_path / f"good{ext}", tmp_path / f"bad{ext}"
+    for path, v in ((good, vals), (bad, vals[:17])):
+        if ext == ".npy":
+            np.save(path, v)
+        elif ext == ".pt":
+            torch.save(torch.from_numpy(v), path)
+        else:
+            path.write_text("".join(f"{x}\n" for x in v))
+    imp = TokenImportance(20, SPECIALS, PAD, init_path=str(good))
+    expected = torch.from_numpy(vals).clone()
+    expected[SPECIALS] = SPECIAL_SCORE
+    expected[PAD] = -math.inf
+    assert torch.equal(imp.scores, expected)
+    with pytest.raises(ValueError, match=rf"--init-token-importance .*bad{ext}: has 17 values .* 20 entries"):
+        TokenImportance(20, SPECIALS, PAD, init_path=str(bad))
+    with pytest.raises(FileNotFoundError, match="--init-token-importance .*missing"):
+        TokenImportance(20, SPECIALS, PAD, init_path=str(tmp_path / "missing.npy"))
+
+
+def test_dropper_uses_table_and_specials():
+    d = TokenDropper(parse("--token-drop", "0.5"), ToyDict(), num_layers=12)
+    assert d.split == (5, 10) and d.forced_keep_ids == [0, 2, 3, 19]
+    assert d.is_sctd_update(0) and d.is_sctd_update(20) and not d.is_sctd_update(7)
+    d.importance.scores[4:19] = torch.arange(15).float()  # higher id -> more important
+    src = torch.tensor([[0, 4, 18, 5, 17, 19, 6, 2, PAD, PAD]])
+    assert d.keep_positions(src).tolist() == [[0, 2, 4, 5, 7]]
+
+
+# --------------------------------------------------------------------------- with the RoBERTa model
+
+
+def tiny_model(layers=6, split=None):
+    from fairseq.models import build_model
+    args = argparse.Namespace(arch="roberta", encoder_layers=layers, encoder_embed_dim=16,
+                              encoder_ffn_embed_dim=32, encoder_attention_heads=2, max_positions=64,
+                              token_drop_layers=split)
+    torch.manual_seed(0)
+    model = build_model(args, ToyDict())
+    return model.eval()
+
+
+def slow_dropping_reference(model, src, keep, split):
+    """Per sequence, without padding: layers before d on all tokens; layer d computed in full and its
+    kept rows taken (a query's output depends only on itself and all keys); layers d+1..end on the kept
+    tokens alone; merge into the layer d-1 states; remaining layers on all tokens."""
+    enc = model.encoder.sentence_encoder
+    L, (d, end) = len(enc.layers), split
+    feats, locals_ = [], []
+    for b in range(src.size(0)):
+        n = int(src[b].ne(PAD).sum())
+        tok = src[b:b + 1, :n]
+        x = enc.embed(tok, tok.eq(PAD))
+        for i in range(d):
+            x = enc.layers[i](x)
+        kept = [int(t) for t in keep[b] if int(t) < n]
+        h = enc.layers[d](x)[:, kept]
+        for i in range(d + 1, end + 1):
+            h = enc.layers[i](h)
+        if end == L - 2:
+            locals_.append(h[0, 0])
+        x = x.clone()
+        x[:, kept] = h
+        for i in range(end + 1, L):
+            x = enc.layers[i](x)
+            if i == L - 2:  # contract: cls_local is position 0 after layer L-2
+                locals_.append(x[0, 0])
+        feats.append(x[0])
+    return feats, torch.stack(locals_)
+
+
+@pytest.mark.parametrize("layers,split,p", [(6, None, 0.5), (4, None, 0.3), (6, "1,3", 0.6)])
+def test_selection_and_forward_match_per_sequence_reference(layers, split, p):
+    model = tiny_model(layers, split)
+    d = TokenDropper(parse("--token-drop", str(p)), ToyDict(), num_layers=layers)
+    d.split = drop_layer_split(layers, split)
+    gen = torch.Generator().manual_seed(5)
+    d.importance.scores[4:19] = torch.rand(15, generator=gen) * 10
+    src = random_batch(gen, B=5, T=20)
+    keep = d.keep_positions(src)
+    with torch.no_grad():
+        x, extra = model(src, features_only=True, token_drop_keep=keep)
+        feats, cls_local = slow_dropping_reference(model, src, keep, d.split)
+    for b, ref in enumerate(feats):
+        torch.testing.assert_close(x[b, :ref.size(0)], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(extra["cls_local"], cls_local, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(extra["cls_global"], x[:, 0])
+
+
+def test_rate_zero_equals_plain_forward():
+    model = tiny_model(6)
+    src = random_batch(torch.Generator().manual_seed(9), B=4, T=16)
+    d = TokenDropper(parse("--token-drop", "0.0"), ToyDict(), num_layers=6)
+    keep = d.keep_positions(src)
+    assert torch.equal(keep, torch.arange(16).expand(4, 16))
+    with torch.no_grad():
+        plain, ep = model(src)
+        dropped, ed = model(src, token_drop_keep=keep)
+    torch.testing.assert_close(dropped, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ed["cls_local"], ep["cls_local"], atol=1e-5, rtol=1e-5)
