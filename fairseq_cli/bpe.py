@@ -42,6 +42,13 @@ def _chunks(files, n):
         yield buf
 
 
+def _restore_env(name, value):
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def encode_main(args) -> None:
     if len(args.inputs) != len(args.outputs):
         raise ValueError(f"--inputs has {len(args.inputs)} files but --outputs has {len(args.outputs)}")
@@ -51,7 +58,9 @@ def encode_main(args) -> None:
     tok_args = (args.encoder_json, args.vocab_bpe, args.tokenizer_json)
     _init_worker(*tok_args)  # fail fast on bad tokenizer files, in this process
     n_empty = 0
+    saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
     with contextlib.ExitStack() as stack:
+        stack.callback(_restore_env, "TOKENIZERS_PARALLELISM", saved_env)
         ins = [stack.enter_context(open(p, encoding="utf-8")) if p != "-" else sys.stdin for p in args.inputs]
         outs = [
             stack.enter_context(open(p, "w", encoding="utf-8")) if p != "-" else sys.stdout for p in args.outputs

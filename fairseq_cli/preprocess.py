@@ -14,7 +14,7 @@ import os
 import sys
 import uuid
 from collections import Counter
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

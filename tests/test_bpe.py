@@ -2,7 +2,6 @@
 import itertools
 import json
 
-import numpy as np
 import pytest
 
 from fairseq.data import Dictionary

@@ -102,3 +102,13 @@ def test_bad_arguments():
         build_blocks([1, 2], 5, "sentence")
     with pytest.raises(ValueError, match="block size"):
         build_blocks([1, 2], 0, "complete")
+
+
+def test_size_dtypes_agree(ref):
+    sizes = ref["valid__sentence_sizes"]
+    for mode in ("complete", "complete_doc"):
+        want = build_blocks(sizes, 127, mode)
+        for dt in (np.int32, np.uint16, np.uint32):
+            got = build_blocks(sizes.astype(dt), 127, mode)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])

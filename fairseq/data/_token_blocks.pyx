@@ -6,10 +6,22 @@ proportional to the number of tokens. Semantics are documented in token_blocks.p
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
+
+ctypedef fused size_t_:
+    int32_t
+    int64_t
 
 
-cdef int64_t _pack(const int64_t[:] sizes, int64_t block_size, bint doc, int64_t sep_len,
+def _as_sizes(sizes):
+    """int32/int64 arrays are used in place (no copy of a 1e9-token corpus' sizes); others -> int64."""
+    a = np.asarray(sizes)
+    if a.dtype != np.int32 and a.dtype != np.int64:
+        a = a.astype(np.int64)
+    return np.ascontiguousarray(a)
+
+
+cdef int64_t _pack(const size_t_[:] sizes, int64_t block_size, bint doc, int64_t sep_len,
                    int64_t[:, :] out) nogil:
     cdef Py_ssize_t n = sizes.shape[0]
     cdef Py_ssize_t i = 0
@@ -40,7 +52,11 @@ cdef int64_t _pack(const int64_t[:] sizes, int64_t block_size, bint doc, int64_t
 
 
 def pack_blocks(sizes, int64_t block_size, bint doc, int64_t document_sep_len):
-    cdef const int64_t[:] sz = np.ascontiguousarray(sizes, dtype=np.int64)
+    a = _as_sizes(sizes)
+    return _pack_blocks(a, block_size, doc, document_sep_len)  # dispatches on int32/int64
+
+
+def _pack_blocks(const size_t_[:] sz, int64_t block_size, bint doc, int64_t document_sep_len):
     cdef int64_t[:, :] empty = np.zeros((0, 2), dtype=np.int64)
     cdef int64_t nb
     with nogil:
@@ -55,7 +71,11 @@ def pack_blocks(sizes, int64_t block_size, bint doc, int64_t document_sep_len):
 
 def block_to_dataset_index(sizes, slice_indices):
     """For each [s, e): (sentence holding token s, offset of s in it, sentence holding token e-1)."""
-    cdef const int64_t[:] sz = np.ascontiguousarray(sizes, dtype=np.int64)
+    a = _as_sizes(sizes)
+    return _b2d(a, slice_indices)
+
+
+def _b2d(const size_t_[:] sz, slice_indices):
     cdef const int64_t[:, :] sl = np.ascontiguousarray(slice_indices, dtype=np.int64)
     cdef Py_ssize_t nb = sl.shape[0], n = sz.shape[0], b
     out = np.empty((nb, 3), dtype=np.int64)
@@ -79,7 +99,7 @@ def block_to_dataset_index(sizes, slice_indices):
     return out
 
 
-cdef inline Py_ssize_t _seek(const int64_t[:] sz, Py_ssize_t n, Py_ssize_t cur, int64_t cur_start,
+cdef inline Py_ssize_t _seek(const size_t_[:] sz, Py_ssize_t n, Py_ssize_t cur, int64_t cur_start,
                              int64_t target) nogil:
     while cur < n - 1 and target >= cur_start + sz[cur]:
         cur_start += sz[cur]
