@@ -210,6 +210,9 @@ def train_variant(args, data_bin: Path, out: Path, variant: str,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s train time {postfix}")
     tap = _ProgressTap(bar, budget_s)
     root = logging.getLogger()
+    detached = list(root.handlers)  # e.g. a console handler left by an earlier step: restored below
+    for handler in detached:
+        root.removeHandler(handler)
     root.addHandler(tap)
     log_path = save_dir / "train.log"
     # fairseq-train logs to stdout (as fairseq does); send that to the run's log file so the
@@ -223,6 +226,8 @@ def train_variant(args, data_bin: Path, out: Path, variant: str,
             for handler in list(root.handlers):
                 if getattr(handler, "stream", None) is log_file:
                     root.removeHandler(handler)
+            for handler in detached:
+                root.addHandler(handler)
             bar.close()
     return read_json_log(save_dir / "train.log")
 
@@ -250,25 +255,35 @@ def _num(value) -> float:
 def summarize(variant: str, log: RunLog, ideal_step_ratio: float) -> Summary:
     """Updates, throughput and the valid-loss-vs-training-time curve from one run's JSON log.
 
-    Training time at update u is the running sum of `train_wall` over the train_inner lines,
-    interpolated between log points, so validation time is left out of the axis.
+    Totals come from the end-of-epoch `train` lines (train_step time summed over the epoch, so
+    validation is left out and rounding happens once). The curve's time at update u is the running
+    sum of `train_wall` over the train_inner lines, interpolated between log points and ending at
+    the epoch total.
     """
-    inner = log.of("train_inner")
-    updates, seconds, tokens = [0.0], [0.0], 0.0
-    for stats in inner:
-        n = _num(stats.get("num_updates"))
-        tokens += _num(stats.get("wpb")) * (n - updates[-1])
+    updates, seconds = [0.0], [0.0]
+    for stats in log.of("train_inner"):
         seconds.append(seconds[-1] + _num(stats.get("train_wall")))
-        updates.append(n)
+        updates.append(_num(stats.get("num_updates")))
+    total_updates, train_s, tokens = 0.0, 0.0, 0.0
+    for stats in log.of("train"):
+        n = _num(stats.get("train_num_updates"))
+        tokens += _num(stats.get("train_wpb")) * (n - total_updates)
+        train_s += _num(stats.get("train_train_wall"))
+        total_updates = n
+    if total_updates == 0:  # no epoch summary: fall back to the train_inner lines
+        total_updates, train_s = updates[-1], seconds[-1]
+        tokens = sum(_num(r.get("wpb")) * (b - a) for r, a, b in
+                     zip(log.of("train_inner"), updates[:-1], updates[1:]))
+    if total_updates > updates[-1]:
+        updates.append(total_updates)
+        seconds.append(max(train_s, seconds[-1]))
     valid = [r for r in log.of("valid") if "valid_loss" in r]
-    total_updates = int(max([updates[-1]] + [_num(r.get("valid_num_updates")) for r in valid]))
-    train_s = seconds[-1]
     curve_x = [float(np.interp(_num(r.get("valid_num_updates")), updates, seconds)) for r in valid]
     curve_y = [_num(r["valid_loss"]) for r in valid]
     return Summary(
-        variant=variant, updates=total_updates, train_seconds=train_s,
+        variant=variant, updates=int(total_updates), train_seconds=train_s,
         tokens_per_s=tokens / train_s if train_s > 0 else float("nan"),
-        steps_per_s=updates[-1] / train_s if train_s > 0 else float("nan"),
+        steps_per_s=total_updates / train_s if train_s > 0 else float("nan"),
         final_valid_loss=curve_y[-1] if curve_y else float("nan"),
         curve_seconds=curve_x, curve_loss=curve_y, ideal_step_ratio=ideal_step_ratio)
 

@@ -135,15 +135,22 @@ def test_json_log_parsing_and_summary():
         '"num_updates": "20", "train_wall": "4", "wall": "8"}',
         '2026-01-01 00:00:03 | INFO | valid | {"epoch": 1, "valid_loss": "10.5", "valid_num_updates": "15"}',
         '2026-01-01 00:00:04 | INFO | valid | {"epoch": 1, "valid_loss": "10", "valid_num_updates": "20"}',
+        '2026-01-01 00:00:05 | INFO | valid | {"epoch": 1, "valid_loss": "9.5", "valid_num_updates": "24"}',
+        '2026-01-01 00:00:06 | INFO | train | {"epoch": 1, "train_loss": "11", "train_wpb": "200", '
+        '"train_num_updates": "24", "train_train_wall": "8", "train_wall": "9"}',
     ]
     log = q.RunLog([p for p in map(q.parse_json_log_line, lines) if p])
-    assert [t for t, _ in log.records] == ["train_inner", "train_inner", "valid", "valid"]
+    assert [t for t, _ in log.records] == ["train_inner", "train_inner", "valid", "valid", "valid", "train"]
     s = q.summarize("full", log, 1.0)
-    assert s.updates == 20 and s.train_seconds == 6.0
-    assert s.tokens_per_s == pytest.approx((100 * 10 + 300 * 10) / 6.0)
-    assert s.steps_per_s == pytest.approx(20 / 6.0)
-    assert s.curve_seconds == [pytest.approx(4.0), pytest.approx(6.0)]  # update 15 is half way: 2 + 4/2
-    assert s.curve_loss == [10.5, 10.0] and s.final_valid_loss == 10.0
+    assert s.updates == 24 and s.train_seconds == 8.0
+    assert s.tokens_per_s == pytest.approx(200 * 24 / 8.0)
+    assert s.steps_per_s == pytest.approx(24 / 8.0)
+    # update 15 is half way through the second interval: 2 + 4/2; update 24 ends at the epoch total
+    assert s.curve_seconds == [pytest.approx(4.0), pytest.approx(6.0), pytest.approx(8.0)]
+    assert s.curve_loss == [10.5, 10.0, 9.5] and s.final_valid_loss == 9.5
+    no_epoch_line = q.summarize("full", q.RunLog(log.records[:-1]), 1.0)  # falls back to train_inner
+    assert no_epoch_line.updates == 20 and no_epoch_line.train_seconds == 6.0
+    assert no_epoch_line.tokens_per_s == pytest.approx((100 * 10 + 300 * 10) / 6.0)
 
 
 def test_ideal_step_ratio_by_hand():
@@ -185,6 +192,7 @@ def test_tiny_quickstart_end_to_end(tmp_path, capsys):
         "--validate-interval-updates", "10", "--log-interval", "5"]))
     printed = capsys.readouterr().out
     assert [s.variant for s in summaries] == ["full", "token-drop", "sctd"]
+    assert '"valid_loss"' not in printed  # fairseq-train's log goes to OUT/<variant>/train.log only
     for s in summaries:
         assert s.updates > 0 and s.curve_loss and 0 < s.final_valid_loss < 20
         assert (out / s.variant / "train.log").is_file()
