@@ -20,6 +20,7 @@ for checkpoints via :func:`model_state_dict` / :func:`load_model_state_dict`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import socket
@@ -162,14 +163,20 @@ def wrap_model(model: torch.nn.Module, args) -> torch.nn.Module:
     if backend == "fully_sharded":
         return _wrap_fsdp(model, args)
     on_cuda = next(model.parameters()).is_cuda
-    ddp = _ProxyDDP(
-        model,
+    kwargs = dict(
         device_ids=[torch.cuda.current_device()] if on_cuda else None,
         output_device=torch.cuda.current_device() if on_cuda else None,
-        broadcast_buffers=bool(getattr(args, "broadcast_buffers", False)),
         bucket_cap_mb=float(getattr(args, "bucket_cap_mb", 25) or 25),
         find_unused_parameters=bool(getattr(args, "find_unused_parameters", False)),
     )
+    # --broadcast-buffers (fairseq default off); newer torch renamed the knob (buffers are identical
+    # at init anyway, since every rank builds the model from the same seed).
+    sync = bool(getattr(args, "broadcast_buffers", False))
+    if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters:
+        kwargs["forward_sync_buffers"] = sync
+    else:
+        kwargs["broadcast_buffers"] = sync
+    ddp = _ProxyDDP(model, **kwargs)
     ddp.register_comm_hook(None, _sum_allreduce_hook)
     return ddp
 
@@ -254,6 +261,47 @@ def load_model_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor]
 
         return set_model_state_dict(inner, state, options=StateDictOptions(full_state_dict=True, strict=strict))
     return inner.load_state_dict(state, strict=strict)
+
+
+def _is_dtensor(t) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(t, DTensor)
+
+
+def full_optimizer_state(state: dict) -> dict:
+    """A torch optimizer state_dict with every FSDP-sharded (DTensor) entry gathered to a full CPU tensor.
+
+    A collective under FSDP (every rank calls it); identity otherwise. Parameter indices follow
+    model.parameters() order, the same as a single process's, so the result loads anywhere.
+    """
+    if not any(_is_dtensor(v) for s in state.get("state", {}).values() for v in s.values()):
+        return state
+    gathered = {i: {k: (v.full_tensor().cpu() if _is_dtensor(v) else v) for k, v in s.items()}
+                for i, s in state["state"].items()}
+    return {**state, "state": gathered}
+
+
+def shard_optimizer_state(params, state: dict) -> dict:
+    """Inverse of full_optimizer_state for this rank: re-shard full tensors like their (DTensor) params.
+
+    `params` is the optimizer's parameter list in order; entries of non-DTensor params are unchanged.
+    Every rank calls it with the same full state.
+    """
+    params = list(params)
+    if not any(_is_dtensor(p) for p in params):
+        return state
+    from torch.distributed.tensor import distribute_tensor
+
+    out = {}
+    for i, s in state.get("state", {}).items():
+        p = params[int(i)]
+        out[i] = {k: (distribute_tensor(v.to(p.device), p.device_mesh, p.placements)
+                      if _is_dtensor(p) and torch.is_tensor(v) and v.shape == p.shape else v)
+                  for k, v in s.items()}
+    return {**state, "state": out}
 
 
 # ----------------------------------------------------------------------------- start-up

@@ -181,3 +181,112 @@ def test_toy_ddp_and_fsdp_match_single_process_on_global_batch(tmp_path):
         for backend in ("pytorch_ddp", "legacy_ddp", "fully_sharded"):
             assert res[backend] < 1e-12, (backend, res[backend])
             assert res[backend + "_load"] == 0.0, backend
+
+
+# ----------------------------------------------------------------------------- end to end (fairseq-train main)
+#
+# Reference: ONE process with --update-freq 2. Under DDP the iterator shards the shuffled batch list
+# as batches[rank::2], so update u of the 2-rank run sees batches (2u, 2u+1) on ranks (0, 1): exactly
+# the two micro-batches of the single process's update u. Masking depends on (seed, epoch, index),
+# not on the rank, and dropout is 0, so the updates must agree up to float summation order.
+
+E2E_FLAGS = [
+    "--task", "masked_lm", "--arch", "roberta_base", "--encoder-layers", "4", "--encoder-embed-dim", "32",
+    "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--tokens-per-sample", "32",
+    "--sample-break-mode", "complete", "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-4",
+    "--lr-scheduler", "polynomial_decay", "--warmup-updates", "0", "--total-num-update", "10",
+    "--dropout", "0", "--attention-dropout", "0", "--cpu", "--log-format", "none", "--disable-validation",
+    "--token-drop", "0.5", "--sctd-interval", "2", "--seed", "3", "--save-interval-updates", "2",
+    "--no-epoch-checkpoints",
+]
+
+
+def _train_args(data, save_dir, *extra):
+    from fairseq import options
+
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, [str(data), *E2E_FLAGS, "--save-dir", str(save_dir), *extra])
+
+
+def _snapshot(trainer):
+    return {
+        "params": {k: v.detach().clone() for k, v in D.model_state_dict(trainer.model).items()},
+        "importance": trainer.task.token_dropper.importance.scores.clone(),
+        "num_updates": trainer.num_updates,
+    }
+
+
+def _e2e_worker(rank, world, port, data, out_dir, backend):
+    from fairseq_cli import train
+
+    res = {}
+    try:
+        a = _train_args(data, os.path.join(out_dir, f"run_{backend}"), "--max-update", "4",
+                        "--ddp-backend", backend, "--distributed-world-size", str(world))
+        D.init_process_group(a, D.DistInit(mode="spawn", world_size=world, rank=rank, local_rank=rank,
+                                           master_port=port))
+        res["full"] = _snapshot(train.main(a))
+        if True:
+            # resume the same job from its update-2 checkpoint, into a fresh save dir
+            b = _train_args(data, os.path.join(out_dir, "resumed"), "--max-update", "4", "--ddp-backend", backend,
+                            "--distributed-world-size", str(world),
+                            "--restore-file", os.path.join(out_dir, f"run_{backend}", "checkpoint_1_2.pt"))
+            b.distributed_rank, b.device_id = rank, rank
+            res["resumed"] = _snapshot(train.main(b))
+    finally:
+        torch.save(res, os.path.join(out_dir, f"e2e{rank}.pt"))
+        if D.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _max_diff(a, b):
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in b)
+
+
+@pytest.fixture(scope="module")
+def single_process_reference(peer_dir, tmp_path_factory):
+    """4 updates of one process with --update-freq 2 (the global batch of the 2-rank runs)."""
+    from fairseq_cli import train
+
+    out = tmp_path_factory.mktemp("single")
+    trainer = train.main(_train_args(peer_dir / "data-bin", out, "--max-update", "4", "--update-freq", "2"))
+    return _snapshot(trainer)
+
+
+def test_ddp_equals_single_process_and_resumes_identically(peer_dir, tmp_path, single_process_reference):
+    ref = single_process_reference
+    mp.spawn(_e2e_worker, args=(WORLD, D.free_port(), str(peer_dir / "data-bin"), str(tmp_path), "pytorch_ddp"),
+             nprocs=WORLD, join=True)
+    r0, r1 = (torch.load(tmp_path / f"e2e{r}.pt", weights_only=False) for r in range(WORLD))
+    for r in (r0, r1):
+        assert r["full"]["num_updates"] == 4 and r["resumed"]["num_updates"] == 4
+        assert _max_diff(r["full"]["params"], ref["params"]) < 1e-6
+        # importance table: summed over ranks, so equal to the single process's (which saw both halves)
+        torch.testing.assert_close(r["full"]["importance"], ref["importance"], rtol=0, atol=1e-5)
+        # resumed from checkpoint_1_2.pt == uninterrupted, bit for bit
+        assert _max_diff(r["resumed"]["params"], r["full"]["params"]) == 0.0
+        assert torch.equal(r["resumed"]["importance"], r["full"]["importance"])
+    # both ranks hold identical replicas and identical importance tables
+    assert _max_diff(r0["full"]["params"], r1["full"]["params"]) == 0.0
+    assert torch.equal(r0["full"]["importance"], r1["full"]["importance"])
+    # the table actually moved away from its initial value (token dropping was on)
+    assert (r0["full"]["importance"] != 10.0).sum() > 10
+
+
+def test_fsdp_trains_like_single_process(peer_dir, tmp_path, single_process_reference):
+    mp.spawn(_e2e_worker, args=(WORLD, D.free_port(), str(peer_dir / "data-bin"), str(tmp_path), "fully_sharded"),
+             nprocs=WORLD, join=True)
+    from fairseq import checkpoint
+
+    for r in range(WORLD):
+        res = torch.load(tmp_path / f"e2e{r}.pt", weights_only=False)
+        assert res["full"]["num_updates"] == 4 and res["resumed"]["num_updates"] == 4
+        assert _max_diff(res["full"]["params"], single_process_reference["params"]) < 1e-6
+        # resuming restores the gathered optimizer state re-sharded: same result as uninterrupted
+        assert _max_diff(res["resumed"]["params"], res["full"]["params"]) < 1e-7
+    # rank 0 wrote full (unsharded) model and optimizer state that a single process loads (weights_only)
+    saved = checkpoint.load_checkpoint_file(str(tmp_path / "run_fully_sharded" / "checkpoint_last.pt"))
+    assert _max_diff(res["full"]["params"], saved["model"]) == 0.0
+    opt = saved["last_optimizer_state"]["state"]
+    assert len(opt) == len(res["full"]["params"]) - 1  # every param but the tied lm_head.weight
+    assert all(type(v) is torch.Tensor for s in opt.values() for v in s.values() if torch.is_tensor(v))
