@@ -3,7 +3,7 @@
 The first half uses a tiny stand-in model/criterion that follows the contracts in ARCHITECTURE.md
 (forward(..., token_drop_keep), extra cls_local/cls_global; criterion(..., token_drop_keep, return_extra)),
 so the step logic is checked in isolation. Integration with the real RoBERTa model, criteria and
-fairseq-train lives in test_token_drop_integration-style tests further down.
+fairseq-train follows further down.
 """
 import argparse
 import math
@@ -18,6 +18,15 @@ from fairseq import sctd
 from fairseq.token_drop import TokenDropper, add_token_drop_args, gather_positions, merge_positions
 
 PAD, V, C = 1, 20, 8
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread and lose a lot when the 2 cores are busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class ToyDict:
