@@ -199,7 +199,7 @@ def build_state(args, trainer, epoch_itr, val_loss: Optional[float], best: Optio
         "extra_state": extra,
     }
     if not args.no_save_optimizer_state:
-        opt = trainer.optimizer.state_dict()
+        opt = distributed.full_optimizer_state(trainer.optimizer.state_dict())  # FSDP: gather shards
         if trainer.scaler is not None:
             opt["loss_scale"] = trainer.scaler.loss_scale
         state["last_optimizer_state"] = opt
@@ -294,6 +294,7 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
         if opt_state is not None:
             n_saved = sum(len(g["params"]) for g in opt_state["param_groups"])
             if ours and n_saved == len(trainer.params):
+                opt_state = distributed.shard_optimizer_state(trainer.params, opt_state)  # FSDP: re-shard
                 trainer.optimizer.load_state_dict({k: v for k, v in opt_state.items() if k != "loss_scale"})
             else:
                 logger.warning(f"{path}: optimizer state not restored (it indexes {n_saved} parameters, "

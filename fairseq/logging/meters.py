@@ -122,7 +122,8 @@ class ValidWindow:
         add_logs(self.sums, log)
         self.batches += 1
 
-    def stats(self, reduce_metrics: Callable, num_updates: int) -> "OrderedDict[str, object]":
+    def stats(self, reduce_metrics: Callable, num_updates: Optional[int]) -> "OrderedDict[str, object]":
+        """num_updates=None leaves it out (fairseq-validate's line has none)."""
         sums = to_floats(self.sums)
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         n = max(self.batches, 1)
@@ -131,7 +132,8 @@ class ValidWindow:
         out["wps"] = safe_round(ntokens / elapsed, 1)
         out["wpb"] = safe_round(ntokens / n, 1)
         out["bsz"] = safe_round(sums.get("nsentences", 0.0) / n, 1)
-        out["num_updates"] = num_updates
+        if num_updates is not None:
+            out["num_updates"] = num_updates
         return out
 
 

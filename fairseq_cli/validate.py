@@ -1,0 +1,142 @@
+"""fairseq-validate DATA --path CKPT [--valid-subset valid] ...: the validation loss of a checkpoint.
+
+Model and task settings come from the checkpoint's cfg (ours or fairseq's own); flags given on the
+command line override them (the data directory always comes from the command line). Prints
+`valid on 'valid' subset | loss ... | ppl ... | wps ... | wpb ... | bsz ...` like fairseq.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+from fairseq import checkpoint, distributed, options, registry, tasks
+from fairseq.logging import meters
+from fairseq.logging.progress_bar import setup_logging
+from fairseq.trainer import move_to, pick_device
+
+logger = logging.getLogger("fairseq_cli.validate")
+
+
+def get_validation_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
+    options._add_common(parser)
+    parser.add_argument("--task", default=options.DEFAULT_TASK, help="task: " + ", ".join(registry.choices("task")))
+    parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
+    options._add_dataset(parser, train=False)
+    options._add_distributed(parser)
+    g = parser.add_argument_group("common_eval")
+    g.add_argument("--path", required=True, help="checkpoint to evaluate")
+    g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
+    g.add_argument("--results-path", default=None, help="(accepted, unused)")
+    g.add_argument("--quiet", action="store_true", help="(accepted, unused)")
+    return parser
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Returns the merged Namespace: checkpoint cfg, then explicit flags, then parser defaults."""
+    parser = get_validation_parser()
+    names, _ = parser.parse_known_args(argv)
+    registry.lookup("task", names.task).add_args(parser)
+    args = parser.parse_args(argv)
+    explicit_parser = get_validation_parser()
+    registry.lookup("task", names.task).add_args(explicit_parser)
+    for action in explicit_parser._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    explicit = vars(explicit_parser.parse_args(argv))
+    state = checkpoint.load_checkpoint_file(args.path)
+    merged = vars(options.model_args_from_cfg(state.get("cfg")))
+    merged.update(explicit)
+    for key, value in vars(args).items():
+        merged.setdefault(key, value)
+    merged["task"] = args.task
+    try:
+        overrides = ast.literal_eval(args.model_overrides)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"--model-overrides {args.model_overrides!r} is not a python dict literal") from None
+    merged.update(overrides)
+    merged["update_freq"] = [1]
+    if merged.get("criterion") is None:
+        merged["criterion"] = "cross_entropy"
+    if merged.get("batch_size") is None and merged.get("max_tokens") is None:
+        merged["batch_size"] = 8
+    if "batch_size_valid" not in explicit:
+        merged["batch_size_valid"] = merged.get("batch_size")
+    if "max_tokens_valid" not in explicit:
+        merged["max_tokens_valid"] = merged.get("max_tokens")
+    ns = argparse.Namespace(**merged)
+    ns._state = state
+    return ns
+
+
+def main(args) -> List[Dict]:
+    state = args.__dict__.pop("_state", None)
+    torch.manual_seed(args.seed)
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    if state is None:
+        state = checkpoint.load_checkpoint_file(args.path)
+    checkpoint.check_vocab(state, model, args.path)
+    model.load_state_dict(state["model"], strict=True)
+    device = pick_device(args)
+    model.to(device).eval()
+    criterion = task.build_criterion(args).to(device)
+    criterion.eval()
+    logger.info(f"loaded {args.path}; criterion {type(criterion).__name__}; device {device}")
+    results = []
+    for subset in [s for s in args.valid_subset.split(",") if s]:
+        task.load_dataset(subset, epoch=1)
+        tm = getattr(task, "max_positions", lambda: None)()
+        mm = model.max_positions() if hasattr(model, "max_positions") else None
+        maxpos = min(v for v in (tm, mm) if v is not None) if (tm or mm) else None
+        itr = task.get_batch_iterator(
+            dataset=task.dataset(subset), max_tokens=args.max_tokens_valid, max_sentences=args.batch_size_valid,
+            max_positions=maxpos, ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
+            required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
+            num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1, split_name=subset,
+        ).next_epoch_itr(shuffle=False)
+        window = meters.ValidWindow()
+        autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if getattr(args, "bf16", False)
+                    else torch.autocast(device_type=device.type, enabled=False))
+        with torch.no_grad(), autocast:
+            for i, sample in enumerate(itr):
+                if args.max_valid_steps is not None and i >= args.max_valid_steps:
+                    break
+                if not sample:
+                    continue
+                _, _, log = task.valid_step(move_to(sample, device), model, criterion)
+                window.add(log)
+        if distributed.get_world_size() > 1:
+            window.sums = distributed.all_reduce_dict(window.sums)
+        stats = window.stats(criterion.reduce_metrics, None)
+        formatted = meters.format_stats(stats)
+        if args.log_format == "json":
+            import json
+
+            logging.getLogger(subset).info(json.dumps(formatted))
+        else:
+            body = " | ".join(f"{k} {v}" for k, v in formatted.items())
+            logging.getLogger(subset).info(f"valid on '{subset}' subset | {body}")
+        results.append(dict(stats, subset=subset))
+    return results
+
+
+def cli_main(argv=None) -> None:
+    setup_logging()
+    try:
+        args = parse_args(argv)
+        setup_logging(args.log_file)
+        distributed.call_main(args, main)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fairseq-validate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli_main()
