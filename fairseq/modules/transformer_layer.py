@@ -4,7 +4,7 @@ Activations are batch-first [B, T, C] everywhere inside our model: that avoids t
 does for its time-major layout (the public `inner_states` are still returned as [T, B, C]).
 
 Three modes, chosen by `query_index`:
-  * full:  queries, keys and values at all T positions (query_index=None, kv=None);
+  * full:  queries, keys and values at all T positions (query_index=None);
   * cross: queries (and outputs) only at the gathered positions `query_index` [B, K], keys/values at all
            T positions with the full key padding mask (token dropping's layer d);
   * kept:  the caller has already gathered a [B, K, C] tensor and its padding mask; this is just "full"
@@ -49,10 +49,18 @@ def drop_threshold(p: float):
     return q - (_U16 // 2), 1.0 / (1.0 - q / _U16)
 
 
-def drop_mask(shape, p: float, device) -> tuple:
-    """(keep mask bool, scale): each element kept independently with probability 1 - round(p*2^16)/2^16."""
+def drop_mask(shape, p: float, device, dtype: torch.dtype = torch.bool) -> tuple:
+    """(keep mask, scale): each element kept independently with probability 1 - round(p*2^16)/2^16.
+
+    With a floating `dtype` the mask is 0/1 in that dtype, written straight from the comparison (no
+    separate bool tensor and cast): multiplying by a float mask is ~2x cheaper than torch.where here."""
     thr, scale = drop_threshold(p)
-    return _uniform16(shape, device) >= thr, scale
+    u = _uniform16(shape, device)
+    if dtype == torch.bool:
+        return u >= thr, scale
+    keep = torch.empty(shape, dtype=dtype, device=device)
+    torch.ge(u, thr, out=keep)
+    return keep, scale
 
 
 def cheap_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -61,8 +69,8 @@ def cheap_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.is_cuda:  # the GPU Philox dropout is already fast
         return F.dropout(x, p, True)
-    keep, scale = drop_mask(x.shape, p, x.device)
-    return x * (keep * scale).to(x.dtype) if x.dtype != torch.float32 else torch.where(keep, x * scale, 0.0)
+    keep, scale = drop_mask(x.shape, p, x.device, x.dtype)
+    return (x * keep).mul_(scale)
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -111,14 +119,17 @@ class MultiheadSelfAttention(nn.Module):
         return self.out_proj(out)
 
     def _attention_with_dropout(self, q, k, v, attn_mask, p: float) -> torch.Tensor:
-        """softmax(q k^T / sqrt(D) + mask) with cheap inverted dropout, times v (see module docstring)."""
+        """softmax(q k^T / sqrt(D) + mask) with cheap inverted dropout, times v (see module docstring).
+
+        The padding mask is added as a -inf bias in place (matmul's backward does not need its output),
+        which is ~3x cheaper than masked_fill on the [B,H,T,T] scores and free in the backward."""
         scores = torch.matmul(q * (self.head_dim ** -0.5), k.transpose(-1, -2))
         if attn_mask is not None:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            bias = torch.zeros(attn_mask.shape, dtype=scores.dtype, device=scores.device)
+            scores.add_(bias.masked_fill_(~attn_mask, float("-inf")))
         probs = torch.softmax(scores, dim=-1)
-        keep, scale = drop_mask(probs.shape, p, probs.device)
-        probs = torch.where(keep, probs, 0.0) if probs.dtype == torch.float32 else probs * keep.to(probs.dtype)
-        return torch.matmul(probs, v) * scale
+        keep, scale = drop_mask(probs.shape, p, probs.device, probs.dtype)
+        return torch.matmul(probs * keep, v).mul_(scale)
 
 
 class TransformerEncoderLayer(nn.Module):

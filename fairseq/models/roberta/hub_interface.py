@@ -128,6 +128,21 @@ def _model_args(state: dict) -> argparse.Namespace:
     return args
 
 
+def _build_task(args: argparse.Namespace, data_dir: str):
+    """fairseq.tasks.setup_task for a masked_lm data folder (as fairseq's hub does); a minimal stand-in
+    holding the dictionary otherwise (other tasks' folder layouts, or when the tasks package is absent)."""
+    if getattr(args, "task", None) in (None, "masked_lm"):
+        try:
+            from fairseq.tasks import setup_task
+        except ImportError:
+            setup_task = None
+        if setup_task is not None:
+            targs = argparse.Namespace(**vars(args))
+            targs.task, targs.data = "masked_lm", data_dir
+            return setup_task(targs)
+    return _Task(_load_dictionary(os.path.join(data_dir, "dict.txt")))
+
+
 def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **overrides):
     """Build a RobertaHubInterface from `model_dir/checkpoint_file` and `model_dir/data_name_or_path/dict.txt`."""
     from fairseq.models.roberta.model import RobertaModel
@@ -138,7 +153,7 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     for k, v in overrides.items():
         setattr(args, k, v)
     data_dir = data_name_or_path if os.path.isabs(data_name_or_path) else os.path.join(model_dir, data_name_or_path)
-    task = _Task(_load_dictionary(os.path.join(data_dir, "dict.txt")))
+    task = _build_task(args, data_dir)
     model = RobertaModel.build_model(args, task)
     model.load_state_dict(state["model"])
     return RobertaHubInterface(args, task, model, _Bpe(model_dir))

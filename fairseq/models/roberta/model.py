@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -87,7 +87,8 @@ class TransformerSentenceEncoder(nn.Module):
                 token_drop_keep: Optional[torch.Tensor] = None):
         """Returns (x [B,T,C], extra) with extra = {inner_states ([T,B,C] list or None), cls_local, cls_global}."""
         pad = src_tokens.eq(self.padding_idx)
-        attn_mask = (~pad)[:, None, None, :]
+        # no mask at all when nothing is padded (cheaper attention); the check would sync a GPU, so only on CPU
+        attn_mask = None if (not pad.is_cuda and not bool(pad.any())) else (~pad)[:, None, None, :]
         x = self.embed(src_tokens, pad)
         states = [x] if return_all_hiddens else None
         L = len(self.layers)
@@ -122,7 +123,7 @@ class TransformerSentenceEncoder(nn.Module):
         x, cls_local = self._run(x, attn_mask, range(d), states)
         before = x                                    # output of layer d-1 (the embeddings when d == 0)
         idx = keep.unsqueeze(-1).expand(-1, -1, x.size(-1))
-        kept_mask = (~pad.gather(1, keep))[:, None, None, :]
+        kept_mask = None if attn_mask is None else (~pad.gather(1, keep))[:, None, None, :]
         h = self.layers[d](x, attn_mask, query_index=keep)
         if d == L - 2:
             cls_local = h[:, 0]

@@ -1,0 +1,87 @@
+"""RobertaModel.from_pretrained / RobertaHubInterface on the fairseq fixture checkpoint."""
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
+
+
+@pytest.fixture(scope="module")
+def model_dir(peer_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("roberta_hub")
+    os.symlink(peer_dir / "checkpoint_last.no-optimizer-state.pt", d / "model.pt")
+    os.symlink(peer_dir / "data-bin" / "dict.txt", d / "dict.txt")
+    os.symlink(peer_dir / "tokenizer.json", d / "tokenizer.json")
+    return d
+
+
+@pytest.fixture(scope="module")
+def roberta(model_dir):
+    return RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt")
+
+
+def test_extract_features_matches_fairseq(roberta, peer_dir):
+    z = np.load(peer_dir / "reference" / "model_outputs_batchB.npz")  # batch B has no padding
+    assert not roberta.model.training and len(roberta.task.source_dictionary) == 7713
+    with torch.no_grad():
+        feats = roberta.extract_features(torch.from_numpy(z["src_tokens"][3]))
+        layers = roberta.extract_features(torch.from_numpy(z["src_tokens"][:2]), return_all_hiddens=True)
+    np.testing.assert_allclose(feats[0].numpy(), z["features"][3], atol=1e-5, rtol=0)
+    assert len(layers) == 5 and layers[-1].shape == (2, 111, 128)
+    np.testing.assert_allclose(layers[-1].numpy(), z["features"][:2], atol=1e-5, rtol=0)
+
+
+def test_encode_matches_fairseq_bpe_and_decodes(roberta, peer_dir):
+    text = (peer_dir / "raw" / "valid.txt").read_text(encoding="utf-8").split("\n")[0]
+    bpe_ids = (peer_dir / "bpe" / "valid.bpe").read_text(encoding="utf-8").split("\n")[0].split()
+    d = roberta.task.source_dictionary
+    tokens = roberta.encode(text)
+    assert tokens.tolist() == [0] + [d.index(t) for t in bpe_ids] + [2]
+    assert roberta.decode(tokens) == text
+    pair = roberta.encode("Hello there.", "General Kenobi.")
+    assert pair[0] == 0 and pair.tolist().count(2) == 3  # <s> A </s> </s> B </s>
+    assert roberta.decode(pair) == ["Hello there.", "General Kenobi."]
+
+
+def test_fill_mask(roberta):
+    out = roberta.fill_mask("Return the value of the <mask> attribute.", topk=3)
+    assert len(out) == 3
+    probs = [p for _, p, _ in out]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    for filled, _, token in out:
+        assert "<mask>" not in filled and filled.startswith("Return the value of the")
+        assert token.strip() in filled
+    with pytest.raises(ValueError, match="exactly one <mask>"):
+        roberta.fill_mask("no mask here")
+
+
+def test_classification_head_predict(roberta):
+    roberta.register_classification_head("demo", num_classes=3)
+    tokens = roberta.encode("A short sentence.")
+    lp = roberta.predict("demo", tokens)
+    logits = roberta.predict("demo", tokens, return_logits=True)
+    assert lp.shape == (1, 3)
+    torch.testing.assert_close(lp, torch.log_softmax(logits, -1))
+    torch.testing.assert_close(lp.exp().sum(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="exceeds maximum length"):
+        roberta.extract_features(torch.zeros(129, dtype=torch.long))
+
+
+def test_our_checkpoint_format_loads_weights_only(roberta, model_dir, tmp_path):
+    """A checkpoint whose cfg['model'] is a plain dict (ours) loads; fairseq-style keys are accepted."""
+    args = dict(vars(roberta.cfg))
+    torch.save({"args": None, "cfg": {"model": args}, "model": fairseq_compatible_state_dict(roberta.model)},
+               tmp_path / "ours.pt")
+    os.symlink(model_dir / "dict.txt", tmp_path / "dict.txt")
+    r2 = RobertaModel.from_pretrained(str(tmp_path), checkpoint_file="ours.pt", dropout=0.3)
+    assert r2.cfg.dropout == 0.3 and r2.bpe.tok is None
+    x = torch.tensor([[0, 10, 20, 30, 2]])
+    torch.testing.assert_close(r2.extract_features(x), roberta.extract_features(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no BPE known"):
+        r2.encode("hello")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        RobertaModel.from_pretrained(str(tmp_path), checkpoint_file="missing.pt")
+    assert isinstance(roberta.cfg, argparse.Namespace)
