@@ -31,8 +31,7 @@ def test_fixture_mlm_logits_match_real_fairseq(peer_dir, fixture_export):
     assert cfg["pad_token_id"] == 1 and cfg["type_vocab_size"] == 1 and cfg["layer_norm_eps"] == 1e-5
     model = transformers.RobertaForMaskedLM.from_pretrained(fixture_export).eval()
     ref = np.load(peer_dir / "reference" / "model_outputs_batchA.npz")
-    tokens = torch.from_numpy(ref["original_tokens"])
-    # src_tokens (masked input) is what fairseq ran; features/logits come from it
+    # src_tokens (the masked input) is what fairseq ran; features/logits come from it
     src = torch.from_numpy(ref["src_tokens"])
     attn = (src != 1).long()
     with torch.no_grad():
@@ -50,7 +49,6 @@ def test_fixture_mlm_logits_match_real_fairseq(peer_dir, fixture_export):
                                atol=1e-4, rtol=1e-4)
     # alias columns (BPE tokens missing from dict.txt) never win
     assert out.logits[..., 7713:].max() < -1000
-    assert tokens.shape == src.shape
 
 
 def test_fixture_tokenizer_ids_equal_bpe_plus_dictionary(peer_dir, fixture_export):
@@ -189,3 +187,42 @@ def test_bad_inputs_give_clear_errors(tmp_path, peer_dir):
         export_hf.export(tmp_path / "a.pt", tmp_path / "o", dict_path=peer_dir / "data-bin" / "dict.txt")
     with pytest.raises(ValueError, match="--dict is required"):
         export_hf.export(tmp_path / "a.pt", tmp_path / "o", tokenizer_json=peer_dir / "tokenizer.json")
+
+
+def test_our_model_export_matches_our_logits(tmp_path):
+    """A model built by our code (with a head) -> checkpoint -> HF: MLM and classifier logits agree."""
+    import argparse
+
+    from fairseq import models
+    from fairseq.data.dictionary import Dictionary
+    from fairseq.models.roberta.model import fairseq_compatible_state_dict
+
+    d = Dictionary()
+    for i in range(27):
+        d.add_symbol(str(i))
+    d.add_symbol("<mask>")
+    args = argparse.Namespace(arch="roberta_tiny", encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                              encoder_attention_heads=4, max_positions=24, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = models.build_model(args, d).eval()
+    model.register_classification_head("sentence_classification_head", num_classes=3)
+    with torch.no_grad():  # make biases/LN non-trivial so a wrong mapping cannot pass
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    state = {"model": fairseq_compatible_state_dict(model), "cfg": {"model": dict(vars(args))}, "args": None}
+    torch.save(state, tmp_path / "ours.pt")
+    tokens = torch.tensor([[0, 5, 9, 12, 2, 2, 7, 2], [0, 6, 30, 2, 1, 1, 1, 1]])
+    pad = tokens.eq(1)
+    with torch.no_grad():
+        ours_lm, _ = model(tokens)
+        ours_cls, _ = model(tokens, classification_head_name="sentence_classification_head")
+    export_hf.export(tmp_path / "ours.pt", tmp_path / "mlm", mlm_only=True)
+    hf = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "mlm").eval()
+    with torch.no_grad():
+        got = hf(input_ids=tokens, attention_mask=(~pad).long()).logits
+    torch.testing.assert_close(got[~pad], ours_lm[~pad], atol=1e-4, rtol=1e-4)
+    export_hf.export(tmp_path / "ours.pt", tmp_path / "cls")
+    hf = transformers.RobertaForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
+    with torch.no_grad():
+        got = hf(input_ids=tokens, attention_mask=(~pad).long()).logits
+    torch.testing.assert_close(got, ours_cls, atol=1e-4, rtol=1e-4)

@@ -209,7 +209,7 @@ class SentencePredictionTask:
             return None
         return MMapIndexedDataset(prefix)
 
-    def _targets(self, split: str, n: int) -> np.ndarray:
+    def _targets(self, split: str) -> np.ndarray:
         data = str(self.args.data).split(":")[0]
         if self.args.regression_target:
             return read_regression_labels(os.path.join(data, "label", f"{split}.label"))
@@ -231,7 +231,7 @@ class SentencePredictionTask:
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
         input0 = self._indexed("input0", split)
         input1 = self._indexed("input1", split, required=False)
-        targets = self._targets(split, len(input0))
+        targets = self._targets(split)
         shorten = getattr(self.args, "shorten_method", "none")
         splits = [s for s in str(getattr(self.args, "shorten_data_split_list", "") or "").split(",") if s]
         truncate = self.max_positions() if shorten == "truncate" and (not splits or split in splits) else None
