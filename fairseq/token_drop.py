@@ -125,7 +125,7 @@ def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tenso
                           mode: str = "loss") -> torch.Tensor:
     """Per sequence, the K positions with the highest score, sorted ascending. LongTensor [B, K].
 
-    Rules: positions holding a forced-keep id score SPECIAL_SCORE (above any learned score, so they
+    Rules: position 0 (the <s> slot) is always kept; positions holding a forced-keep id score SPECIAL_SCORE (above any learned score, so they
     are kept unless there are more of them than K, in which case the earliest win); <pad> scores -inf
     (dropped before any real token). Ties go to the earlier position (stable descending sort), so the
     choice is deterministic. Vectorised: one gather, one stable sort, one sort of K indices.
@@ -150,6 +150,9 @@ def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tenso
         ids = torch.tensor(forced, dtype=src_tokens.dtype, device=src_tokens.device)
         s = torch.where(torch.isin(src_tokens, ids), torch.full_like(s, SPECIAL_SCORE), s)
     s = s.masked_fill(src_tokens.eq(pad), float("-inf"))
+    # Position 0 is the <s>/[CLS] slot whatever token masking put there (fairseq may mask or replace
+    # <s> too): the model's cross layer and ScTD's KL terms rely on it, so it is always kept.
+    s[:, 0] = float("inf")
     order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :K]
     return torch.sort(order, dim=1).values
 

@@ -167,6 +167,9 @@ class Trainer:
                 except OverflowError as e:
                     logger.info(f"update {self.num_updates + 1}: {e}")
                     self.optimizer.zero_grad()
+                    discard = getattr(self.task, "discard_update", None)
+                    if callable(discard):  # e.g. drop the importance losses of the skipped update
+                        discard()
                     self._train_time += time.perf_counter() - start
                     return None
             raise FloatingPointError(

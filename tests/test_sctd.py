@@ -340,3 +340,23 @@ def test_resume_with_token_drop_and_update_freq_equals_uninterrupted(peer_dir, t
     assert torch.equal(resumed.task.token_dropper.importance.scores, full.task.token_dropper.importance.scores)
     for (n, p), q in zip(full.model.named_parameters(), resumed.model.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-6, msg=n)
+
+
+def test_skipped_update_discards_its_importance_losses(peer_dir):
+    """An fp16 overflow skips the update; its per-token losses must not leak into the next EMA step."""
+    from fairseq import options
+    from fairseq.tasks import setup_task
+    argv = [str(peer_dir / "data-bin"), "--task", "masked_lm", "--arch", "roberta_base", *TINY,
+            "--tokens-per-sample", "64", "--max-positions", "64", "--batch-size", "2", "--token-drop", "0.5"]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task = setup_task(args)
+    task.build_model(args)
+    imp = task.token_dropper.importance
+    before = imp.scores.clone()
+    imp.accumulate(torch.tensor([10, 10, 11]), torch.tensor([1.0, 3.0, 5.0]))
+    task.discard_update()
+    task.after_update(1)
+    assert torch.equal(imp.scores, before)
+    imp.accumulate(torch.tensor([10]), torch.tensor([2.0]))
+    task.after_update(2)
+    assert float(imp.scores[10]) == pytest.approx(0.95 * float(before[10]) + 0.05 * 2.0)

@@ -114,7 +114,7 @@ def test_keep_count_and_no_real_token_error():
 
 
 def slow_select(src, scores, K, forced, mode_scores=None):
-    """Obvious per-sequence reference: rank by (forced, -pad, score) with earlier position winning ties."""
+    """Obvious per-sequence reference: rank by (position 0, forced, -pad, score), earlier position wins ties."""
     out = []
     for b in range(src.size(0)):
         keyed = []
@@ -125,6 +125,8 @@ def slow_select(src, scores, K, forced, mode_scores=None):
                 s = SPECIAL_SCORE
             if tok == PAD:
                 s = -math.inf
+            if t == 0:
+                s = math.inf
             keyed.append((-s, t))
         keyed.sort()
         out.append(sorted(t for _, t in keyed[:K]))
@@ -141,6 +143,7 @@ def random_batch(gen, B=6, T=24, V=20):
         src[b, lengths[b]:] = PAD
     mask = torch.rand(B, T, generator=gen) < 0.15
     src[mask & (src > 3)] = 19
+    src[1, 0] = 5  # fairseq's masking may replace <s> by a random token: position 0 must still be kept
     return src
 
 

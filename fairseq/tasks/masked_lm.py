@@ -202,6 +202,11 @@ class MaskedLMTask:
         if self.token_dropper is not None:
             self.token_dropper.importance.apply()
 
+    def discard_update(self) -> None:
+        """An fp16 overflow skipped the update: forget its per-token losses so they never reach the EMA."""
+        if self.token_dropper is not None:
+            self.token_dropper.importance.reset()
+
     def state_dict(self) -> dict:
         return {"token_dropper": self.token_dropper.state_dict()} if self.token_dropper is not None else {}
 
