@@ -7,26 +7,18 @@ token-importance table folds in the losses of that update.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
 import torch
 
-from fairseq.data import iterators
+from fairseq.tasks.base import FairseqTask
 from fairseq.data.dictionary import Dictionary
 
 logger = logging.getLogger(__name__)
 
 
-def _backward(optimizer, loss):
-    if optimizer is not None and hasattr(optimizer, "backward"):
-        optimizer.backward(loss)
-    else:
-        loss.backward()
-
-
-class MaskedLMTask:
+class MaskedLMTask(FairseqTask):
     @staticmethod
     def add_args(parser):
         from fairseq.token_drop import add_token_drop_args
@@ -128,30 +120,6 @@ class MaskedLMTask:
             freq_weighted_replacement=bool(self.args.freq_weighted_replacement))
         return self.datasets[split]
 
-    def dataset(self, split: str):
-        if split not in self.datasets:
-            raise KeyError(f"split {split!r} is not loaded; call load_dataset first")
-        return self.datasets[split]
-
-    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
-                           ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
-                           num_shards=1, shard_id=0, epoch=1, split_name=""):
-        """Sort by length (seeded ties), drop/raise on too-long samples, batch, wrap in an epoch iterator.
-
-        Like fairseq, the dataset's epoch is set to `epoch` here, so validation (built with epoch=1
-        and iterated without set_dataset_epoch) always sees the same masks.
-        """
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        indices = iterators.ordered_indices(dataset.sizes, seed)
-        indices, _ = iterators.filter_by_size(indices, dataset.sizes, max_positions,
-                                              raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
-        batches = iterators.batch_by_size(indices, dataset.sizes, max_tokens=max_tokens,
-                                          max_sentences=max_sentences,
-                                          required_batch_size_multiple=required_batch_size_multiple)
-        return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
-                                            shard_id=shard_id, epoch=epoch)
-
     def build_model(self, args):
         from fairseq import models
 
@@ -168,35 +136,12 @@ class MaskedLMTask:
             self.token_dropper = TokenDropper(args, self.dictionary, int(args.encoder_layers))
         return model
 
-    def build_criterion(self, args):
-        from fairseq.criterions import build_criterion
-
-        return build_criterion(args, self)
-
-    def autocast_context(self, optimizer=None):
-        """bf16/fp16 autocast as the trainer configured it (the optimizer wrapper carries the dtype)."""
-        dtype = getattr(optimizer, "autocast_dtype", None)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=optimizer.device_type, dtype=dtype)
-
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if self.token_dropper is not None:
             from fairseq import sctd
 
             return sctd.train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad)
-        model.train()
-        with self.autocast_context(optimizer):
-            loss, sample_size, log = criterion(model, sample)
-        if ignore_grad:
-            loss = loss * 0
-        _backward(optimizer, loss)
-        return loss, sample_size, log
-
-    def valid_step(self, sample, model, criterion):
-        model.eval()
-        with torch.no_grad():
-            return criterion(model, sample)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def after_update(self, num_updates: int) -> None:
         if self.token_dropper is not None:

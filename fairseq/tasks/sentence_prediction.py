@@ -27,19 +27,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from fairseq.data import iterators
 from fairseq.data.dictionary import Dictionary
+from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEAD = "sentence_classification_head"
-
-
-def _backward(optimizer, loss):
-    if optimizer is not None and hasattr(optimizer, "backward"):
-        optimizer.backward(loss)
-    else:
-        loss.backward()
 
 
 def read_regression_labels(path: str) -> np.ndarray:
@@ -128,7 +121,7 @@ class SentencePredictionDataset(torch.utils.data.Dataset):
         }
 
 
-class SentencePredictionTask:
+class SentencePredictionTask(FairseqTask):
     @staticmethod
     def add_args(parser):
         g = parser.add_argument_group("task")
@@ -245,23 +238,9 @@ class SentencePredictionTask:
         self.datasets[split] = ds
         return ds
 
-    def dataset(self, split: str):
-        if split not in self.datasets:
-            raise KeyError(f"split {split!r} is not loaded; call load_dataset first")
-        return self.datasets[split]
-
-    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
-                           ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
-                           num_shards=1, shard_id=0, epoch=1, split_name=""):
-        """The dataset's fixed permutation (no length sort), size filter, batches, epoch iterator."""
-        indices = dataset.ordered_indices()
-        indices, _ = iterators.filter_by_size(indices, dataset.sizes, max_positions,
-                                              raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
-        batches = iterators.batch_by_size(indices, dataset.sizes, max_tokens=max_tokens,
-                                          max_sentences=max_sentences,
-                                          required_batch_size_multiple=required_batch_size_multiple)
-        return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
-                                            shard_id=shard_id, epoch=epoch)
+    def ordered_indices(self, dataset, seed: int) -> np.ndarray:
+        """The dataset's fixed seeded permutation: fairseq's sentence_prediction does not sort by length."""
+        return dataset.ordered_indices()
 
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, args):
@@ -308,39 +287,3 @@ class SentencePredictionTask:
                     logger.info(f"initialising {key} (not in checkpoint)")
                     sd[key] = v
         return sd
-
-    def build_criterion(self, args):
-        from fairseq.criterions import build_criterion
-
-        return build_criterion(args, self)
-
-    def autocast_context(self, optimizer=None):
-        import contextlib
-
-        dtype = getattr(optimizer, "autocast_dtype", None)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=optimizer.device_type, dtype=dtype)
-
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        model.train()
-        with self.autocast_context(optimizer):
-            loss, sample_size, log = criterion(model, sample)
-        if ignore_grad:
-            loss = loss * 0
-        _backward(optimizer, loss)
-        return loss, sample_size, log
-
-    def valid_step(self, sample, model, criterion):
-        model.eval()
-        with torch.no_grad():
-            return criterion(model, sample)
-
-    def after_update(self, num_updates: int) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

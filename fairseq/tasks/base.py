@@ -1,0 +1,92 @@
+"""What every task shares: datasets by split, the batch iterator, and the plain train/valid step.
+
+train_step does its own backward (fairseq semantics) through `optimizer.backward(loss)`, which applies
+the fp16 loss scale when one is active, under the autocast the trainer configured. Tasks override
+`ordered_indices` (masked_lm sorts by length, sentence_prediction keeps a seeded permutation) and the
+hooks the trainer calls once per update (`after_update`, `discard_update`) when they keep state.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from fairseq.data import iterators
+
+
+def backward(optimizer, loss: torch.Tensor) -> None:
+    """optimizer.backward(loss) when the trainer's wrapper provides it (loss scaling), else loss.backward()."""
+    if optimizer is not None and hasattr(optimizer, "backward"):
+        optimizer.backward(loss)
+    else:
+        loss.backward()
+
+
+class FairseqTask:
+    datasets: dict
+
+    def dataset(self, split: str):
+        if split not in self.datasets:
+            raise KeyError(f"split {split!r} is not loaded; call load_dataset first")
+        return self.datasets[split]
+
+    def ordered_indices(self, dataset, seed: int) -> np.ndarray:
+        return iterators.ordered_indices(dataset.sizes, seed)
+
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
+                           num_shards=1, shard_id=0, epoch=1, split_name=""):
+        """Order, drop/raise on too-long samples, batch, and wrap in a resumable epoch iterator.
+
+        Like fairseq, the dataset's epoch is set to `epoch` here, so validation (built with epoch=1
+        and iterated without set_dataset_epoch) always sees the same masks.
+        """
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        indices = self.ordered_indices(dataset, seed)
+        indices, _ = iterators.filter_by_size(indices, dataset.sizes, max_positions,
+                                              raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
+        batches = iterators.batch_by_size(indices, dataset.sizes, max_tokens=max_tokens,
+                                          max_sentences=max_sentences,
+                                          required_batch_size_multiple=required_batch_size_multiple)
+        return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
+                                            shard_id=shard_id, epoch=epoch)
+
+    def build_criterion(self, args):
+        from fairseq.criterions import build_criterion
+
+        return build_criterion(args, self)
+
+    def autocast_context(self, optimizer=None):
+        """bf16/fp16 autocast as the trainer configured it (the optimizer wrapper carries the dtype)."""
+        dtype = getattr(optimizer, "autocast_dtype", None)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=optimizer.device_type, dtype=dtype)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        model.train()
+        with self.autocast_context(optimizer):
+            loss, sample_size, log = criterion(model, sample)
+        if ignore_grad:
+            loss = loss * 0
+        backward(optimizer, loss)
+        return loss, sample_size, log
+
+    def valid_step(self, sample, model, criterion):
+        model.eval()
+        with torch.no_grad():
+            return criterion(model, sample)
+
+    def after_update(self, num_updates: int) -> None:
+        """Called by the trainer after every optimizer step."""
+
+    def discard_update(self) -> None:
+        """Called by the trainer when an fp16 overflow skipped the update."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
