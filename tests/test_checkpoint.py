@@ -151,3 +151,20 @@ def test_loads_fairseq_checkpoint_and_rejects_vocab_mismatch(peer_dir, tmp_path)
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"not a checkpoint")
         checkpoint.load_checkpoint_file(str(bad))
+
+
+def test_atomic_save_writes_complete_file_with_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from fairseq.checkpoint import atomic_copy, atomic_save
+    old = os.umask(0o022)
+    try:
+        atomic_save({"model": {"w": torch.arange(3.0)}}, str(tmp_path / "a.pt"))
+        atomic_copy(str(tmp_path / "a.pt"), str(tmp_path / "b.pt"))
+    finally:
+        os.umask(old)
+    for name in ("a.pt", "b.pt"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644
+        assert torch.equal(torch.load(tmp_path / name, weights_only=True)["model"]["w"], torch.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no temp files left
