@@ -58,20 +58,12 @@ def model_cfg(state: dict) -> dict:
 
 
 def read_dict_symbols(path: str | os.PathLike) -> list[str]:
-    """Symbols of a fairseq dict.txt by index (specials first), without importing fairseq.data."""
+    """Symbols of a fairseq dict.txt by index (specials first)."""
+    from fairseq.data.dictionary import Dictionary
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--dict file not found: {path}")
-    symbols = list(SPECIALS)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if line.endswith(" #fairseq:overwrite"):
-                line = line[: -len(" #fairseq:overwrite")]
-            sym, sep, count = line.rpartition(" ")
-            if not sep or not count.lstrip("-").isdigit():
-                raise ValueError(f"{path}:{lineno}: expected '<symbol> <count>', got {line!r}")
-            symbols.append(sym)
-    return symbols
+    return list(Dictionary.load(str(path)).symbols)
 
 
 def _layer_count(sd: dict) -> int:

@@ -19,60 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
-
-
-class _SimpleDictionary:
-    """Minimal dict.txt reader used only when fairseq.data.dictionary is unavailable."""
-
-    def __init__(self, path: str):
-        self.symbols = list(SPECIALS)
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if line.endswith(" #fairseq:overwrite"):
-                    line = line[: -len(" #fairseq:overwrite")]
-                sym, _, cnt = line.rpartition(" ")
-                if not sym or not cnt.lstrip("-").isdigit():
-                    raise ValueError(f"{path}:{n}: expected '<symbol> <count>', got {line!r}")
-                self.symbols.append(sym)
-        self.indices = {s: i for i, s in enumerate(self.symbols)}
-
-    def __len__(self):
-        return len(self.symbols)
-
-    def __getitem__(self, i):
-        return self.symbols[i]
-
-    def add_symbol(self, sym, n=1, overwrite=False):
-        if sym not in self.indices:
-            self.indices[sym] = len(self.symbols)
-            self.symbols.append(sym)
-        return self.indices[sym]
-
-    def index(self, sym):
-        return self.indices.get(sym, 3)
-
-    def bos(self):
-        return 0
-
-    def pad(self):
-        return 1
-
-    def eos(self):
-        return 2
-
-    def unk(self):
-        return 3
-
-
 def _load_dictionary(path: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dictionary not found: {path} (set data_name_or_path to the folder with dict.txt)")
-    try:
-        from fairseq.data.dictionary import Dictionary
-    except ImportError:
-        return _SimpleDictionary(path)
+    from fairseq.data.dictionary import Dictionary
+
     return Dictionary.load(path)
 
 
