@@ -10,37 +10,23 @@ fraction of the LM-head cost. That is what we do.
 """
 from __future__ import annotations
 
-from typing import Dict, List
-
 import torch
 
-from fairseq.criterions.masked_lm import masked_nll, reduce_mlm_metrics
+from fairseq.criterions.masked_lm import MaskedLmLoss
 
 
-class CrossEntropyCriterion(torch.nn.Module):
-    @staticmethod
-    def add_args(parser):
-        pass
+class CrossEntropyCriterion(MaskedLmLoss):
+    """MaskedLmLoss with fairseq's cross_entropy denominator: ntokens (or nsentences with --sentence-avg)."""
 
     def __init__(self, args, task):
-        super().__init__()
-        self.padding_idx = task.target_dictionary.pad() if hasattr(task, "target_dictionary") \
-            else task.source_dictionary.pad()
+        super().__init__(args, task)
         self.sentence_avg = bool(getattr(args, "sentence_avg", False))
 
-    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
-        loss, masked, targets, token_nll, extra = masked_nll(
-            model, sample, self.padding_idx, token_drop_keep, per_token=return_extra)
-        sample_size = sample["nsentences"] if self.sentence_avg else sample["ntokens"]
-        log = {"loss": loss.detach(), "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
-               "sample_size": sample_size}
-        if sample_size != sample["ntokens"]:
-            log["nll_loss"] = loss.detach()
-        if not return_extra:
-            return loss, sample_size, log
-        return loss, sample_size, log, {"targets": targets, "token_nll": token_nll,
-                                        "cls_local": extra.get("cls_local"), "cls_global": extra.get("cls_global")}
+    def sample_size(self, sample, masked: torch.Tensor):
+        return sample["nsentences"] if self.sentence_avg else sample["ntokens"]
 
-    @staticmethod
-    def reduce_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
-        return reduce_mlm_metrics(logging_outputs)
+    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
+        out = super().forward(model, sample, reduce, token_drop_keep, return_extra)
+        if self.sentence_avg:  # fairseq then also logs the per-token nll
+            out[2]["nll_loss"] = out[2]["loss"]
+        return out

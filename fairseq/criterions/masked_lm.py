@@ -69,10 +69,14 @@ class MaskedLmLoss(torch.nn.Module):
         super().__init__()
         self.padding_idx = task.source_dictionary.pad()
 
+    def sample_size(self, sample, masked: torch.Tensor):
+        """The gradient denominator: the number of masked tokens."""
+        return masked.int().sum()
+
     def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
         loss, masked, targets, token_nll, extra = masked_nll(
             model, sample, self.padding_idx, token_drop_keep, per_token=return_extra)
-        sample_size = masked.int().sum()
+        sample_size = self.sample_size(sample, masked)
         log = {"loss": loss.detach(), "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
                "sample_size": sample_size}
         if not return_extra:
