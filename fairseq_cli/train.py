@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fairseq import checkpoint, distributed, options, tasks
+from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
 from fairseq.trainer import Trainer
@@ -275,6 +276,7 @@ def cli_main(argv=None) -> None:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)
     setup_logging(args.log_file)
+    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (fairseq/cpu_memory.py)
     try:
         distributed.call_main(args, main)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
