@@ -63,11 +63,10 @@ def bench_blocks(sizes, label, fallback_sizes=None):
 
 
 def bench_gutenberg(mb: float, workers: int, vocab: int):
-    books = sorted(glob.glob("/work/shared/data/gutenberg_rcdm/books/*.txt")) or sorted(
-        glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "gutenberg_rcdm", "books",
-                               "*.txt")))
+    shared = os.environ.get("FAIRSEQ_SCTD_SHARED") or os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+    books = sorted(glob.glob(os.path.join(shared, "data", "gutenberg_rcdm", "books", "*.txt")))
     if not books:
-        print("gutenberg_rcdm not found; skipping")
+        print(f"gutenberg_rcdm not found under {shared} (set FAIRSEQ_SCTD_SHARED); skipping")
         return None
     tmp = tempfile.mkdtemp(prefix="bench_data_")
     raw = os.path.join(tmp, "train.txt")

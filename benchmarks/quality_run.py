@@ -9,7 +9,7 @@ The validation set, its masking and the initial weights are identical for every 
     python benchmarks/quality_run.py --budget-minutes 0.3 --books 3 --valid-books 1 --valid-batches 4 \
         --layers 4 --dim 64 --evals 2                                     # smoke run
 
-Data (cached in --work-dir): the first --books books of /work/shared/data/gutenberg_rcdm (one document
+Data (cached in --work-dir): the first --books books of ../shared/data/gutenberg_rcdm (one document
 per book, one paragraph per line) for training and the next --valid-books for validation; a byte-level
 BPE (--vocab-size) trained on the training text; fairseq-preprocess output in <work-dir>/data-bin.
 Machine noise shifts the numbers (modes run one after another); report them with that caveat.
