@@ -6,21 +6,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _indented_commands(text):
-    return [line.strip() for line in text.splitlines() if line.startswith("    ") and line.strip()]
+def _commands(text):
+    """Command lines of the README in order: fenced ```bash blocks and indented code lines."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif (fenced or line.startswith("    ")) and line.strip():
+            out.append(line.strip())
+    return out
 
 
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    test_cmds = [c for c in _indented_commands(readme) if "pytest" in c]
-    assert test_cmds, "README has no indented test command"
+    test_cmds = [c for c in _commands(readme) if "pytest" in c]
+    assert test_cmds, "README has no test command"
     assert test_cmds[0] in ci.splitlines(), f"README test command {test_cmds[0]!r} is not a line of .ci/run"
 
 
 def test_readme_quickstart_command_is_first_and_uses_a_real_script():
     readme = (REPO / "README.md").read_text()
-    first = _indented_commands(readme)[0]
+    first = _commands(readme)[0]
     assert "fairseq-sctd-quickstart" in first
     assert re.search(r"torch==\d", first)
 
