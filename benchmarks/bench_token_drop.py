@@ -49,43 +49,23 @@ def model_flops(L: int, T: int, K: int, c: int, f: int, split=None, masked: int 
 
 
 def build(c, token_drop: float, interval: int):
+    from fairseq.data.dictionary import placeholder_dictionary
     from fairseq.models.roberta import RobertaModel
     from fairseq.optim.adam import Adam
     from fairseq.registry import lookup
     from fairseq.token_drop import TokenDropper, add_token_drop_args
 
-    class _Dict:
-        nspecial = 4
-        symbols = ["<s>", "<pad>", "</s>", "<unk>"] + ["w"] * (VOCAB - 5) + ["<mask>"]
-
-        def __len__(self):
-            return VOCAB
-
-        def pad(self):
-            return PAD
-
-        def bos(self):
-            return 0
-
-        def eos(self):
-            return 2
-
-        def unk(self):
-            return 3
-
-        def index(self, s):
-            return MASK if s == "<mask>" else 3
-
     torch.manual_seed(0)
     args = argparse.Namespace(arch="roberta_base", encoder_layers=c.layers, encoder_embed_dim=c.dim,
                               encoder_ffn_embed_dim=c.ffn, encoder_attention_heads=c.heads,
                               max_positions=c.seq, dropout=0.1, attention_dropout=0.1, criterion="masked_lm")
-    model = RobertaModel.build_model(args, _Dict())
+    vocab = placeholder_dictionary(VOCAB)
+    model = RobertaModel.build_model(args, vocab)
     p = argparse.ArgumentParser()
     add_token_drop_args(p)
     targs = p.parse_args(["--token-drop", str(token_drop), "--sctd-interval", str(interval)])
-    task = types.SimpleNamespace(source_dictionary=_Dict(), target_dictionary=_Dict())
-    task.token_dropper = TokenDropper(targs, _Dict(), c.layers) if token_drop > 0 else None
+    task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
+    task.token_dropper = TokenDropper(targs, vocab, c.layers) if token_drop > 0 else None
     if task.token_dropper is not None:  # a learned-looking table so selection is not all ties
         g = torch.Generator().manual_seed(1)
         task.token_dropper.importance.scores[4:MASK] = 5 + 5 * torch.rand(VOCAB - 5, generator=g)

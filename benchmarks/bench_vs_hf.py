@@ -31,19 +31,13 @@ CONFIGS = {
 
 
 def build_ours(c):
+    from fairseq.data.dictionary import placeholder_dictionary
     from fairseq.models.roberta import RobertaModel
-
-    class _Dict:
-        def __len__(self):
-            return VOCAB
-
-        def pad(self):
-            return 1
 
     args = argparse.Namespace(arch="roberta_base", encoder_layers=c["layers"], encoder_embed_dim=c["dim"],
                               encoder_ffn_embed_dim=c["ffn"], encoder_attention_heads=c["heads"],
                               max_positions=c["seq"], dropout=0.1, attention_dropout=0.1)
-    return RobertaModel.build_model(args, _Dict())
+    return RobertaModel.build_model(args, placeholder_dictionary(VOCAB))
 
 
 def build_hf(c):

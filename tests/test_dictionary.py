@@ -69,3 +69,13 @@ def test_encode_line():
     ids = d.encode_line("  a  b\t a \n")
     assert ids.dtype == torch.int32 and ids.tolist() == [4, 3, 4, 2]
     assert d.encode_line("b", add_if_not_exist=True, append_eos=False).tolist() == [5]
+
+
+def test_placeholder_dictionary_shape():
+    from fairseq.data.dictionary import placeholder_dictionary
+
+    d = placeholder_dictionary(20)
+    assert len(d) == 20 and d.nspecial == 4 and d.index("<mask>") == 19 and d[4] == "w4"
+    assert (d.bos(), d.pad(), d.eos(), d.unk()) == (0, 1, 2, 3)
+    with pytest.raises(ValueError, match="size 4"):
+        placeholder_dictionary(4)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fairseq.data.dictionary import placeholder_dictionary
 from fairseq.models import ARCH_REGISTRY, add_model_args, build_model, get_arch
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
 from fairseq.models.roberta.hub_interface import _load_dictionary, _model_args, _read_checkpoint, _Task
@@ -15,20 +16,12 @@ from fairseq.modules.transformer_layer import cheap_dropout, drop_mask, drop_thr
 V = 53
 
 
-class _Dict:
-    def __len__(self):
-        return V
-
-    def pad(self):
-        return 1
-
-
 def tiny(layers=4, dim=16, heads=2, ffn=32, maxpos=32, **kw):
     torch.manual_seed(0)
     args = argparse.Namespace(arch="roberta_base", encoder_layers=layers, encoder_embed_dim=dim,
                               encoder_ffn_embed_dim=ffn, encoder_attention_heads=heads, max_positions=maxpos,
                               dropout=0.0, attention_dropout=0.0, **kw)
-    m = RobertaModel.build_model(args, _Dict())
+    m = RobertaModel.build_model(args, placeholder_dictionary(V))
     # LayerNorm params are 1/0 at init: perturb them so the test sees their use
     with torch.no_grad():
         for n, p in m.named_parameters():
@@ -140,7 +133,8 @@ def test_masked_projection_equals_full_rows():
 
 
 def test_param_names_shapes_and_init():
-    m = RobertaModel.build_model(argparse.Namespace(arch="roberta_tiny", tokens_per_sample=40), _Dict())
+    args = argparse.Namespace(arch="roberta_tiny", tokens_per_sample=40)
+    m = RobertaModel.build_model(args, placeholder_dictionary(V))
     sd = m.state_dict()
     assert sd["encoder.sentence_encoder.embed_positions.weight"].shape == (42, 128)
     assert sd["encoder.sentence_encoder.embed_positions.weight"][1].abs().sum() == 0
@@ -193,7 +187,7 @@ def test_arch_registry_and_flags():
         (2, 128, 512, 2)
     with pytest.raises(ValueError, match="unknown --arch 'nope'; choose from: .*roberta_base"):
         get_arch("nope")
-    m = build_model(argparse.Namespace(arch="roberta_tiny", max_positions=16), _Dict())
+    m = build_model(argparse.Namespace(arch="roberta_tiny", max_positions=16), placeholder_dictionary(V))
     assert m.max_positions() == 16
     with pytest.raises(ValueError, match="exceeds --max-positions 16"):
         m(torch.zeros(1, 17, dtype=torch.long))

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fairseq import sctd
+from fairseq.data.dictionary import placeholder_dictionary
 from fairseq.token_drop import TokenDropper, add_token_drop_args, gather_positions, merge_positions
 
 PAD, V, C = 1, 20, 8
@@ -27,29 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-class ToyDict:
-    nspecial = 4
-    symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(4, V - 1)] + ["<mask>"]
-
-    def __len__(self):
-        return V
-
-    def pad(self):
-        return PAD
-
-    def bos(self):
-        return 0
-
-    def eos(self):
-        return 2
-
-    def unk(self):
-        return 3
-
-    def index(self, s):
-        return self.symbols.index(s)
 
 
 class TinyModel(nn.Module):
@@ -117,7 +95,8 @@ def make_sample(seed=0, B=3, T=12):
 
 def setup(*argv):
     torch.manual_seed(0)
-    task = types.SimpleNamespace(token_dropper=TokenDropper(make_args(*argv), ToyDict(), num_layers=4))
+    dropper = TokenDropper(make_args(*argv), placeholder_dictionary(V), num_layers=4)
+    task = types.SimpleNamespace(token_dropper=dropper)
     return task, TinyModel(), TinyCriterion()
 
 
@@ -248,9 +227,10 @@ def real_setup(criterion_name, *argv):
                                encoder_attention_heads=2, max_positions=64, dropout=0.0, attention_dropout=0.0,
                                criterion=criterion_name, sentence_avg=False)
     torch.manual_seed(0)
-    model = build_model(margs, ToyDict())
-    task = types.SimpleNamespace(source_dictionary=ToyDict(), target_dictionary=ToyDict(),
-                                 token_dropper=TokenDropper(make_args(*argv), ToyDict(), num_layers=4))
+    vocab = placeholder_dictionary(V)
+    model = build_model(margs, vocab)
+    task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab,
+                                 token_dropper=TokenDropper(make_args(*argv), vocab, num_layers=4))
     task.token_dropper.importance.scores[4:19] = torch.linspace(1, 9, 15)
     return task, model, lookup("criterion", criterion_name)(margs, task)
 

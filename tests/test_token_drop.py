@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fairseq.data.dictionary import placeholder_dictionary
 from fairseq.token_drop import (
     SPECIAL_SCORE, TokenDropper, TokenImportance, add_token_drop_args, check_keeps_real_tokens,
     drop_layer_split, gather_positions, keep_count, merge_positions, select_kept_positions, sctd_interval,
@@ -22,33 +23,6 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 SPECIALS = [0, 2, 3, 19]  # <s>, </s>, <unk>, <mask> in a 20-symbol toy dictionary
-
-
-class ToyDict:
-    """The few Dictionary methods TokenDropper uses (the real one is another engineer's module)."""
-
-    nspecial = 4
-
-    def __init__(self, n=20):
-        self.symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(4, n - 1)] + ["<mask>"]
-
-    def __len__(self):
-        return len(self.symbols)
-
-    def pad(self):
-        return 1
-
-    def bos(self):
-        return 0
-
-    def eos(self):
-        return 2
-
-    def unk(self):
-        return 3
-
-    def index(self, sym):
-        return self.symbols.index(sym) if sym in self.symbols else 3
 
 
 def parse(*argv):
@@ -93,7 +67,7 @@ def test_hou_split_and_layer_errors():
     with pytest.raises(ValueError, match="--token-drop-layers 'x'"):
         drop_layer_split(6, "x")
     with pytest.raises(ValueError, match="at least 4 encoder layers"):
-        TokenDropper(parse("--token-drop", "0.5"), ToyDict(), num_layers=2)
+        TokenDropper(parse("--token-drop", "0.5"), placeholder_dictionary(20), num_layers=2)
 
 
 def test_keep_count_and_no_real_token_error():
@@ -107,7 +81,7 @@ def test_keep_count_and_no_real_token_error():
     args = parse("--token-drop", "0.95")
     args.tokens_per_sample = 20
     with pytest.raises(ValueError, match="--token-drop 0.95"):
-        TokenDropper(args, ToyDict(), num_layers=4)
+        TokenDropper(args, placeholder_dictionary(20), num_layers=4)
 
 
 # --------------------------------------------------------------------------- selection
@@ -227,13 +201,13 @@ def test_importance_update_formula_with_repeated_id():
 
 def test_importance_state_dict_roundtrip_and_dropper_resume():
     args = parse("--token-drop", "0.5", "--token-drop-importance", "random")
-    a = TokenDropper(args, ToyDict(), num_layers=4)
+    a = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
     a.importance.accumulate(torch.tensor([5, 6]), torch.tensor([3.0, 1.0]))
     a.importance.apply()
     src = random_batch(torch.Generator().manual_seed(2))
     a.keep_positions(src)
     state = a.state_dict()
-    b = TokenDropper(args, ToyDict(), num_layers=4)
+    b = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
     b.load_state_dict(state)
     assert torch.equal(a.importance.scores, b.importance.scores)
     assert torch.equal(a.keep_positions(src), b.keep_positions(src))  # resumed == uninterrupted
@@ -264,7 +238,7 @@ def test_init_table_file_formats_and_wrong_size(tmp_path, ext):
 
 
 def test_dropper_uses_table_and_specials():
-    d = TokenDropper(parse("--token-drop", "0.5"), ToyDict(), num_layers=12)
+    d = TokenDropper(parse("--token-drop", "0.5"), placeholder_dictionary(20), num_layers=12)
     assert d.split == (5, 10) and d.forced_keep_ids == [0, 2, 3, 19]
     assert d.is_sctd_update(0) and d.is_sctd_update(20) and not d.is_sctd_update(7)
     d.importance.scores[4:19] = torch.arange(15).float()  # higher id -> more important
@@ -281,7 +255,7 @@ def tiny_model(layers=6, split=None):
                               encoder_ffn_embed_dim=32, encoder_attention_heads=2, max_positions=64,
                               token_drop_layers=split)
     torch.manual_seed(0)
-    model = build_model(args, ToyDict())
+    model = build_model(args, placeholder_dictionary(20))
     return model.eval()
 
 
@@ -317,7 +291,7 @@ def slow_dropping_reference(model, src, keep, split):
 @pytest.mark.parametrize("layers,split,p", [(6, None, 0.5), (4, None, 0.3), (6, "1,3", 0.6)])
 def test_selection_and_forward_match_per_sequence_reference(layers, split, p):
     model = tiny_model(layers, split)
-    d = TokenDropper(parse("--token-drop", str(p)), ToyDict(), num_layers=layers)
+    d = TokenDropper(parse("--token-drop", str(p)), placeholder_dictionary(20), num_layers=layers)
     d.split = drop_layer_split(layers, split)
     gen = torch.Generator().manual_seed(5)
     d.importance.scores[4:19] = torch.rand(15, generator=gen) * 10
@@ -335,7 +309,7 @@ def test_selection_and_forward_match_per_sequence_reference(layers, split, p):
 def test_rate_zero_equals_plain_forward():
     model = tiny_model(6)
     src = random_batch(torch.Generator().manual_seed(9), B=4, T=16)
-    d = TokenDropper(parse("--token-drop", "0.0"), ToyDict(), num_layers=6)
+    d = TokenDropper(parse("--token-drop", "0.0"), placeholder_dictionary(20), num_layers=6)
     keep = d.keep_positions(src)
     assert torch.equal(keep, torch.arange(16).expand(4, 16))
     with torch.no_grad():

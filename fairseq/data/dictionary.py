@@ -185,3 +185,18 @@ class Dictionary:
         """Fast path for binarization: indices of pre-split words, no eos."""
         get, unk = self.indices.get, self.unk_index
         return [get(w, unk) for w in words]
+
+
+def placeholder_dictionary(size: int) -> Dictionary:
+    """A Dictionary of exactly `size` symbols: the 4 specials, words w4, w5, ..., and <mask> last.
+
+    For benchmarks and tests that need only the shape of a masked-LM vocabulary (<mask> at
+    len - 1, as the masked_lm task appends it), not real text.
+    """
+    if size < 5:
+        raise ValueError(f"placeholder_dictionary: size {size} leaves no room for <mask> and a word")
+    d = Dictionary()
+    for i in range(d.nspecial, size - 1):
+        d.add_symbol(f"w{i}")
+    d.add_symbol("<mask>")
+    return d
