@@ -20,6 +20,8 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from fairseq import distributed
+
 SPECIAL_SCORE = 1e4
 DEFAULT_INIT = 10.0
 DEFAULT_SCTD_INTERVAL = 10
@@ -249,7 +251,7 @@ class TokenImportance:
     def apply(self, process_group=None) -> None:
         """End of an update: sum buffers over ranks, EMA the ids seen, re-pin specials, reset."""
         buf = torch.stack([self.loss_sum, self.count])
-        _all_reduce_sum(buf, process_group)
+        distributed.all_reduce_sum_(buf, group=process_group)  # no-op with one process
         loss_sum, count = buf[0], buf[1]
         seen = count > 0
         if bool(seen.any()):
@@ -268,26 +270,6 @@ class TokenImportance:
         self.scores = scores.clone()
         self._pin()
         self.reset()
-
-
-def _all_reduce_sum(tensor: torch.Tensor, process_group=None) -> None:
-    """In-place sum over ranks; a no-op when torch.distributed is not initialised."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    try:
-        from fairseq.distributed import all_reduce_sum_
-    except ImportError:
-        all_reduce_sum_ = None
-    if all_reduce_sum_ is not None:
-        all_reduce_sum_(tensor, group=process_group)
-    elif dist.get_backend(process_group) == "nccl":
-        moved = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(moved, group=process_group)
-        tensor.copy_(moved.cpu())
-    else:
-        dist.all_reduce(tensor, group=process_group)
 
 
 # --------------------------------------------------------------------------- dropper
