@@ -29,6 +29,8 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
+from fairseq.tasks.base import backward
+
 LOG2 = math.log(2.0)
 SCTD_KEYS = ("sctd_kl_local", "sctd_kl_global", "sctd_full_loss", "sctd_full_sample_size", "sctd_nsentences",
              "sctd_passes")
@@ -44,19 +46,7 @@ def cls_kl(h_full: torch.Tensor, h_drop: torch.Tensor) -> torch.Tensor:
 def _autocast_context(task, optimizer):
     """The same autocast the plain step uses: task.autocast_context(optimizer) when the task offers it."""
     fn = getattr(task, "autocast_context", None)
-    if callable(fn):
-        try:
-            return fn(optimizer)
-        except TypeError:
-            return fn()
-    return contextlib.nullcontext()
-
-
-def _backward(optimizer, loss: torch.Tensor) -> None:
-    if optimizer is not None and hasattr(optimizer, "backward"):
-        optimizer.backward(loss)
-    else:
-        loss.backward()
+    return fn(optimizer) if callable(fn) else contextlib.nullcontext()
 
 
 def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate: bool = True):
@@ -98,7 +88,7 @@ def train_step(task, sample, model, criterion, optimizer, update_num, ignore_gra
                                               accumulate=not ignore_grad)
     if ignore_grad:
         loss = loss * 0
-    _backward(optimizer, loss)
+    backward(optimizer, loss)
     return loss, sample_size, log
 
 
