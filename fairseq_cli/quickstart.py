@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from fairseq.flops import ideal_step_ratio
+
 VARIANTS = {
     "full": [],
     "token-drop": ["--token-drop", "0.5", "--sctd-interval", "0"],
@@ -286,31 +288,6 @@ def summarize(variant: str, log: RunLog, ideal_step_ratio: float) -> Summary:
         steps_per_s=total_updates / train_s if train_s > 0 else float("nan"),
         final_valid_loss=curve_y[-1] if curve_y else float("nan"),
         curve_seconds=curve_x, curve_loss=curve_y, ideal_step_ratio=ideal_step_ratio)
-
-
-def ideal_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
-                     sctd_interval: int = 0) -> float:
-    """Ideal FLOP ratio of a token-dropping (or ScTD-averaged) step to a full step.
-
-    Encoder layers only (embeddings and LM head left out), multiply-adds per sequence: projections
-    4*n*E^2, attention scores and mixing 2*n_q*n_kv*E, FFN 2*n*E*F. ScTD adds one full pass every
-    `sctd_interval` updates.
-    """
-    if p <= 0:
-        return 1.0
-    from fairseq.token_drop import drop_layer_split, keep_count
-
-    d, last_kept = drop_layer_split(layers)
-    T, K, E, F = seq_len, keep_count(seq_len, p), embed_dim, ffn_dim
-
-    def layer(n_q: int, n_kv: int) -> float:
-        return 2 * n_q * E * E + 2 * n_kv * E * E + 2 * n_q * n_kv * E + 2 * n_q * E * F
-
-    full = layers * layer(T, T)
-    drop = (d * layer(T, T) + layer(K, T) + (last_kept - d) * layer(K, K)
-            + (layers - 1 - last_kept) * layer(T, T))
-    ratio = drop / full
-    return ratio + (1.0 / sctd_interval if sctd_interval > 0 else 0.0)
 
 
 def format_table(summaries: list[Summary]) -> str:

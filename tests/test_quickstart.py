@@ -153,18 +153,6 @@ def test_json_log_parsing_and_summary():
     assert no_epoch_line.tokens_per_s == pytest.approx((100 * 10 + 300 * 10) / 6.0)
 
 
-def test_ideal_step_ratio_by_hand():
-    from fairseq_cli import quickstart as q
-
-    assert q.ideal_step_ratio(12, 512, 768, 3072, 0.0) == 1.0
-    # L=4: d=1, last_kept=2: layer 0 full, 1 cross, 2 kept, 3 full. T=8, K=4, E=2, F=4.
-    def layer(nq, nkv):
-        return 2 * nq * 4 + 2 * nkv * 4 + 2 * nq * nkv * 2 + 2 * nq * 2 * 4
-    expected = (2 * layer(8, 8) + layer(4, 8) + layer(4, 4)) / (4 * layer(8, 8))
-    assert q.ideal_step_ratio(4, 8, 2, 4, 0.5) == pytest.approx(expected)
-    assert q.ideal_step_ratio(4, 8, 2, 4, 0.5, sctd_interval=10) == pytest.approx(expected + 0.1)
-
-
 def test_bad_flags_give_one_line_errors(tmp_path, capsys):
     from fairseq_cli import quickstart as q
 

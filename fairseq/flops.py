@@ -1,0 +1,71 @@
+"""What a token-dropping step should cost: the ideal FLOP ratios printed beside every measured speedup.
+
+One place for the arithmetic so the quickstart, the benchmarks and the quality study report the same
+ideal. Counts are multiply-adds of the encoder layers only (embeddings and the LM head left out), per
+sequence: projections 4*n*E^2 (q, k, v over the key/value rows, output over the query rows), attention
+scores and mixing 2*n_q*n_kv*E, FFN 2*n_q*E*F. The layer split is token_drop.drop_layer_split's.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+from fairseq.token_drop import drop_layer_split, keep_count
+
+
+def encoder_layer_macs(n_q: int, n_kv: int, embed_dim: int, ffn_dim: int) -> float:
+    """Multiply-adds of one post-LN encoder layer with n_q query rows attending over n_kv rows."""
+    E, F = embed_dim, ffn_dim
+    return 2 * n_q * E * E + 2 * n_kv * E * E + 2 * n_q * n_kv * E + 2 * n_q * E * F
+
+
+def token_drop_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
+                          token_drop_layers: Union[None, str, Sequence[int]] = None) -> float:
+    """Cost of one token-dropping forward/backward relative to a full one (1.0 when p == 0)."""
+    if p <= 0:
+        return 1.0
+    d, last_kept = drop_layer_split(layers, token_drop_layers)
+    T, K = seq_len, keep_count(seq_len, p)
+
+    def layer(n_q: int, n_kv: int) -> float:
+        return encoder_layer_macs(n_q, n_kv, embed_dim, ffn_dim)
+
+    full = layers * layer(T, T)
+    drop = (d * layer(T, T) + layer(K, T) + (last_kept - d) * layer(K, K)
+            + (layers - 1 - last_kept) * layer(T, T))
+    return drop / full
+
+
+def ideal_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
+                     sctd_interval: int = 0) -> float:
+    """Average cost of a token-dropping (or ScTD) update relative to a full update, no schedule.
+
+    ScTD adds one full pass every `sctd_interval` updates.
+    """
+    if p <= 0:
+        return 1.0
+    ratio = token_drop_step_ratio(layers, seq_len, embed_dim, ffn_dim, p)
+    return ratio + (1.0 / sctd_interval if sctd_interval > 0 else 0.0)
+
+
+def schedule_ideal_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
+                         sctd_interval: int, total_updates: int, warmup_updates: int = 0,
+                         final_full_updates: int = 0,
+                         token_drop_layers: Optional[Union[str, Sequence[int]]] = None) -> float:
+    """Mean cost of updates u = 0 .. total_updates-1 relative to a full update, with full phases.
+
+    Update u (u = updates completed before it) runs the full model, cost 1 and no ScTD pass, when
+    u < warmup_updates or u >= total_updates - final_full_updates; otherwise the dropping model, plus
+    one full pass when sctd_interval > 0 and u % sctd_interval == 0.
+    """
+    if total_updates <= 0:
+        raise ValueError(f"total_updates {total_updates}: need at least one update")
+    if p <= 0:
+        return 1.0
+    drop = token_drop_step_ratio(layers, seq_len, embed_dim, ffn_dim, p, token_drop_layers)
+    cost = 0.0
+    for u in range(total_updates):
+        if u < warmup_updates or u >= total_updates - final_full_updates:
+            cost += 1.0
+        else:
+            cost += drop + (1.0 if sctd_interval > 0 and u % sctd_interval == 0 else 0.0)
+    return cost / total_updates
