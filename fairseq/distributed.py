@@ -1,4 +1,7 @@
-"""torch.distributed glue: process-group start-up (torchrun, SLURM, local spawn) and model wrapping.
+"""torch.distributed glue: process-group start-up and model wrapping.
+
+Start-up follows fairseq's launches: torchrun, SLURM, --distributed-world-size N (spawn N local
+workers), and --distributed-init-method URL --distributed-rank R (fairseq's multi-node form).
 
 Everything here degrades to single-process behaviour when no process group is initialised, so the
 trainer can call these helpers unconditionally.
@@ -21,14 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
 
 DDP_BACKENDS = ("c10d", "pytorch_ddp", "legacy_ddp", "no_c10d", "fully_sharded")
 
@@ -188,9 +194,7 @@ def _wrap_fsdp(model: torch.nn.Module, args) -> torch.nn.Module:
     """
     from torch.distributed.fsdp import fully_shard
 
-    if getattr(args, "find_unused_parameters", False):
-        # FSDP has no such flag: unused sharded params simply get zero gradients.
-        pass
+    # --find-unused-parameters needs nothing here: FSDP gives unused sharded params zero gradients.
     layers = _find_layers(model)
     for layer in layers:
         fully_shard(layer)
@@ -309,7 +313,11 @@ def shard_optimizer_state(params, state: dict) -> dict:
 
 @dataclass
 class DistInit:
-    """How this process joins the job. mode: single | torchrun | slurm | spawn."""
+    """How this process joins the job.
+
+    mode: single | torchrun | slurm | spawn (start `nprocs` local workers, ranks rank .. rank+nprocs-1)
+    | explicit (this process is rank `rank` of a job rendezvousing at --distributed-init-method).
+    """
 
     mode: str
     world_size: int = 1
@@ -318,6 +326,15 @@ class DistInit:
     master_addr: str = "127.0.0.1"
     master_port: int = 0
     backend: str = "gloo"
+    init_method: Optional[str] = None  # --distributed-init-method as given (else derived by `url`)
+    nprocs: int = 1
+
+    def url(self) -> str:
+        if self.init_method:
+            return self.init_method
+        if self.mode == "torchrun":
+            return "env://"
+        return f"tcp://{self.master_addr}:{self.master_port}"
 
 
 def first_slurm_host(nodelist: str) -> str:
@@ -343,15 +360,45 @@ def _backend(args) -> str:
     return getattr(args, "distributed_backend", None) or "nccl"
 
 
+def _explicit_init(args, world: int, backend: str) -> DistInit:
+    """fairseq's multi-node launch: every process is given the rendezvous URL, its rank and the world size.
+
+    With --distributed-no-spawn the process is rank --distributed-rank itself (on --device-id). Without
+    it, fairseq spawns one worker per local GPU with ranks --distributed-rank + 0, 1, ...; a CPU has no
+    GPUs to count, so there the processes must be started one per rank with --distributed-no-spawn.
+    """
+    rank = int(args.distributed_rank)
+    if not 0 <= rank < world:
+        raise ValueError(f"--distributed-rank {rank} is outside [0, --distributed-world-size {world})")
+    if args.distributed_no_spawn:
+        return DistInit(mode="explicit", world_size=world, rank=rank, local_rank=int(args.device_id),
+                        backend=backend, init_method=args.distributed_init_method)
+    if not _use_cuda(args):
+        raise ValueError("--distributed-init-method without --distributed-no-spawn starts one process per local "
+                         "GPU (fairseq); on CPU start one process per rank and add --distributed-no-spawn")
+    nprocs = min(torch.cuda.device_count(), world)
+    if rank + nprocs > world:
+        raise ValueError(f"--distributed-rank {rank} + {nprocs} local GPUs exceeds --distributed-world-size {world}")
+    return DistInit(mode="spawn", world_size=world, rank=rank, backend=backend,
+                    init_method=args.distributed_init_method, nprocs=nprocs)
+
+
 def infer_init(args, environ: Optional[Dict[str, str]] = None) -> DistInit:
     """Decide how to start from the environment and flags (pure: reads `environ`, starts nothing).
 
-    Priority: torchrun variables (RANK/WORLD_SIZE/LOCAL_RANK) > SLURM (SLURM_PROCID...) >
+    Priority, as in fairseq's call_main: an explicit --distributed-init-method (multi-node, ranks given
+    by flags) > torchrun variables (RANK/WORLD_SIZE/LOCAL_RANK) > SLURM (SLURM_PROCID...) >
     --distributed-world-size N > 1 on one machine (spawn N local workers) > single process.
     """
     env = os.environ if environ is None else environ
     backend = _backend(args)
     port = int(getattr(args, "distributed_port", -1) or -1)
+    world = getattr(args, "distributed_world_size", None)
+    world = 1 if world is None else int(world)
+    if world < 1:
+        raise ValueError(f"--distributed-world-size must be >= 1, got {world}")
+    if args.distributed_init_method:
+        return _explicit_init(args, world, backend)
     if "RANK" in env and "WORLD_SIZE" in env:
         world = int(env["WORLD_SIZE"])
         return DistInit(
@@ -375,17 +422,17 @@ def infer_init(args, environ: Optional[Dict[str, str]] = None) -> DistInit:
             master_port=port,
             backend=backend,
         )
-    world = getattr(args, "distributed_world_size", None)
-    world = 1 if world is None else int(world)
-    if world < 1:
-        raise ValueError(f"--distributed-world-size must be >= 1, got {world}")
     if world > 1:
+        if args.distributed_no_spawn:
+            raise ValueError("--distributed-no-spawn with --distributed-world-size > 1 needs "
+                             "--distributed-init-method (or torchrun/SLURM) so the processes can find each other")
         if _use_cuda(args) and world > torch.cuda.device_count():
             raise ValueError(
                 f"--distributed-world-size {world} exceeds the {torch.cuda.device_count()} visible GPUs; "
-                "use torchrun for multi-node jobs, or --cpu"
+                "use torchrun or --distributed-init-method for multi-node jobs, or --cpu"
             )
-        return DistInit(mode="spawn", world_size=world, master_port=port if port > 0 else 0, backend=backend)
+        return DistInit(mode="spawn", world_size=world, master_port=port if port > 0 else 0, backend=backend,
+                        nprocs=world)
     return DistInit(mode="single", backend=backend)
 
 
@@ -412,24 +459,23 @@ def init_process_group(args, init: DistInit) -> None:
     elif not _use_cuda(args) and init.world_size > 1:
         # CPU workers share the machine's cores; give each its share so they do not oversubscribe.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, min(init.world_size, os.cpu_count() or 1))))
-    if init.mode == "torchrun":
-        dist.init_process_group(backend=init.backend, init_method="env://")
-    else:
-        dist.init_process_group(
-            backend=init.backend,
-            init_method=f"tcp://{init.master_addr}:{init.master_port}",
-            world_size=init.world_size,
-            rank=init.rank,
-        )
+    logger.info(f"distributed init (rank {init.rank}): {init.url()}")
+    dist.init_process_group(backend=init.backend, init_method=init.url(), world_size=init.world_size,
+                            rank=init.rank)
+    logger.info(f"initialized host {socket.gethostname()} as rank {init.rank}")
     _record(args, init)
 
 
-def _spawn_worker(local_rank: int, args, main_fn: Callable, init: DistInit, kwargs: dict) -> None:
-    mine = DistInit(**{**init.__dict__, "mode": "spawn", "rank": local_rank, "local_rank": local_rank})
-    _run_in_group(args, mine, main_fn, kwargs)
+def _spawn_worker(index: int, args, main_fn: Callable, init: DistInit, worker_init, kwargs: dict) -> None:
+    """Local worker `index` of a spawned job: rank = first rank + index, device = index (fairseq)."""
+    mine = replace(init, rank=init.rank + index, local_rank=index, nprocs=1)
+    _run_in_group(args, mine, main_fn, worker_init, kwargs)
 
 
-def _run_in_group(args, init: DistInit, main_fn: Callable, kwargs: dict):
+def _run_in_group(args, init: DistInit, main_fn: Callable, worker_init, kwargs: dict):
+    _record(args, init)
+    if worker_init is not None:
+        worker_init(args)
     init_process_group(args, init)
     try:
         return main_fn(args, **kwargs)
@@ -438,23 +484,31 @@ def _run_in_group(args, init: DistInit, main_fn: Callable, kwargs: dict):
             dist.destroy_process_group()
 
 
-def call_main(args, main_fn: Callable, **kwargs):
+def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, **kwargs):
     """Run `main_fn(args, **kwargs)` once per rank of the job implied by env + flags.
 
-    Single process: a plain call. torchrun/SLURM: join the group, run, leave. --distributed-world-size
-    N without a launcher: spawn N local workers on a free localhost port (main_fn must be picklable,
-    i.e. a module-level function); the parent returns None once all workers finish.
+    `worker_init(args)` runs first in every process that trains, with args.distributed_rank set: a
+    spawned worker is a fresh interpreter that inherits none of the parent's set-up (logging
+    handlers and levels in particular), so per-process set-up belongs there, not in the parent.
+
+    Single process: a plain call. torchrun/SLURM/--distributed-no-spawn: join the group, run, leave.
+    Otherwise spawn the local workers (main_fn must be picklable, i.e. a module-level function), on a
+    free localhost port unless --distributed-init-method/--distributed-port says where; the parent
+    returns None once all workers finish.
     """
     init = infer_init(args)
     if init.mode == "single":
         _record(args, init)
+        if worker_init is not None:
+            worker_init(args)
         return main_fn(args, **kwargs)
     if init.mode == "spawn":
-        if init.master_port <= 0:
+        if init.init_method is None and init.master_port <= 0:
             init.master_port = free_port()
-        torch.multiprocessing.spawn(_spawn_worker, args=(args, main_fn, init, kwargs), nprocs=init.world_size, join=True)
+        torch.multiprocessing.spawn(_spawn_worker, args=(args, main_fn, init, worker_init, kwargs),
+                                    nprocs=init.nprocs, join=True)
         return None
-    return _run_in_group(args, init, main_fn, kwargs)
+    return _run_in_group(args, init, main_fn, worker_init, kwargs)
 
 
 def add_distributed_args(parser) -> None:

@@ -60,12 +60,24 @@ def max_positions(task, model) -> int:
 
 
 def train_iterator(args, task, trainer, epoch: int):
+    """A fresh iterator over the loaded train split, for `epoch` (its shuffle seed is seed + epoch)."""
     return task.get_batch_iterator(
         dataset=task.dataset(args.train_subset), max_tokens=args.max_tokens, max_sentences=args.batch_size,
         max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
         required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
         num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=epoch,
         split_name=args.train_subset)
+
+
+def load_train_epoch(args, task, trainer, epoch: int):
+    """Load the train split for `epoch` and a fresh iterator over it (fairseq's get_train_iterator).
+
+    With sharded data (DATA1:DATA2:...) epoch k trains on shard (k-1) mod n, so the split is reloaded
+    every epoch and the iterator's length follows that shard; otherwise it is loaded once.
+    """
+    logger.info(f"loading train data for epoch {epoch}")
+    task.load_dataset(args.train_subset, epoch=epoch)
+    return train_iterator(args, task, trainer, epoch)
 
 
 def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
@@ -207,8 +219,6 @@ def set_seeds(seed: int) -> None:
 def main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     set_seeds(args.seed)
-    if not distributed.is_master():
-        logging.getLogger().setLevel(logging.WARNING)
     logger.info(args)
     task = tasks.setup_task(args)
     subsets = [s for s in args.valid_subset.split(",") if s] if not args.disable_validation else []
@@ -240,8 +250,7 @@ def main(args) -> Optional[Trainer]:
     else:
         logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
     epoch = int(itr_state["epoch"]) if itr_state else 1
-    task.load_dataset(args.train_subset, epoch=epoch)
-    epoch_itr = train_iterator(args, task, trainer, epoch)
+    epoch_itr = load_train_epoch(args, task, trainer, epoch)  # a resumed epoch reads its own shard
     if itr_state:
         epoch_itr.load_state_dict(itr_state)
     fmt = resolve_format(args.log_format, args.no_progress_bar)
@@ -261,11 +270,30 @@ def main(args) -> Optional[Trainer]:
             if should_stop:
                 break
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
+            if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
+                epoch_itr = load_train_epoch(args, task, trainer, epoch_itr.next_epoch_idx)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     logger.info(f"done training in {time.perf_counter() - start_time:.1f} seconds")
     return trainer
+
+
+def setup_process(args) -> None:
+    """Per-process set-up, run in every training process once its rank is known (spawned workers are
+    fresh interpreters and inherit none of it): rank-aware logging (rank 0 like a single process, with
+    --log-file; others warnings only) and the malloc tuning of fairseq/cpu_memory.py."""
+    setup_logging(args.log_file, rank=args.distributed_rank)
+    keep_freed_memory()  # CPU steps stop page-faulting their activations back in
+
+
+def worker_main(args) -> Optional[Trainer]:
+    """main() with bad input reported as one line, in whichever process (or spawned worker) hit it."""
+    try:
+        return main(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def cli_main(argv=None) -> None:
@@ -275,13 +303,14 @@ def cli_main(argv=None) -> None:
     except (ValueError, FileNotFoundError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)
-    setup_logging(args.log_file)
-    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (fairseq/cpu_memory.py)
+    setup_logging()
     try:
-        distributed.call_main(args, main)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        distributed.call_main(args, worker_main, worker_init=setup_process)
+    except ValueError as e:  # the distributed flags, before any worker starts
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except torch.multiprocessing.ProcessExitedException as e:  # a spawned worker already said why
+        sys.exit(e.exit_code if e.exit_code is not None else 1)
 
 
 if __name__ == "__main__":

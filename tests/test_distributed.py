@@ -22,7 +22,8 @@ WORLD = 2
 
 
 def _ns(**kw):
-    base = dict(distributed_world_size=1, cpu=True, ddp_backend="pytorch_ddp", distributed_port=-1)
+    base = dict(distributed_world_size=1, cpu=True, ddp_backend="pytorch_ddp", distributed_port=-1,
+                distributed_init_method=None, distributed_rank=0, distributed_no_spawn=False, device_id=0)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -62,8 +63,28 @@ def test_infer_init_from_environment():
     assert D.infer_init(_ns(), {}).mode == "single"
     with pytest.raises(ValueError, match="--distributed-world-size"):
         D.infer_init(_ns(distributed_world_size=0), {})
+    with pytest.raises(ValueError, match="--distributed-no-spawn"):
+        D.infer_init(_ns(distributed_world_size=2, distributed_no_spawn=True), {})
     assert D.first_slurm_host("node5") == "node5"
     assert D.first_slurm_host("a-b[3-4]") == "a-b3"
+
+
+def test_infer_init_fairseq_multi_node_flags():
+    """--distributed-init-method: ranks come from the flags and win over a launcher's environment
+    (fairseq's call_main); --distributed-no-spawn makes this process one rank on --device-id."""
+    url = "tcp://10.0.0.1:9000"
+    one = D.infer_init(_ns(distributed_world_size=16, distributed_init_method=url, distributed_rank=9,
+                           distributed_no_spawn=True, device_id=1), {"RANK": "0", "WORLD_SIZE": "2"})
+    assert (one.mode, one.world_size, one.rank, one.local_rank, one.url()) == ("explicit", 16, 9, 1, url)
+    with pytest.raises(ValueError, match="--distributed-rank 16 is outside"):
+        D.infer_init(_ns(distributed_world_size=16, distributed_init_method=url, distributed_rank=16,
+                         distributed_no_spawn=True), {})
+    # without --distributed-no-spawn fairseq spawns one worker per local GPU; a CPU has none to count
+    with pytest.raises(ValueError, match="add --distributed-no-spawn"):
+        D.infer_init(_ns(distributed_world_size=2, distributed_init_method=url), {})
+    # the derived rendezvous URLs
+    assert D.infer_init(_ns(), {"RANK": "1", "WORLD_SIZE": "2"}).url() == "env://"
+    assert D.DistInit(mode="spawn", master_port=5).url() == "tcp://127.0.0.1:5"
 
 
 # ----------------------------------------------------------------------------- toy model, 2 ranks

@@ -19,20 +19,25 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 FORMATS = ("json", "simple", "tqdm", "none")
 
 
-def setup_logging(log_file: Optional[str] = None, stream=None) -> None:
-    """Root logger to stdout (as fairseq does) in fairseq's line format; optional copy to --log-file."""
+def setup_logging(log_file: Optional[str] = None, stream=None, rank: int = 0) -> None:
+    """Root logger to stdout (as fairseq does) in fairseq's line format; optional copy to --log-file.
+
+    Rank 0 of a distributed job logs like a single process (INFO, and the --log-file copy); the
+    other ranks log warnings only, to stdout, so the file holds one process's log (fairseq's levels).
+    """
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_fairseq_sctd", False):
             root.removeHandler(h)
+            h.close()
     handlers = [logging.StreamHandler(stream or sys.stdout)]
-    if log_file:
+    if log_file and rank == 0:
         handlers.append(logging.FileHandler(log_file))
     for h in handlers:
         h.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
         h._fairseq_sctd = True
         root.addHandler(h)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
 def resolve_format(log_format: Optional[str], no_progress_bar: bool) -> str:

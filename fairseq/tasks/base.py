@@ -31,6 +31,10 @@ class FairseqTask:
             raise KeyError(f"split {split!r} is not loaded; call load_dataset first")
         return self.datasets[split]
 
+    def has_sharded_data(self, split: str) -> bool:
+        """True when `split` rotates over ':'-separated data shards, one per epoch (fairseq's name)."""
+        return False
+
     def ordered_indices(self, dataset, seed: int) -> np.ndarray:
         return iterators.ordered_indices(dataset.sizes, seed)
 

@@ -12,10 +12,31 @@ import os
 
 import torch
 
-from fairseq.tasks.base import FairseqTask
 from fairseq.data.dictionary import Dictionary
+from fairseq.data.indexed_dataset import dataset_exists
+from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
+
+
+def data_paths(data: str) -> list:
+    """The shards of the data argument, fairseq's rule: split on ':' (epoch k reads shard (k-1) mod n,
+    the dictionary and the valid split come from the first)."""
+    paths = [p for p in str(data).split(":") if p]
+    if not paths:
+        raise ValueError("no data directory given")
+    return paths
+
+
+def check_shards(paths: list, train_split: str) -> None:
+    """Fail before any training when a shard of a sharded corpus is missing (fairseq would find out
+    only at the epoch that reads it): every shard must be a directory holding the train split."""
+    for i, path in enumerate(paths):
+        where = f"shard {i + 1} of {len(paths)} in the data argument"
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"data shard not found: {path} ({where})")
+        if not dataset_exists(os.path.join(path, train_split)):
+            raise FileNotFoundError(f"dataset not found: {os.path.join(path, train_split)}.bin/.idx ({where})")
 
 
 class MaskedLMTask(FairseqTask):
@@ -48,6 +69,7 @@ class MaskedLMTask(FairseqTask):
 
     def __init__(self, args, dictionary: Dictionary):
         self.args = args
+        self.data_paths = data_paths(args.data)
         self.dictionary = dictionary
         self.mask_idx = dictionary.add_symbol("<mask>")
         self.datasets = {}
@@ -60,9 +82,9 @@ class MaskedLMTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, args):
-        paths = [p for p in str(args.data).split(":") if p]
-        if not paths:
-            raise ValueError("no data directory given")
+        paths = data_paths(args.data)
+        if len(paths) > 1:
+            check_shards(paths, args.train_subset)
         dict_path = os.path.join(paths[0], "dict.txt")
         if not os.path.isfile(dict_path):
             raise FileNotFoundError(f"dictionary not found: {dict_path} (is {paths[0]} a fairseq data-bin?)")
@@ -78,6 +100,9 @@ class MaskedLMTask(FairseqTask):
     def target_dictionary(self) -> Dictionary:
         return self.dictionary
 
+    def has_sharded_data(self, split: str) -> bool:
+        return len(self.data_paths) > 1
+
     def max_positions(self) -> int:
         return int(self.args.tokens_per_sample)
 
@@ -86,7 +111,7 @@ class MaskedLMTask(FairseqTask):
             return None
         from fairseq.data.bpe import GPT2BPE, word_begins
 
-        data_dir = str(self.args.data).split(":")[0]
+        data_dir = self.data_paths[0]
         tok_json = self.args.bpe_tokenizer_json or os.path.join(data_dir, "tokenizer.json")
         if self.args.gpt2_encoder_json and self.args.gpt2_vocab_bpe:
             bpe = GPT2BPE(self.args.gpt2_encoder_json, self.args.gpt2_vocab_bpe)
@@ -103,8 +128,7 @@ class MaskedLMTask(FairseqTask):
         from fairseq.data.mlm_dataset import MaskedLMDataset
         from fairseq.data.token_blocks import TokenBlockDataset
 
-        paths = [p for p in str(self.args.data).split(":") if p]
-        data_path = paths[(epoch - 1) % len(paths)]
+        data_path = self.data_paths[(epoch - 1) % len(self.data_paths)]
         prefix = os.path.join(data_path, split)
         if not dataset_exists(prefix):
             raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r} of {data_path})")

@@ -155,6 +155,9 @@ class SentencePredictionTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, args):
+        if len([p for p in str(args.data).split(":") if p]) > 1:
+            raise ValueError(f"sentence_prediction reads one data directory (fairseq does not rotate its shards); "
+                             f"got {args.data!r}")
         data = str(args.data).split(":")[0]
         num_classes = int(getattr(args, "num_classes", -1))
         regression = bool(getattr(args, "regression_target", False))
