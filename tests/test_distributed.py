@@ -82,6 +82,16 @@ def test_infer_init_fairseq_multi_node_flags():
     # without --distributed-no-spawn fairseq spawns one worker per local GPU; a CPU has none to count
     with pytest.raises(ValueError, match="add --distributed-no-spawn"):
         D.infer_init(_ns(distributed_world_size=2, distributed_init_method=url), {})
+    # on a 4-GPU node: ranks R .. R+3, one worker per GPU (node 2 of a 16-GPU job starts at rank 8)
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setattr(torch.cuda, "is_available", lambda: True)
+        mp_.setattr(torch.cuda, "device_count", lambda: 4)
+        node = D.infer_init(_ns(cpu=False, distributed_world_size=16, distributed_init_method=url,
+                                distributed_rank=8), {})
+        assert (node.mode, node.rank, node.nprocs, node.world_size, node.url()) == ("spawn", 8, 4, 16, url)
+        with pytest.raises(ValueError, match="exceeds --distributed-world-size"):
+            D.infer_init(_ns(cpu=False, distributed_world_size=16, distributed_init_method=url,
+                             distributed_rank=14), {})
     # the derived rendezvous URLs
     assert D.infer_init(_ns(), {"RANK": "1", "WORLD_SIZE": "2"}).url() == "env://"
     assert D.DistInit(mode="spawn", master_port=5).url() == "tcp://127.0.0.1:5"
