@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 from typing import Dict, List, Optional, Sequence
 
-from fairseq import registry
+from fairseq import flag_audit, registry
 
 DEFAULT_TASK = "masked_lm"
 
@@ -25,6 +26,73 @@ _GROUP_OF_TITLE = {
 CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
               "bmuf", "generation", "eval_lm", "interactive", "model", "task", "criterion", "optimizer",
               "lr_scheduler", "scoring", "bpe", "tokenizer", "ema")
+
+
+# The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
+# before any data is read or any model built. A value outside its domain stops the run with one line
+# naming the flag. tests/test_bad_input.py asserts that every int/float option of every parser has an
+# entry and that each domain is enforced. New numeric flag: add `"its_dest": DOMAIN,` here.
+# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "[0,1)", "[0,1]", "any" (every number means something).
+DOMAINS = {
+    # common
+    "log_interval": ">0", "seed": ">=0", "fp16_init_scale": ">0", "fp16_scale_window": ">0",
+    "fp16_scale_tolerance": "[0,1]", "min_loss_scale": ">=0", "threshold_loss_scale": ">0",
+    "amp_batch_retries": ">=0", "amp_init_scale": ">0", "amp_scale_window": ">0", "empty_cache_freq": ">=0",
+    "all_gather_list_size": ">0", "model_parallel_size": ">=1",
+    # dataset
+    "num_workers": ">=0", "max_tokens": ">0", "batch_size": ">0", "required_batch_size_multiple": ">=1",
+    "required_seq_len_multiple": ">=1", "data_buffer_size": ">=0", "validate_interval": ">0",
+    "validate_interval_updates": ">=0", "validate_after_updates": ">=0", "fixed_validation_seed": ">=0",
+    "max_tokens_valid": ">0", "batch_size_valid": ">0", "max_valid_steps": ">0", "curriculum": ">=0",
+    "num_shards": ">=1", "shard_id": ">=0",
+    # distributed_training
+    "distributed_world_size": ">=1", "distributed_rank": ">=0", "distributed_port": ">=-1", "device_id": ">=0",
+    "bucket_cap_mb": ">0", "heartbeat_timeout": ">=-1", "distributed_num_procs": ">=1",
+    # optimization (lr and update_freq are lists: every element is checked)
+    "max_epoch": ">=0", "max_update": ">=0", "stop_time_hours": ">=0", "clip_norm": ">=0",
+    "update_freq": ">=1", "lr": ">=0", "stop_min_lr": "any",
+    # checkpoint
+    "save_interval": ">0", "save_interval_updates": ">=0", "keep_interval_updates": ">=-1",
+    "keep_interval_updates_pattern": ">=-1", "keep_last_epochs": ">=-1", "keep_best_checkpoints": ">=-1",
+    "patience": ">=-1", "checkpoint_shard_count": ">=1",
+    # model
+    "encoder_layers": ">0", "encoder_embed_dim": ">0", "encoder_ffn_embed_dim": ">0",
+    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0",
+    "dropout": "[0,1)", "attention_dropout": "[0,1)", "activation_dropout": "[0,1)", "pooler_dropout": "[0,1)",
+    "encoder_layerdrop": "[0,1)",
+    # masked_lm task, token dropping / ScTD
+    "tokens_per_sample": ">0", "mask_prob": "[0,1]", "leave_unmasked_prob": "[0,1]", "random_token_prob": "[0,1]",
+    "mask_multiple_length": ">=1", "mask_stdev": ">=0",
+    "token_drop": "[0,1)", "token_importance_beta": "[0,1]", "sctd_interval": ">=0", "sctd_weight": ">=0",
+    "sctd_full_mlm_weight": ">=0",
+    # optimizer, lr schedules
+    "adam_eps": ">=0", "weight_decay": ">=0", "warmup_updates": ">=0", "warmup_init_lr": "any",
+    "force_anneal": ">=0", "end_learning_rate": ">=0", "power": ">=0", "total_num_update": ">0",
+    # sentence_prediction task
+    "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
+    # fairseq-preprocess
+    "thresholdsrc": ">=0", "nwordssrc": ">=-1", "padding_factor": ">=1", "workers": ">=1",
+}
+
+_DOMAIN_TESTS = {
+    ">0": (lambda v: v > 0, "must be > 0"), ">=0": (lambda v: v >= 0, "must be >= 0"),
+    ">=1": (lambda v: v >= 1, "must be >= 1"), ">=-1": (lambda v: v >= -1, "must be >= -1 (-1 = off)"),
+    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "any": (lambda v: True, ""),
+}
+
+
+def check_domains(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """ValueError naming the flag when a numeric value is outside DOMAINS (NaN is outside every domain)."""
+    for action in parser._actions:
+        domain = DOMAINS.get(action.dest)
+        value = getattr(args, action.dest, None)
+        if domain is None or value is None:
+            continue
+        ok, rule = _DOMAIN_TESTS[domain]
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v != v or not ok(v):
+                raise ValueError(f"{flag_audit.flag_name(action)} {v}: {rule}")
 
 
 def _has(parser: argparse.ArgumentParser, flag: str) -> bool:
@@ -52,39 +120,40 @@ def _add_common(parser):
     add("--log-format", default=None, choices=["json", "none", "simple", "tqdm"], help="log format")
     add("--log-file", default=None, help="also write the log to this file")
     add("--tensorboard-logdir", default=None, help="tensorboard directory (needs tensorboard)")
-    add("--wandb-project", default=None, help="(accepted, unused)")
-    add("--azureml-logging", action="store_true", help="(accepted, unused)")
+    add("--wandb-project", default=None, help="log to this Weights & Biases project (needs wandb; offline without network)")
+    add("--azureml-logging", action="store_true", help="no effect here (warns)")
     add("--seed", type=int, default=1, metavar="N", help="random seed")
     add("--cpu", action="store_true", help="train on CPU even when CUDA is available")
-    add("--tpu", action="store_true", help="(accepted; TPUs are not supported)")
+    add("--tpu", action="store_true", help="not supported (error)")
     add("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
     add("--memory-efficient-bf16", action="store_true", help="same as --bf16 here")
     add("--fp16", action="store_true", help="fp16 autocast + dynamic loss scaling on CUDA; fp32 on CPU")
     add("--memory-efficient-fp16", action="store_true", help="implies --fp16 (same path here)")
-    add("--fp16-no-flatten-grads", action="store_true", help="(accepted, unused)")
+    add("--fp16-no-flatten-grads", action="store_true", help="no effect here (warns)")
     add("--fp16-init-scale", type=float, default=128, help="initial fp16 loss scale")
     add("--fp16-scale-window", type=int, default=None, help="updates without overflow before the scale grows")
     add("--fp16-scale-tolerance", type=float, default=0.0, help="fraction of overflows tolerated")
-    add("--on-cpu-convert-precision", action="store_true", help="(accepted, unused)")
+    add("--on-cpu-convert-precision", action="store_true", help="no effect here (warns)")
     add("--min-loss-scale", type=float, default=1e-4, help="stop training below this loss scale")
     add("--threshold-loss-scale", type=float, default=None, help="floor for the loss scale")
-    add("--amp", action="store_true", help="same as --fp16 here")
-    add("--amp-batch-retries", type=int, default=2, help="(accepted, unused)")
-    add("--amp-init-scale", type=float, default=2 ** 7, help="(accepted, unused)")
-    add("--amp-scale-window", type=int, default=None, help="(accepted, unused)")
-    add("--user-dir", default=None, help="not supported (all code lives in this package)")
-    add("--empty-cache-freq", type=int, default=0, help="(accepted, unused)")
-    add("--all-gather-list-size", type=int, default=16384, help="(accepted, unused)")
-    add("--model-parallel-size", type=int, default=1, help="must be 1")
-    add("--profile", action="store_true", help="(accepted, unused)")
-    add("--reset-logging", action="store_true", help="(accepted, unused)")
-    add("--suppress-crashes", action="store_true", help="(accepted, unused)")
+    add("--amp", action="store_true", help="same as --fp16 here, with --amp-init-scale/--amp-scale-window")
+    add("--amp-batch-retries", type=int, default=2, help="no effect here (warns)")
+    add("--amp-init-scale", type=float, default=2 ** 7, help="initial loss scale under --amp")
+    add("--amp-scale-window", type=int, default=None, help="loss-scale growth window under --amp")
+    add("--user-dir", default=None, help="not supported (error)")
+    add("--empty-cache-freq", type=int, default=0, help="torch.cuda.empty_cache() every N updates on CUDA")
+    add("--all-gather-list-size", type=int, default=16384, help="no effect here (warns)")
+    add("--model-parallel-size", type=int, default=1, help="only 1 (error otherwise)")
+    add("--profile", action="store_true", help="no effect here (warns)")
+    add("--reset-logging", action="store_true", help="no effect here (warns)")
+    add("--suppress-crashes", action="store_true", help="no effect here (warns)")
 
 
 def _add_dataset(parser, train: bool):
     g = parser.add_argument_group("dataset")
     add = g.add_argument
-    add("--num-workers", type=int, default=1, help="data loading workers (batches are built in-process)")
+    add("--num-workers", type=int, default=1,
+        help="background processes building batches (0 = in the main process); same batches for any N")
     add("--skip-invalid-size-inputs-valid-test", action="store_true",
         help="skip too-long valid/test samples instead of failing")
     add("--max-tokens", type=int, default=None, metavar="N", help="maximum tokens per batch")
@@ -92,26 +161,27 @@ def _add_dataset(parser, train: bool):
         help="maximum sentences per batch")
     add("--required-batch-size-multiple", type=int, default=8, metavar="N",
         help="batch sizes are rounded to a multiple of N")
-    add("--required-seq-len-multiple", type=int, default=1, help="(accepted, unused)")
+    add("--required-seq-len-multiple", type=int, default=1,
+        help="pad each batch's length to a multiple of N (masked_lm)")
     add("--dataset-impl", default=None, choices=["mmap", "lazy", "cached", "raw", "fasta", "huffman"],
         help="only mmap is supported")
-    add("--data-buffer-size", type=int, default=10, help="(accepted, unused)")
+    add("--data-buffer-size", type=int, default=10, help="no effect here (warns)")
     add("--train-subset", default="train", help="training split")
     add("--valid-subset", default="valid", help="comma-separated validation splits")
-    add("--combine-valid-subsets", action="store_true", default=None, help="(accepted, unused)")
-    add("--ignore-unused-valid-subsets", action="store_true", help="(accepted, unused)")
+    add("--combine-valid-subsets", action="store_true", default=None, help="no effect here (warns)")
+    add("--ignore-unused-valid-subsets", action="store_true", help="no effect here (warns)")
     add("--validate-interval", type=int, default=1, metavar="N", help="validate every N epochs")
     add("--validate-interval-updates", type=int, default=0, metavar="N", help="validate every N updates")
     add("--validate-after-updates", type=int, default=0, metavar="N", help="no validation before N updates")
-    add("--fixed-validation-seed", type=int, default=None, help="(accepted, unused)")
+    add("--fixed-validation-seed", type=int, default=None, help="no effect here (warns)")
     add("--disable-validation", action="store_true", help="do not validate")
     add("--max-tokens-valid", type=int, default=None, metavar="N", help="max tokens per valid batch")
     add("--batch-size-valid", "--max-sentences-valid", type=int, default=None, metavar="N",
         help="max sentences per valid batch (default: --batch-size)")
     add("--max-valid-steps", "--nval", type=int, default=None, metavar="N", help="valid batches to run")
-    add("--curriculum", type=int, default=0, help="(accepted, unused)")
-    add("--num-shards", type=int, default=1, help="(accepted, unused)")
-    add("--shard-id", type=int, default=0, help="(accepted, unused)")
+    add("--curriculum", type=int, default=0, metavar="N", help="do not shuffle batches for the first N epochs")
+    add("--num-shards", type=int, default=1, help="no effect here (warns)")
+    add("--shard-id", type=int, default=0, help="no effect here (warns)")
 
 
 def _add_optimization(parser):
@@ -126,8 +196,8 @@ def _add_optimization(parser):
     add("--update-freq", default="1", metavar="N1,N2,...", help="accumulate gradients over N batches")
     add("--lr", "--learning-rate", default="0.25", metavar="LR1,LR2,...", help="learning rate")
     add("--stop-min-lr", type=float, default=-1.0, metavar="LR", help="stop when the lr falls below this")
-    add("--use-bmuf", action="store_true", help="not supported")
-    add("--skip-remainder-batch", action="store_true", help="(accepted, unused)")
+    add("--use-bmuf", action="store_true", help="not supported (error)")
+    add("--skip-remainder-batch", action="store_true", help="no effect here (warns)")
 
 
 def _add_checkpoint(parser):
@@ -136,19 +206,21 @@ def _add_checkpoint(parser):
     add("--save-dir", default="checkpoints", metavar="DIR", help="where to save checkpoints")
     add("--restore-file", default="checkpoint_last.pt",
         help="checkpoint to resume from (relative names are looked up in --save-dir first)")
-    add("--continue-once", default=None, help="(accepted, unused)")
+    add("--continue-once", default=None, help="not supported (error)")
     add("--finetune-from-model", default=None, help="initialise the model from this checkpoint only")
     add("--reset-dataloader", action="store_true", help="do not restore the data iterator position")
     add("--reset-lr-scheduler", action="store_true", help="do not restore the lr scheduler state")
     add("--reset-meters", action="store_true", help="do not restore meters")
     add("--reset-optimizer", action="store_true", help="do not restore the optimizer (nor num_updates)")
-    add("--optimizer-overrides", default="{}", help="(accepted, unused)")
+    add("--optimizer-overrides", default="{}", help="not supported (error)")
     add("--save-interval", type=int, default=1, metavar="N", help="save every N epochs")
     add("--save-interval-updates", type=int, default=0, metavar="N", help="save every N updates")
     add("--keep-interval-updates", type=int, default=-1, metavar="N", help="keep the last N update checkpoints")
-    add("--keep-interval-updates-pattern", type=int, default=-1, help="(accepted, unused)")
+    add("--keep-interval-updates-pattern", type=int, default=-1, metavar="N",
+        help="never delete update checkpoints whose update number is a multiple of N")
     add("--keep-last-epochs", type=int, default=-1, metavar="N", help="keep the last N epoch checkpoints")
-    add("--keep-best-checkpoints", type=int, default=-1, help="(accepted, unused)")
+    add("--keep-best-checkpoints", type=int, default=-1, metavar="N",
+        help="keep the N best checkpoint.best_<metric>_<value>.pt files")
     add("--no-save", action="store_true", help="never save checkpoints")
     add("--no-epoch-checkpoints", action="store_true", help="only keep last and best")
     add("--no-last-checkpoints", action="store_true", help="do not write checkpoint_last.pt")
@@ -157,9 +229,10 @@ def _add_checkpoint(parser):
     add("--maximize-best-checkpoint-metric", action="store_true", help="higher metric is better")
     add("--patience", type=int, default=-1, metavar="N", help="stop after N validations without improvement")
     add("--checkpoint-suffix", default="", help="suffix added to checkpoint names")
-    add("--checkpoint-shard-count", type=int, default=1, help="(accepted, unused)")
-    add("--load-checkpoint-on-all-dp-ranks", action="store_true", help="(accepted, unused)")
-    add("--write-checkpoints-asynchronously", action="store_true", help="(accepted, unused)")
+    add("--checkpoint-shard-count", type=int, default=1, help="only 1 (error otherwise)")
+    add("--load-checkpoint-on-all-dp-ranks", action="store_true",
+        help="every rank reads the checkpoint (always the case here)")
+    add("--write-checkpoints-asynchronously", action="store_true", help="no effect here (warns)")
 
 
 def _add_distributed(parser):
@@ -168,7 +241,7 @@ def _add_distributed(parser):
     distributed.add_distributed_args(parser)
     g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
     if not _has(parser, "--distributed-num-procs"):
-        g.add_argument("--distributed-num-procs", type=int, default=None, help="(accepted, unused)")
+        g.add_argument("--distributed-num-procs", type=int, default=None, help="no effect here (warns)")
 
 
 def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
@@ -182,9 +255,9 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     parser.add_argument("--optimizer", default="adam", help="optimizer: " + ", ".join(registry.choices("optimizer")))
     parser.add_argument("--lr-scheduler", default="fixed",
                         help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
-    parser.add_argument("--scoring", default="bleu", help="(accepted, unused)")
-    parser.add_argument("--tokenizer", default=None, help="(accepted, unused)")
-    parser.add_argument("--bpe", default=None, help="(accepted, unused)")
+    parser.add_argument("--scoring", default="bleu", help="no effect here (warns)")
+    parser.add_argument("--tokenizer", default=None, help="no effect here (warns)")
+    parser.add_argument("--bpe", default=None, help="no effect here (warns)")
     _add_dataset(parser, train=True)
     _add_distributed(parser)
     _add_optimization(parser)
@@ -206,7 +279,8 @@ def _add_choice_args(parser, names: argparse.Namespace) -> None:
     models.add_model_args(parser)
     if not _has(parser, "--max-source-positions"):
         g = [grp for grp in parser._action_groups if grp.title == "model"][-1]
-        g.add_argument("--max-source-positions", type=int, default=None, help="(defaults to --max-positions)")
+        g.add_argument("--max-source-positions", type=int, default=None,
+                       help="no effect here (warns): the encoder uses --max-positions")
     task_cls.add_args(parser)
     for cls, title in ((criterion_cls, "criterion"), (optimizer_cls, None), (scheduler_cls, None)):
         if hasattr(cls, "add_args"):
@@ -215,23 +289,47 @@ def _add_choice_args(parser, names: argparse.Namespace) -> None:
             cls.add_args(parser)
 
 
-def _postprocess(args: argparse.Namespace) -> argparse.Namespace:
+# RoBERTa's position table when --max-positions is not given and --tokens-per-sample does not set it.
+ROBERTA_MAX_POSITIONS = 512
+
+
+def _check_sample_length(args: argparse.Namespace) -> None:
+    """--tokens-per-sample must fit the model's positions, known before anything is built.
+
+    fairseq sizes the position table from --tokens-per-sample when --max-positions is absent, so a
+    typo like --tokens-per-sample 100000 builds a 100k-position model whose first batch asks for an
+    attention matrix of hundreds of GB. Beyond RoBERTa's 512 positions we ask for --max-positions.
+    """
+    tps = getattr(args, "tokens_per_sample", None)
+    if tps is None:
+        return
+    if args.max_positions is None and tps > ROBERTA_MAX_POSITIONS:
+        raise ValueError(f"--tokens-per-sample {tps} exceeds RoBERTa's {ROBERTA_MAX_POSITIONS} positions; "
+                         f"pass --max-positions {tps} to build a model with that many (attention memory "
+                         f"grows with the square of the length)")
+    if args.max_positions is not None and tps > args.max_positions:
+        raise ValueError(f"--tokens-per-sample {tps} exceeds --max-positions {args.max_positions}; "
+                         f"raise --max-positions or lower --tokens-per-sample")
+
+
+def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     from fairseq import models
 
     args.lr = str_list(args.lr, float)
     args.update_freq = str_list(args.update_freq, int)
-    if not args.lr or not args.update_freq or min(args.update_freq) < 1:
-        raise ValueError(f"--lr {args.lr} / --update-freq {args.update_freq}: need values (update-freq >= 1)")
-    if args.memory_efficient_fp16 or args.amp:
+    if not args.lr or not args.update_freq:
+        raise ValueError(f"--lr {args.lr} / --update-freq {args.update_freq}: need at least one value")
+    check_domains(parser, args)
+    flag_audit.check(parser, args)
+    if args.amp:  # fairseq's --amp scaler has its own init scale and window
+        args.fp16 = True
+        args.fp16_init_scale, args.fp16_scale_window = args.amp_init_scale, args.amp_scale_window
+    if args.memory_efficient_fp16:
         args.fp16 = True
     if args.memory_efficient_bf16:
         args.bf16 = True
     if args.fp16 and args.bf16:
         raise ValueError("--fp16 and --bf16 are mutually exclusive")
-    if args.user_dir:
-        raise ValueError(f"--user-dir {args.user_dir!r} is not supported: everything lives in the fairseq package")
-    if args.use_bmuf:
-        raise ValueError("--use-bmuf is not supported")
     if args.dataset_impl not in (None, "mmap"):
         raise ValueError(f"--dataset-impl {args.dataset_impl!r} is not supported; only mmap")
     if getattr(args, "batch_size_valid", None) is None:
@@ -245,23 +343,34 @@ def _postprocess(args: argparse.Namespace) -> argparse.Namespace:
 
         parse_betas(args.adam_betas)
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
+    _check_sample_length(args)
     models.get_arch(args.arch)(args)
     if args.max_source_positions is None:
         args.max_source_positions = args.max_positions
     return args
 
 
+def _wants_help(argv: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help") for a in argv)
+
+
 def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Sequence[str]] = None,
                         parse_known: bool = False) -> argparse.Namespace:
-    """Parse `input_args` (default sys.argv[1:]) with fairseq's two-stage scheme."""
-    input_args = None if input_args is None else [str(a) for a in input_args]
-    names, _ = parser.parse_known_args(input_args)
+    """Parse `input_args` (default sys.argv[1:]) with fairseq's two-stage scheme.
+
+    Stage 1 runs without -h/--help, so `--task masked_lm --arch roberta_base --help` lists the flags
+    of the chosen task, model, criterion, optimizer and schedule (without --arch: roberta_base's).
+    """
+    argv = [str(a) for a in (sys.argv[1:] if input_args is None else input_args)]
+    names, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    if names.arch is None and _wants_help(argv):
+        names.arch = "roberta_base"
     _add_choice_args(parser, names)
     if parse_known:
-        args, _ = parser.parse_known_args(input_args)
+        args, _ = parser.parse_known_args(argv)
     else:
-        args = parser.parse_args(input_args)
-    return _postprocess(args)
+        args = parser.parse_args(argv)
+    return _postprocess(parser, args)
 
 
 def _plain(value):

@@ -18,6 +18,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from fairseq import flag_audit, options
 from fairseq.data import indexed_dataset
 from fairseq.data.dictionary import Dictionary
 
@@ -257,9 +258,12 @@ def main(args) -> None:
 def cli_main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stdout)
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     logger.info(args)
     try:
+        options.check_domains(parser, args)
+        flag_audit.check(parser, args)
         main(args)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-preprocess: error: {e}")

@@ -297,6 +297,7 @@ def worker_main(args) -> Optional[Trainer]:
 
 
 def cli_main(argv=None) -> None:
+    setup_logging()  # flag warnings (fairseq/flag_audit.py) are logged while parsing
     parser = options.get_training_parser()
     try:
         args = options.parse_args_and_arch(parser, argv)

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import checkpoint, distributed, options, registry, tasks
+from fairseq import checkpoint, distributed, flag_audit, options, registry, tasks
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.trainer import move_to, pick_device
@@ -33,17 +33,21 @@ def get_validation_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("common_eval")
     g.add_argument("--path", required=True, help="checkpoint to evaluate")
     g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
-    g.add_argument("--results-path", default=None, help="(accepted, unused)")
-    g.add_argument("--quiet", action="store_true", help="(accepted, unused)")
+    g.add_argument("--results-path", default=None, help="no effect here (warns)")
+    g.add_argument("--quiet", action="store_true", help="only print final scores (always the case here)")
     return parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Returns the merged Namespace: checkpoint cfg, then explicit flags, then parser defaults."""
+    stage1 = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    stage1.add_argument("--task", default=options.DEFAULT_TASK)
+    names, _ = stage1.parse_known_args(argv)  # without --help, so --help lists the task's flags too
     parser = get_validation_parser()
-    names, _ = parser.parse_known_args(argv)
     registry.lookup("task", names.task).add_args(parser)
     args = parser.parse_args(argv)
+    options.check_domains(parser, args)
+    flag_audit.check(parser, args)
     explicit_parser = get_validation_parser()
     registry.lookup("task", names.task).add_args(explicit_parser)
     for action in explicit_parser._actions:

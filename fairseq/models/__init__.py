@@ -104,7 +104,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--activation-fn", default=None, help="only 'gelu' is supported")
     g.add_argument("--pooler-activation-fn", default=None, help="only 'tanh' is supported")
     g.add_argument("--spectral-norm-classification-head", action="store_true", default=False,
-                   help="accepted for compatibility; not supported")
+                   help="spectral norm on the classification head's out_proj (as fairseq)")
 
 
 def build_model(args, dictionary_or_task):

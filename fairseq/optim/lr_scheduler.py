@@ -46,7 +46,7 @@ class PolynomialDecaySchedule(_Schedule):
     def add_args(parser):
         g = parser.add_argument_group("lr_scheduler")
         g.add_argument("--warmup-updates", default=0, type=int, metavar="N", help="warmup the lr for N updates")
-        g.add_argument("--force-anneal", type=int, default=None, metavar="N", help="(accepted, unused)")
+        g.add_argument("--force-anneal", type=int, default=None, metavar="N", help="no effect here (warns)")
         g.add_argument("--end-learning-rate", default=0.0, type=float, help="final learning rate")
         g.add_argument("--power", default=1.0, type=float, help="decay exponent")
         g.add_argument("--total-num-update", default=None, type=float,

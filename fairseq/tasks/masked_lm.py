@@ -59,8 +59,8 @@ class MaskedLMTask(FairseqTask):
         add("--mask-stdev", default=0.0, type=float, help="only 0 is supported")
         add("--shorten-method", default="none", choices=["none", "truncate", "random_crop"],
             help="only none is supported")
-        add("--shorten-data-split-list", default="", help="(accepted, unused)")
-        add("--include-target-tokens", action="store_true", help="(accepted, unused)")
+        add("--shorten-data-split-list", default="", help="splits to shorten (only with a --shorten-method)")
+        add("--include-target-tokens", action="store_true", help="no effect here (warns): data2vec only")
         add("--gpt2-encoder-json", default=None, help="GPT-2 encoder.json, for --mask-whole-words")
         add("--gpt2-vocab-bpe", default=None, help="GPT-2 vocab.bpe, for --mask-whole-words")
         add("--bpe-tokenizer-json", default=None,

@@ -137,7 +137,7 @@ class SentencePredictionTask(FairseqTask):
             help="truncate samples longer than --max-positions instead of skipping them")
         add("--shorten-data-split-list", default="", help="comma-separated splits to shorten (default: all)")
         add("--add-prev-output-tokens", action="store_true",
-            help="(accepted for compatibility; only encoder models exist here, so it has no effect)")
+            help="no effect here (warns): only encoder models exist here")
         # --max-positions is a model flag; add it only if the model flags are not on this parser
         if not any("--max-positions" in a.option_strings for a in parser._actions):
             add("--max-positions", type=int, default=512, help="max input length")

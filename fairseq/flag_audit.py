@@ -1,0 +1,163 @@
+"""What every command-line flag does here: works, warns once, or stops with a clear error.
+
+fairseq has many flags for features this toolkit does not have (TPUs, BMUF, sharded checkpoints,
+profiling, ...). A flag that is accepted and then ignored would lie to the user, so every flag of
+fairseq-train, fairseq-validate, fairseq-preprocess and fairseq-hydra-train is listed in FLAGS
+exactly once, by argparse dest:
+
+- "works": it has fairseq's meaning here (values outside its meaning are rejected where parsed);
+- "warn: WHY": it has no effect here; passing a value other than fairseq's default logs one warning
+  naming the flag (a ported script that passes fairseq's defaults stays quiet);
+- "error: WHY": the feature is missing and ignoring it would change results; a non-default value
+  stops the run before any work, with one line naming the flag.
+
+tests/test_flags_audit.py walks every option of every parser and fails on a flag missing here, so
+a new flag cannot slip in unclassified. Numeric domains live next to the parser (options.DOMAINS).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Dict, List
+
+logger = logging.getLogger("fairseq.flags")
+
+_NO_EFFECT = "has no effect here: "
+
+# Flags with fairseq's meaning, grouped as in the parsers (common, dataset, distributed, optimization,
+# checkpoint, model, masked_lm task, token dropping, optimizer/schedules, sentence_prediction,
+# fairseq-validate, fairseq-preprocess, fairseq-hydra-train).
+_WORKS = """
+no_progress_bar log_interval log_format log_file tensorboard_logdir wandb_project seed cpu bf16
+memory_efficient_bf16 fp16 memory_efficient_fp16 fp16_init_scale fp16_scale_window fp16_scale_tolerance
+min_loss_scale threshold_loss_scale amp amp_init_scale amp_scale_window empty_cache_freq
+task arch criterion optimizer lr_scheduler
+num_workers skip_invalid_size_inputs_valid_test max_tokens batch_size required_batch_size_multiple
+required_seq_len_multiple dataset_impl train_subset valid_subset validate_interval
+validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
+max_valid_steps curriculum
+distributed_world_size distributed_rank distributed_backend distributed_port device_id ddp_backend
+bucket_cap_mb find_unused_parameters broadcast_buffers
+max_epoch max_update stop_time_hours clip_norm sentence_avg update_freq lr stop_min_lr
+save_dir restore_file finetune_from_model reset_dataloader reset_lr_scheduler reset_meters reset_optimizer
+save_interval save_interval_updates keep_interval_updates keep_interval_updates_pattern keep_last_epochs
+keep_best_checkpoints no_save no_epoch_checkpoints no_last_checkpoints no_save_optimizer_state
+best_checkpoint_metric maximize_best_checkpoint_metric patience checkpoint_suffix
+load_checkpoint_on_all_dp_ranks
+encoder_layers encoder_embed_dim encoder_ffn_embed_dim encoder_attention_heads max_positions dropout
+attention_dropout activation_dropout pooler_dropout encoder_layerdrop untie_weights_roberta activation_fn
+pooler_activation_fn spectral_norm_classification_head
+data sample_break_mode tokens_per_sample mask_prob leave_unmasked_prob random_token_prob
+freq_weighted_replacement mask_whole_words shorten_method shorten_data_split_list gpt2_encoder_json
+gpt2_vocab_bpe bpe_tokenizer_json
+token_drop token_drop_importance token_drop_layers token_importance_beta init_token_importance
+sctd_interval sctd_weight sctd_full_mlm_weight
+adam_betas adam_eps weight_decay warmup_updates warmup_init_lr end_learning_rate power total_num_update
+num_classes regression_target init_token separator_token classification_head_name no_shuffle
+path model_overrides quiet
+source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc
+padding_factor workers only_source dict_only
+config_dir config_name print_argv overrides
+""".split()
+
+_WARN = {
+    "azureml_logging": "no AzureML logger exists; use --log-file, --tensorboard-logdir or --wandb-project",
+    "fp16_no_flatten_grads": "fp16 keeps fp32 parameters and gradients (autocast), nothing is flattened",
+    "on_cpu_convert_precision": "CPU training keeps fp32 parameters (use --bf16 for bf16 autocast)",
+    "amp_batch_retries": "an fp16/amp overflow skips the update and lowers the scale; batches are not retried",
+    "all_gather_list_size": "logging outputs are all-reduced as tensors, there is no pickled gather buffer",
+    "profile": "there is no profiler hook; wrap the run in torch.profiler yourself",
+    "reset_logging": "logging is configured once per fairseq-train/fairseq-hydra-train run",
+    "suppress_crashes": "errors always stop the run with a one-line message",
+    "scoring": "there is no generation, so nothing is scored",
+    "tokenizer": "training reads binarized data; no tokenizer runs",
+    "bpe": "training reads binarized data; --mask-whole-words takes --gpt2-encoder-json/--gpt2-vocab-bpe "
+           "or --bpe-tokenizer-json",
+    "data_buffer_size": "with --num-workers N > 0 each worker builds 2 batches ahead (torch DataLoader)",
+    "combine_valid_subsets": "each --valid-subset is validated and logged separately",
+    "ignore_unused_valid_subsets": "unused validation subsets are never an error here",
+    "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
+    "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
+    "shard_id": "only fairseq-generate shards its input this way; data parallelism shards by rank",
+    "distributed_no_spawn": "processes are spawned only for --distributed-world-size > 1 without torchrun/SLURM",
+    "fix_batches_to_gpus": "each epoch's shuffled batches are dealt to ranks round-robin",
+    "heartbeat_timeout": "there is no heartbeat watchdog (torch.distributed's own timeout applies)",
+    "distributed_num_procs": "the number of local processes is --distributed-world-size (or torchrun's)",
+    "skip_remainder_batch": "the last, partial --update-freq group of an epoch is trained",
+    "write_checkpoints_asynchronously": "checkpoints are written synchronously (temp file, fsync, rename)",
+    "max_source_positions": "the encoder's position table is --max-positions",
+    "include_target_tokens": "it only feeds data2vec models, which do not exist here",
+    "force_anneal": "the schedules here set the lr every update; there is no per-epoch annealing",
+    "add_prev_output_tokens": "only encoder models exist here",
+    "results_path": "fairseq-validate prints its results to the log",
+}
+
+_ERROR = {
+    "tpu": "TPUs are not supported; train on CUDA or CPU",
+    "user_dir": "user directories are not supported: everything lives in the fairseq package",
+    "model_parallel_size": "model parallelism is not supported; use --ddp-backend fully_sharded",
+    "distributed_init_method": "not supported: start multi-process jobs with torchrun or SLURM "
+                               "(or --distributed-world-size N on one machine)",
+    "use_bmuf": "BMUF is not supported",
+    "continue_once": "not supported: pass the checkpoint as --restore-file",
+    "optimizer_overrides": "not supported: pass the new optimizer flags with --reset-optimizer",
+    "checkpoint_shard_count": "sharded checkpoint files are not supported (FSDP saves one full file)",
+    "mask_multiple_length": "span masking is not supported; only 1",
+    "mask_stdev": "span masking is not supported; only 0",
+}
+
+FLAGS: Dict[str, str] = {**{d: "works" for d in _WORKS},
+                         **{d: "warn: " + _NO_EFFECT + why for d, why in _WARN.items()},
+                         **{d: "error: " + why for d, why in _ERROR.items()}}
+assert len(FLAGS) == len(_WORKS) + len(_WARN) + len(_ERROR), "a flag is listed twice in fairseq/flag_audit.py"
+
+_warned: set = set()
+
+
+def flag_name(action: argparse.Action) -> str:
+    """The flag as users write it: its first long option string (or the dest of a positional)."""
+    longs = [s for s in action.option_strings if s.startswith("--")]
+    return (longs or action.option_strings or [action.dest])[0]
+
+
+def _is_default(action: argparse.Action, value) -> bool:
+    if value is None or value == action.default:
+        return True
+    return action.default is None and value is False  # store_true flags whose parser default is None
+
+
+def _is_launcher_rank_zero() -> bool:
+    """torchrun/SLURM start one process per rank, each parsing the command line: warn on rank 0 only."""
+    for var in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "0") != "0":
+            return False
+    return True
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
+    """Raise ValueError for a non-default "error" flag; warn once per "warn" flag; return the warnings.
+
+    A dest missing from FLAGS is a bug in this package (the audit test catches it), so it raises.
+    """
+    warnings = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or not hasattr(args, action.dest):
+            continue
+        status = FLAGS.get(action.dest)
+        if status is None:
+            raise KeyError(f"{flag_name(action)} is not classified in fairseq/flag_audit.py FLAGS")
+        value = getattr(args, action.dest)
+        if status == "works" or _is_default(action, value):
+            continue
+        kind, why = status.split(": ", 1)
+        name = flag_name(action)
+        shown = "" if value is True else f" {value}"
+        if kind == "error":
+            raise ValueError(f"{name}{shown}: {why}")
+        message = f"{name} {why}"
+        warnings.append(message)
+        if name not in _warned and _is_launcher_rank_zero():
+            _warned.add(name)
+            logger.warning(message)
+    return warnings
