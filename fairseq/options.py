@@ -95,6 +95,13 @@ def check_domains(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                 raise ValueError(f"{flag_audit.flag_name(action)} {v}: {rule}")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`PROG: error: ...; see --help`), not the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _has(parser: argparse.ArgumentParser, flag: str) -> bool:
     return flag in parser._option_string_actions
 
@@ -246,7 +253,7 @@ def _add_distributed(parser):
 
 def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     """The stage-1 parser (add the per-choice flags with `parse_args_and_arch`)."""
-    parser = argparse.ArgumentParser(prog="fairseq-train", allow_abbrev=False)
+    parser = ArgumentParser(prog="fairseq-train", allow_abbrev=False)
     _add_common(parser)
     parser.add_argument("--task", default=default_task, metavar="TASK",
                         help="task: " + ", ".join(registry.choices("task")))

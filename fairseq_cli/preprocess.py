@@ -26,7 +26,7 @@ logger = logging.getLogger("fairseq_cli.preprocess")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fairseq-preprocess", description="Build a dictionary and binarize text.")
+    p = options.ArgumentParser(prog="fairseq-preprocess", description="Build a dictionary and binarize text.")
     p.add_argument("-s", "--source-lang", default=None)
     p.add_argument("-t", "--target-lang", default=None)
     p.add_argument("--trainpref", default=None)
@@ -257,7 +257,7 @@ def main(args) -> None:
 
 def cli_main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stdout)
+                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stdout, force=True)
     parser = get_parser()
     args = parser.parse_args(argv)
     logger.info(args)

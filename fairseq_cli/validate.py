@@ -24,7 +24,7 @@ logger = logging.getLogger("fairseq_cli.validate")
 
 
 def get_validation_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
+    parser = options.ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
     options._add_common(parser)
     parser.add_argument("--task", default=options.DEFAULT_TASK, help="task: " + ", ".join(registry.choices("task")))
     parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")

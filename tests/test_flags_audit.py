@@ -1,0 +1,176 @@
+"""Every flag of every parser is classified (fairseq/flag_audit.py) and every numeric flag has a domain
+(fairseq/options.py DOMAINS); warn flags warn exactly once, error flags and out-of-domain values stop
+the CLI with one line naming the flag (exit status != 0, no traceback)."""
+import argparse
+import logging
+from pathlib import Path
+
+import pytest
+
+from fairseq import flag_audit, options, registry
+from fairseq_cli import hydra_train, preprocess, train, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train_configs():
+    """(name, parser, base argv) for every task x criterion x schedule fairseq-train can combine."""
+    for task in registry.choices("task"):
+        for crit in registry.choices("criterion"):
+            for sched in registry.choices("lr-scheduler"):
+                base = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
+                        "--optimizer", "adam", "--lr-scheduler", sched]
+                parser = options.get_training_parser()
+                options._add_choice_args(parser, argparse.Namespace(
+                    arch="roberta_tiny", task=task, criterion=crit, optimizer="adam", lr_scheduler=sched))
+                yield f"fairseq-train {task}/{crit}/{sched}", parser, base
+
+
+def _validate_configs():
+    for task in registry.choices("task"):
+        parser = validate.get_validation_parser()
+        registry.lookup("task", task).add_args(parser)
+        yield f"fairseq-validate {task}", parser, ["D", "--path", "/nonexistent.pt", "--task", task]
+
+
+CONFIGS = (list(_train_configs()) + list(_validate_configs())
+           + [("fairseq-preprocess", preprocess.get_parser(), ["--only-source", "--trainpref", "/nonexistent"]),
+              ("fairseq-hydra-train", hydra_train.build_parser(), ["--config-dir", "x", "--config-name", "y"])])
+
+
+def _actions(parser):
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+def _first_config(dest):
+    """The first configuration whose parser has `dest` (prog, parser, base argv, action)."""
+    for prog, parser, base in CONFIGS:
+        for a in _actions(parser):
+            if a.dest == dest:
+                return prog, parser, base, a
+    raise AssertionError(f"{dest} is in a table but in no parser: remove it from the table")
+
+
+def _is_numeric(action) -> bool:
+    if action.nargs == 0:  # store_true / store_false
+        return False
+    return (action.type in (int, float) or action.dest in ("lr", "update_freq")
+            or (isinstance(action.default, (int, float)) and not isinstance(action.default, bool)))
+
+
+def _other_value(action):
+    """argv for a value that differs from the parser's default (inside the flag's domain)."""
+    if action.nargs == 0:
+        return []
+    if action.choices:
+        return [next(c for c in action.choices if c != action.default)]
+    if action.type in (int, float):
+        return [str((action.default or 0) + 1)]
+    return ["x"]
+
+
+def _run_cli(prog, argv, capsys):
+    """Run a CLI in-process; return (exit status, stderr text)."""
+    main = {"fairseq-train": train.cli_main, "fairseq-validate": validate.cli_main,
+            "fairseq-preprocess": preprocess.cli_main}[prog.split()[0]]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    code = e.value.code
+    err = capsys.readouterr().err
+    if isinstance(code, str):  # sys.exit("message") prints it at interpreter exit
+        err, code = err + code, 1
+    return code, err.strip()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    flag_audit._warned.clear()
+    yield
+    flag_audit._warned.clear()
+
+
+def test_every_option_of_every_parser_is_classified():
+    missing = []
+    for prog, parser, _ in CONFIGS:
+        for a in _actions(parser):
+            if a.dest not in flag_audit.FLAGS:
+                missing.append(f"{prog}: {flag_audit.flag_name(a)} (dest {a.dest!r})")
+    assert not missing, ("unclassified flags; add each dest to _WORKS, _WARN or _ERROR in fairseq/flag_audit.py:\n"
+                         + "\n".join(sorted(set(missing))))
+
+
+def test_every_table_entry_is_a_real_flag():
+    dests = {a.dest for _, parser, _ in CONFIGS for a in _actions(parser)}
+    assert not set(flag_audit.FLAGS) - dests, "stale entries in fairseq/flag_audit.py FLAGS"
+    assert not set(options.DOMAINS) - dests, "stale entries in fairseq/options.py DOMAINS"
+
+
+def test_every_numeric_option_has_a_domain():
+    missing = sorted({f'"{a.dest}": ">=0",  # {flag_audit.flag_name(a)}: or its real domain'
+                      for _, parser, _ in CONFIGS for a in _actions(parser)
+                      if _is_numeric(a) and a.dest not in options.DOMAINS})
+    assert not missing, "numeric flags without a domain; add to DOMAINS in fairseq/options.py:\n" + "\n".join(missing)
+
+
+WARN = sorted(d for d, s in flag_audit.FLAGS.items() if s.startswith("warn"))
+ERROR = sorted(d for d, s in flag_audit.FLAGS.items() if s.startswith("error"))
+
+
+@pytest.mark.parametrize("dest", WARN)
+def test_warn_flag_warns_exactly_once(dest, caplog, capsys):
+    prog, parser, base, action = _first_config(dest)
+    argv = base + [flag_audit.flag_name(action)] + _other_value(action)
+    caplog.set_level(logging.WARNING, logger="fairseq.flags")
+    for _ in range(2):  # a second parse in the same process (e.g. fairseq-hydra-train) stays quiet
+        if prog.startswith("fairseq-train"):
+            options.parse_args_and_arch(options.get_training_parser(), argv)
+        else:
+            _run_cli(prog, argv, capsys)  # fails later (no such file): the flags are checked first
+    named = [r.getMessage() for r in caplog.records if r.name == "fairseq.flags"]
+    assert len(named) == 1 and named[0].startswith(flag_audit.flag_name(action) + " has no effect here: "), named
+
+
+@pytest.mark.parametrize("dest", ERROR)
+def test_error_flag_stops_with_one_line(dest, capsys):
+    prog, parser, base, action = _first_config(dest)
+    name = flag_audit.flag_name(action)
+    code, err = _run_cli(prog, base + [name] + _other_value(action), capsys)
+    assert code != 0 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and name in err, err
+
+
+def test_fairseq_defaults_never_warn(caplog):
+    """A script ported from fairseq may spell out fairseq's defaults of flags that do nothing here."""
+    caplog.set_level(logging.WARNING, logger="fairseq.flags")
+    argv = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--data-buffer-size", "10", "--scoring", "bleu",
+            "--all-gather-list-size", "16384", "--amp-batch-retries", "2", "--model-parallel-size", "1",
+            "--num-shards", "1", "--shard-id", "0", "--heartbeat-timeout", "-1", "--optimizer-overrides", "{}",
+            "--checkpoint-shard-count", "1", "--mask-stdev", "0", "--mask-multiple-length", "1"]
+    options.parse_args_and_arch(options.get_training_parser(), argv)
+    assert not [r for r in caplog.records if r.name == "fairseq.flags"]
+
+
+def test_recipes_resolve_without_flag_warnings(caplog):
+    caplog.set_level(logging.WARNING, logger="fairseq.flags")
+    for yaml in sorted((REPO / "examples/sctd/config").glob("*.yaml")):
+        hydra_train.resolve_config(yaml.parent, yaml.stem, ["task.data=D"])
+    assert not [r for r in caplog.records if r.name == "fairseq.flags"]
+
+
+_OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "[0,1)": "1", "[0,1]": "1.5"}
+NUMERIC = sorted(d for d, dom in options.DOMAINS.items() if dom != "any")
+
+
+@pytest.mark.parametrize("dest", NUMERIC)
+def test_value_outside_its_domain_stops_with_one_line(dest, capsys):
+    prog, parser, base, action = _first_config(dest)
+    name = flag_audit.flag_name(action)
+    code, err = _run_cli(prog, base + [name, _OUTSIDE[options.DOMAINS[dest]]], capsys)
+    assert code != 0 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and name in err, err
+
+
+def test_nan_is_outside_every_domain():
+    with pytest.raises(ValueError, match=r"--stop-min-lr nan"):
+        options.parse_args_and_arch(options.get_training_parser(),
+                                    ["D", "-a", "roberta_tiny", "--batch-size", "8", "--stop-min-lr", "nan"])
