@@ -87,10 +87,11 @@ def load_checkpoint_file(path: str) -> Dict:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors have many types
-        raise ValueError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    except Exception as e:  # a cut-off zip says OSError [Errno 22], other files many pickle/zip errors
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        raise ValueError(f"{path}: truncated or not a checkpoint ({reason})") from None
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a fairseq checkpoint (no 'model' entry)")
+        raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
     return state
 
 

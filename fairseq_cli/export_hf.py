@@ -5,7 +5,7 @@
 
 Writes config.json (RobertaConfig) and model.safetensors with transformers' parameter names,
 so `RobertaForMaskedLM` / `RobertaForSequenceClassification.from_pretrained(OUTDIR)` work without
-fairseq installed. Only `torch` and `safetensors` are needed here; transformers is not imported.
+fairseq installed. transformers is not imported here (only torch and safetensors).
 
 Tokenizer: fairseq dictionary indices are not BPE ids (dict.txt lists BPE ids as strings, ordered
 by frequency), so the exported vocabulary maps every BPE token string to its fairseq index, with
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from fairseq.checkpoint import load_checkpoint_file
+
 logger = logging.getLogger("fairseq_cli.export_hf")
 
 ENC = "encoder.sentence_encoder."
@@ -36,14 +38,8 @@ _ACT = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_new", "gelu_fast"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """torch.load with weights_only; fairseq's own files need argparse.Namespace allow-listed."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
-    return state
+    """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files."""
+    return load_checkpoint_file(str(path))
 
 
 def model_cfg(state: dict) -> dict:
