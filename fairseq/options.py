@@ -32,7 +32,7 @@ CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optim
 # before any data is read or any model built. A value outside its domain stops the run with one line
 # naming the flag. tests/test_bad_input.py asserts that every int/float option of every parser has an
 # entry and that each domain is enforced. New numeric flag: add `"its_dest": DOMAIN,` here.
-# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "[0,1)", "[0,1]", "any" (every number means something).
+# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "(0,1)", "[0,1)", "[0,1]", "any" (every number counts).
 DOMAINS = {
     # common
     "log_interval": ">0", "seed": ">=0", "fp16_init_scale": ">0", "fp16_scale_window": ">0",
@@ -61,7 +61,7 @@ DOMAINS = {
     "dropout": "[0,1)", "attention_dropout": "[0,1)", "activation_dropout": "[0,1)", "pooler_dropout": "[0,1)",
     "encoder_layerdrop": "[0,1)",
     # masked_lm task, token dropping / ScTD
-    "tokens_per_sample": ">0", "mask_prob": "[0,1]", "leave_unmasked_prob": "[0,1]", "random_token_prob": "[0,1]",
+    "tokens_per_sample": ">0", "mask_prob": "(0,1)", "leave_unmasked_prob": "[0,1]", "random_token_prob": "[0,1]",
     "mask_multiple_length": ">=1", "mask_stdev": ">=0",
     "token_drop": "[0,1)", "token_importance_beta": "[0,1]", "sctd_interval": ">=0", "sctd_weight": ">=0",
     "sctd_full_mlm_weight": ">=0",
@@ -77,7 +77,8 @@ DOMAINS = {
 _DOMAIN_TESTS = {
     ">0": (lambda v: v > 0, "must be > 0"), ">=0": (lambda v: v >= 0, "must be >= 0"),
     ">=1": (lambda v: v >= 1, "must be >= 1"), ">=-1": (lambda v: v >= -1, "must be >= -1 (-1 = off)"),
-    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "(0,1)": (lambda v: 0 < v < 1, "must be in (0, 1)"), "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "any": (lambda v: True, ""),
 }
 
@@ -315,7 +316,7 @@ def _check_sample_length(args: argparse.Namespace) -> None:
                          f"pass --max-positions {tps} to build a model with that many (attention memory "
                          f"grows with the square of the length)")
     if args.max_positions is not None and tps > args.max_positions:
-        raise ValueError(f"--tokens-per-sample {tps} exceeds --max-positions {args.max_positions}; "
+        raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample {tps}; "
                          f"raise --max-positions or lower --tokens-per-sample")
 
 

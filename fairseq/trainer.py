@@ -45,6 +45,11 @@ class StepOptimizer:
         return self.optimizer.get_lr()
 
 
+def empty_cache_due(num_updates: int, freq: int) -> bool:
+    """--empty-cache-freq N: fairseq frees the CUDA cache before updates 1, N+1, 2N+1, ... (0 = never)."""
+    return freq > 0 and (num_updates + freq - 1) % freq == 0
+
+
 def pick_device(args) -> torch.device:
     if torch.cuda.is_available() and not getattr(args, "cpu", False):
         return torch.device("cuda", torch.cuda.current_device())
@@ -116,6 +121,8 @@ class Trainer:
     def train_step(self, samples: List[Dict]) -> Optional[Dict]:
         """Returns {"log": summed logging output, "gnorm", "clipped", "seconds"}; None if skipped (overflow)."""
         start = time.perf_counter()
+        if self.device.type == "cuda" and empty_cache_due(self.num_updates, int(self.args.empty_cache_freq)):
+            torch.cuda.empty_cache()
         self.wrapped_model.train()
         self.criterion.train()
         self.optimizer.zero_grad()

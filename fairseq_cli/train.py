@@ -21,7 +21,7 @@ import torch
 
 from fairseq import checkpoint, distributed, options, tasks
 from fairseq.cpu_memory import keep_freed_memory
-from fairseq.logging import meters
+from fairseq.logging import meters, wandb_log
 from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 
@@ -66,7 +66,7 @@ def train_iterator(args, task, trainer, epoch: int):
         max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
         required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
         num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=epoch,
-        split_name=args.train_subset)
+        split_name=args.train_subset, num_workers=args.num_workers)
 
 
 def load_train_epoch(args, task, trainer, epoch: int):
@@ -89,7 +89,7 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
             ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
             num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1,
-            split_name=subset,
+            split_name=subset, num_workers=args.num_workers,
         ).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
         window = meters.ValidWindow()
         for i, sample in enumerate(itr):
@@ -219,6 +219,8 @@ def set_seeds(seed: int) -> None:
 def main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     set_seeds(args.seed)
+    if distributed.is_master() and args.wandb_project:
+        wandb_log.start(args.wandb_project, args.save_dir)
     logger.info(args)
     task = tasks.setup_task(args)
     subsets = [s for s in args.valid_subset.split(",") if s] if not args.disable_validation else []
@@ -275,6 +277,7 @@ def main(args) -> Optional[Trainer]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    wandb_log.finish()
     logger.info(f"done training in {time.perf_counter() - start_time:.1f} seconds")
     return trainer
 

@@ -104,6 +104,7 @@ def main(args) -> List[Dict]:
             max_positions=maxpos, ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
             num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1, split_name=subset,
+            num_workers=args.num_workers,
         ).next_epoch_itr(shuffle=False)
         window = meters.ValidWindow()
         autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if getattr(args, "bf16", False)

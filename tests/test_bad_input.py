@@ -44,7 +44,7 @@ def test_tokens_per_sample_beyond_explicit_max_positions(capsys):
         train.cli_main(["D", "-a", "roberta_tiny", "--batch-size", "8", "--tokens-per-sample", "1024",
                         "--max-positions", "512"])
     assert e.value.code == 2
-    _one_line(capsys.readouterr().err, "--tokens-per-sample 1024 exceeds --max-positions 512")
+    _one_line(capsys.readouterr().err, "--max-positions 512 is smaller than --tokens-per-sample 1024")
 
 
 def _truncated_checkpoint(tmp_path) -> Path:
@@ -73,16 +73,16 @@ def test_resume_from_truncated_checkpoint(tmp_path, peer_dir, capsys):
 
 
 def test_export_hf_on_a_file_that_is_not_a_checkpoint(tmp_path):
+    from fairseq_cli import export_hf
+
     bad = tmp_path / "notes.txt"
     bad.write_text("hello\n")
-    r = _cli("fairseq_cli.export_hf", bad, tmp_path / "out")
-    assert r.returncode == 1
-    _one_line(r.stderr, f"{bad}: truncated or not a checkpoint")
     not_fairseq = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, not_fairseq)
-    r = _cli("fairseq_cli.export_hf", not_fairseq, tmp_path / "out")
-    assert r.returncode == 1
-    _one_line(r.stderr, f"{not_fairseq}: not a fairseq checkpoint")
+    for path, reason in ((bad, "truncated or not a checkpoint"), (not_fairseq, "not a fairseq checkpoint")):
+        with pytest.raises(SystemExit) as e:  # sys.exit(message): printed on stderr, exit status 1
+            export_hf.cli_main([str(path), str(tmp_path / "out")])
+        _one_line(str(e.value.code), f"fairseq-export-hf: error: {path}: {reason}")
 
 
 @pytest.mark.parametrize("argv,expected", [

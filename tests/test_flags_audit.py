@@ -157,7 +157,7 @@ def test_recipes_resolve_without_flag_warnings(caplog):
     assert not [r for r in caplog.records if r.name == "fairseq.flags"]
 
 
-_OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "[0,1)": "1", "[0,1]": "1.5"}
+_OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "(0,1)": "0", "[0,1)": "1", "[0,1]": "1.5"}
 NUMERIC = sorted(d for d, dom in options.DOMAINS.items() if dom != "any")
 
 

@@ -101,13 +101,23 @@ def batch_by_size(
 
 
 class CountingIterator:
-    """Iterator over the remaining batches of an epoch that knows its position `n`."""
+    """Iterator over the remaining batches of an epoch that knows its position `n`.
 
-    def __init__(self, dataset, batches: Sequence, start: int = 0):
+    num_workers = 0 builds each batch in this process when it is asked for (fairseq's 0). N > 0 builds
+    them in N torch DataLoader worker processes that run ahead of the training loop (fairseq's
+    --num-workers), so collation overlaps with compute. Batches are the same either way: the batch
+    list is fixed and every sample's masking is seeded by (seed, epoch, index), never by global RNG;
+    the loader gets its own generator so the main process's torch RNG (dropout) is not consumed.
+    `n` counts batches handed out, so a checkpoint resumes exactly where training was.
+    """
+
+    def __init__(self, dataset, batches: Sequence, start: int = 0, num_workers: int = 0):
         self.dataset = dataset
         self.batches = batches  # all batches of this shard for the epoch
         self.n = start
         self.total = len(batches)
+        self.num_workers = int(num_workers)
+        self._loader = None
 
     def __len__(self) -> int:
         return self.total
@@ -121,16 +131,31 @@ class CountingIterator:
     def __next__(self):
         if self.n >= self.total:
             raise StopIteration
-        batch = self.batches[self.n]
+        if self.num_workers > 0:
+            if self._loader is None:
+                self._loader = iter(self._worker_loader())
+            sample = next(self._loader)
+        else:
+            sample = self.dataset.collater([self.dataset[int(i)] for i in self.batches[self.n]])
         self.n += 1
-        return self.dataset.collater([self.dataset[int(i)] for i in batch])
+        return sample
+
+    def _worker_loader(self):
+        import torch
+
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=[b.tolist() for b in self.batches[self.n:self.total]],
+            collate_fn=self.dataset.collater, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(0))
 
     def skip(self, k: int) -> "CountingIterator":
         self.n = min(self.n + k, self.total)
+        self._loader = None  # workers restart from the new position
         return self
 
     def take(self, k: int) -> "CountingIterator":
         self.total = min(self.total, k)
+        self._loader = None
         return self
 
 
@@ -138,7 +163,7 @@ class EpochBatchIterator:
     """Epoch-by-epoch iterator over fixed batches: shuffled with seed+epoch, sharded, resumable."""
 
     def __init__(self, dataset, batches, seed: int = 1, num_shards: int = 1, shard_id: int = 0, epoch: int = 1,
-                 disable_shuffling: bool = False):
+                 disable_shuffling: bool = False, num_workers: int = 0):
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id {shard_id} must be in [0, {num_shards})")
         if epoch < 1:
@@ -151,6 +176,7 @@ class EpochBatchIterator:
         self.epoch = epoch
         self.shuffle = True
         self.disable_shuffling = disable_shuffling
+        self.num_workers = num_workers
         self._cur_epoch_itr: Optional[CountingIterator] = None
         self._next_epoch_itr: Optional[CountingIterator] = None
 
@@ -189,7 +215,8 @@ class EpochBatchIterator:
         if self._next_epoch_itr is not None:
             self._cur_epoch_itr, self._next_epoch_itr = self._next_epoch_itr, None
         else:
-            self._cur_epoch_itr = CountingIterator(self.dataset, self.epoch_batches(self.epoch, shuffle))
+            self._cur_epoch_itr = CountingIterator(self.dataset, self.epoch_batches(self.epoch, shuffle),
+                                                   num_workers=self.num_workers)
         self.shuffle = shuffle
         return self._cur_epoch_itr
 
@@ -223,7 +250,7 @@ class EpochBatchIterator:
                     f"Cannot resume training: the checkpoint is at batch {pos} of epoch {self.epoch} but an "
                     f"epoch has only {len(batches)} batches (dataloader mismatch); relaunch with --reset-dataloader"
                 )
-            self._next_epoch_itr = CountingIterator(self.dataset, batches, start=pos)
+            self._next_epoch_itr = CountingIterator(self.dataset, batches, start=pos, num_workers=self.num_workers)
             self.shuffle = shuffle
         else:
             self._next_epoch_itr = None

@@ -10,9 +10,14 @@ from fairseq.data.dictionary import Dictionary
 from fairseq.data.masking import mask_tokens, replacement_weights
 
 
-def collate_tokens(values: List[torch.Tensor], pad_idx: int) -> torch.Tensor:
-    """Right-pad 1-D tensors into [B, T_max]."""
+def collate_tokens(values: List[torch.Tensor], pad_idx: int, pad_to_multiple: int = 1) -> torch.Tensor:
+    """Right-pad 1-D tensors into [B, T], T = the longest rounded up to a multiple of pad_to_multiple.
+
+    pad_to_multiple is --required-seq-len-multiple (fairseq's collate_tokens does the same), e.g. 8
+    so that fp16 matmuls on tensor cores see aligned shapes.
+    """
     size = max(v.numel() for v in values)
+    size = -(-size // pad_to_multiple) * pad_to_multiple
     out = values[0].new_full((len(values), size), pad_idx)
     for i, v in enumerate(values):
         out[i, : v.numel()] = v
@@ -32,6 +37,7 @@ class MaskedLMDataset(torch.utils.data.Dataset):
         random_token_prob: float = 0.1,
         mask_whole_words: Optional[np.ndarray] = None,
         freq_weighted_replacement: bool = False,
+        pad_to_multiple: int = 1,
     ):
         super().__init__()
         if "<mask>" not in vocab:
@@ -41,6 +47,7 @@ class MaskedLMDataset(torch.utils.data.Dataset):
         if random_token_prob + leave_unmasked_prob > 1.0:
             raise ValueError("--random-token-prob + --leave-unmasked-prob must be <= 1")
         self.blocks = blocks
+        self.pad_to_multiple = int(pad_to_multiple)
         self.vocab = vocab
         self.seed = seed
         self.epoch = 0  # fairseq's MaskTokensDataset starts at epoch 0 until set_epoch is called
@@ -97,6 +104,7 @@ class MaskedLMDataset(torch.utils.data.Dataset):
             "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
             "nsentences": len(samples),
             "ntokens": int(lengths.sum()),
-            "net_input": {"src_tokens": collate_tokens(src, self.pad_idx), "src_lengths": lengths},
-            "target": collate_tokens([s["target"] for s in samples], self.pad_idx),
+            "net_input": {"src_tokens": collate_tokens(src, self.pad_idx, self.pad_to_multiple),
+                          "src_lengths": lengths},
+            "target": collate_tokens([s["target"] for s in samples], self.pad_idx, self.pad_to_multiple),
         }

@@ -12,6 +12,7 @@ import sys
 from collections import OrderedDict
 from typing import Dict, Iterable, Optional
 
+from fairseq.logging import wandb_log
 from fairseq.logging.meters import format_stats
 
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
@@ -72,6 +73,7 @@ class ProgressLogger:
         """A mid-epoch record (train_inner)."""
         formatted = format_stats(stats)
         self._tensorboard(stats, tag, step)
+        wandb_log.log(stats, tag, step)
         if self.format == "json":
             record = OrderedDict(epoch=self.epoch)
             if update_frac is not None:
@@ -88,6 +90,7 @@ class ProgressLogger:
         """An end-of-epoch or validation record (train / valid)."""
         formatted = format_stats(stats)
         self._tensorboard(stats, tag, step)
+        wandb_log.log(stats, tag, step)
         if self.format == "json":
             record = OrderedDict(epoch=self.epoch)
             record.update(formatted)

@@ -40,7 +40,7 @@ class FairseqTask:
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
-                           num_shards=1, shard_id=0, epoch=1, split_name=""):
+                           num_shards=1, shard_id=0, epoch=1, split_name="", num_workers=0):
         """Order, drop/raise on too-long samples, batch, and wrap in a resumable epoch iterator.
 
         Like fairseq, the dataset's epoch is set to `epoch` here, so validation (built with epoch=1
@@ -55,7 +55,7 @@ class FairseqTask:
                                           max_sentences=max_sentences,
                                           required_batch_size_multiple=required_batch_size_multiple)
         return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
-                                            shard_id=shard_id, epoch=epoch)
+                                            shard_id=shard_id, epoch=epoch, num_workers=num_workers)
 
     def build_criterion(self, args):
         from fairseq.criterions import build_criterion

@@ -141,7 +141,8 @@ class MaskedLMTask(FairseqTask):
             blocks, self.dictionary, seed=self.seed, mask_prob=self.args.mask_prob,
             leave_unmasked_prob=self.args.leave_unmasked_prob, random_token_prob=self.args.random_token_prob,
             mask_whole_words=self._whole_word_mask(),
-            freq_weighted_replacement=bool(self.args.freq_weighted_replacement))
+            freq_weighted_replacement=bool(self.args.freq_weighted_replacement),
+            pad_to_multiple=int(getattr(self.args, "required_seq_len_multiple", 1)))
         return self.datasets[split]
 
     def build_model(self, args):

@@ -161,11 +161,14 @@ class RobertaLMHead(nn.Module):
 class RobertaClassificationHead(nn.Module):
     """Sentence head on <s>: dropout, dense, tanh, dropout, out_proj (torch default init, as fairseq)."""
 
-    def __init__(self, input_dim: int, inner_dim: int, num_classes: int, pooler_dropout: float = 0.0):
+    def __init__(self, input_dim: int, inner_dim: int, num_classes: int, pooler_dropout: float = 0.0,
+                 spectral_norm: bool = False):
         super().__init__()
         self.dense = nn.Linear(input_dim, inner_dim)
         self.dropout = pooler_dropout
         self.out_proj = nn.Linear(inner_dim, num_classes)
+        if spectral_norm:  # --spectral-norm-classification-head, as fairseq's head does
+            self.out_proj = nn.utils.parametrizations.spectral_norm(self.out_proj)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = F.dropout(features[:, 0, :], self.dropout, self.training)
@@ -244,7 +247,8 @@ class RobertaModel(nn.Module):
             if head.out_proj.out_features == num_classes and head.dense.out_features == (inner_dim or e):
                 return
         self.classification_heads[name] = RobertaClassificationHead(
-            e, inner_dim or e, num_classes, float(getattr(self.args, "pooler_dropout", 0.0) or 0.0))
+            e, inner_dim or e, num_classes, float(getattr(self.args, "pooler_dropout", 0.0) or 0.0),
+            spectral_norm=bool(getattr(self.args, "spectral_norm_classification_head", False)))
 
     # ---- fairseq state dicts --------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
