@@ -83,10 +83,15 @@ def _run_cli(prog, argv, capsys):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_warnings():
+def _fresh_warnings_and_logging():
+    """Each test starts with no flag warned yet; CLI runs must not leave handlers on captured streams."""
     flag_audit._warned.clear()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     flag_audit._warned.clear()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_every_option_of_every_parser_is_classified():

@@ -142,6 +142,11 @@ def test_spectral_norm_classification_head(peer_dir):
     model = tasks.setup_task(args).build_model(args)
     model.register_classification_head("h", num_classes=2)
     assert torch.nn.utils.parametrize.is_parametrized(model.classification_heads["h"].out_proj, "weight")
+    from fairseq.models.roberta.model import fairseq_compatible_state_dict
+
+    again = tasks.setup_task(args).build_model(args)
+    again.load_state_dict(fairseq_compatible_state_dict(model), strict=True)  # the head is rebuilt from its keys
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
 def test_required_seq_len_multiple_pads_the_batch(peer_dir):

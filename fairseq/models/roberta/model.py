@@ -266,10 +266,11 @@ class RobertaModel(nn.Module):
             if sd["encoder.lm_head.weight"] is None:
                 del sd["encoder.lm_head.weight"]
         for k, v in list(sd.items()):
-            if k.startswith("classification_heads.") and k.endswith(".out_proj.weight"):
-                name = k[len("classification_heads."):-len(".out_proj.weight")]
-                inner = sd[f"classification_heads.{name}.dense.weight"].size(0)
-                self.register_classification_head(name, v.size(0), inner)
+            for suffix in (".out_proj.weight", ".out_proj.parametrizations.weight.original"):  # plain, spectral norm
+                if k.startswith("classification_heads.") and k.endswith(suffix):
+                    name = k[len("classification_heads."):-len(suffix)]
+                    inner = sd[f"classification_heads.{name}.dense.weight"].size(0)
+                    self.register_classification_head(name, v.size(0), inner)
         return super().load_state_dict(sd, strict=strict, **kwargs)
 
 
