@@ -37,8 +37,8 @@ num_workers skip_invalid_size_inputs_valid_test max_tokens batch_size required_b
 required_seq_len_multiple dataset_impl train_subset valid_subset validate_interval
 validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
 max_valid_steps curriculum
-distributed_world_size distributed_rank distributed_backend distributed_port device_id ddp_backend
-bucket_cap_mb find_unused_parameters broadcast_buffers
+distributed_world_size distributed_rank distributed_backend distributed_init_method distributed_port device_id
+distributed_no_spawn ddp_backend bucket_cap_mb find_unused_parameters broadcast_buffers
 max_epoch max_update stop_time_hours clip_norm sentence_avg update_freq lr stop_min_lr
 save_dir restore_file finetune_from_model reset_dataloader reset_lr_scheduler reset_meters reset_optimizer
 save_interval save_interval_updates keep_interval_updates keep_interval_updates_pattern keep_last_epochs
@@ -80,7 +80,6 @@ _WARN = {
     "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
     "shard_id": "only fairseq-generate shards its input this way; data parallelism shards by rank",
-    "distributed_no_spawn": "processes are spawned only for --distributed-world-size > 1 without torchrun/SLURM",
     "fix_batches_to_gpus": "each epoch's shuffled batches are dealt to ranks round-robin",
     "heartbeat_timeout": "there is no heartbeat watchdog (torch.distributed's own timeout applies)",
     "distributed_num_procs": "the number of local processes is --distributed-world-size (or torchrun's)",
@@ -97,8 +96,6 @@ _ERROR = {
     "tpu": "TPUs are not supported; train on CUDA or CPU",
     "user_dir": "user directories are not supported: everything lives in the fairseq package",
     "model_parallel_size": "model parallelism is not supported; use --ddp-backend fully_sharded",
-    "distributed_init_method": "not supported: start multi-process jobs with torchrun or SLURM "
-                               "(or --distributed-world-size N on one machine)",
     "use_bmuf": "BMUF is not supported",
     "continue_once": "not supported: pass the checkpoint as --restore-file",
     "optimizer_overrides": "not supported: pass the new optimizer flags with --reset-optimizer",
@@ -127,12 +124,13 @@ def _is_default(action: argparse.Action, value) -> bool:
     return action.default is None and value is False  # store_true flags whose parser default is None
 
 
-def _is_launcher_rank_zero() -> bool:
-    """torchrun/SLURM start one process per rank, each parsing the command line: warn on rank 0 only."""
+def _is_first_process(args: argparse.Namespace) -> bool:
+    """torchrun/SLURM/--distributed-init-method start one process per rank (or node), each parsing the
+    command line: only the one that holds rank 0 warns."""
     for var in ("RANK", "SLURM_PROCID"):
         if os.environ.get(var, "0") != "0":
             return False
-    return True
+    return int(getattr(args, "distributed_rank", 0) or 0) == 0
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
@@ -157,7 +155,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str
             raise ValueError(f"{name}{shown}: {why}")
         message = f"{name} {why}"
         warnings.append(message)
-        if name not in _warned and _is_launcher_rank_zero():
+        if name not in _warned and _is_first_process(args):
             _warned.add(name)
             logger.warning(message)
     return warnings
