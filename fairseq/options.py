@@ -3,6 +3,9 @@
 Stage 1 reads --arch/--task/--criterion/--optimizer/--lr-scheduler; stage 2 adds the flags those
 choices own (each class's add_args, as in fairseq) and parses everything, so an unknown flag is an
 argparse error that names it. Unknown names raise a one-line ValueError listing the choices.
+Right after parsing, before any work, every numeric value is checked against DOMAINS and every flag
+against fairseq/flag_audit.py (no-effect flags warn once, missing features stop), so bad input is one
+line naming the flag instead of a silent run or a traceback minutes later.
 `args_to_cfg` turns the flat Namespace into fairseq's grouped cfg made of plain dicts only.
 """
 from __future__ import annotations
