@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from fairseq.checkpoint import load_checkpoint_file
+from fairseq.logging.progress_bar import setup_logging
 
 logger = logging.getLogger("fairseq_cli.export_hf")
 
@@ -325,7 +326,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    setup_logging()
     a = get_parser().parse_args(argv)
     try:
         cfg = export(a.checkpoint, a.outdir, a.dict_path, a.bpe_dir, a.tokenizer_json,

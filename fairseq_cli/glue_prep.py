@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from fairseq.logging.progress_bar import setup_logging
+
 logger = logging.getLogger("fairseq_cli.glue_prep")
 
 
@@ -181,8 +183,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stdout)
+    setup_logging()
     a = get_parser().parse_args(argv)
     try:
         prepare(a.task, a.glue_dir, a.dict_path, a.out, a.tokenizer_json, a.bpe_dir, a.workers)

@@ -21,6 +21,7 @@ import numpy as np
 from fairseq import flag_audit, options
 from fairseq.data import indexed_dataset
 from fairseq.data.dictionary import Dictionary
+from fairseq.logging.progress_bar import setup_logging
 
 logger = logging.getLogger("fairseq_cli.preprocess")
 
@@ -256,8 +257,7 @@ def main(args) -> None:
 
 
 def cli_main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stdout, force=True)
+    setup_logging()
     parser = get_parser()
     args = parser.parse_args(argv)
     logger.info(args)

@@ -20,6 +20,22 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 FORMATS = ("json", "simple", "tqdm", "none")
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes each record to sys.stdout as it is at that moment, not as it was at set-up, so a later
+    redirect (the quickstart's, pytest's capture) is followed instead of writing to a closed stream."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(log_file: Optional[str] = None, stream=None, rank: int = 0) -> None:
     """Root logger to stdout (as fairseq does) in fairseq's line format; optional copy to --log-file.
 
@@ -31,7 +47,7 @@ def setup_logging(log_file: Optional[str] = None, stream=None, rank: int = 0) ->
         if getattr(h, "_fairseq_sctd", False):
             root.removeHandler(h)
             h.close()
-    handlers = [logging.StreamHandler(stream or sys.stdout)]
+    handlers = [logging.StreamHandler(stream) if stream is not None else _StdoutHandler()]
     if log_file and rank == 0:
         handlers.append(logging.FileHandler(log_file))
     for h in handlers:
