@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from fairseq import token_drop
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.tasks.base import FairseqTask
@@ -42,8 +43,6 @@ def check_shards(paths: list, train_split: str) -> None:
 class MaskedLMTask(FairseqTask):
     @staticmethod
     def add_args(parser):
-        from fairseq.token_drop import add_token_drop_args
-
         g = parser.add_argument_group("task")
         add = g.add_argument
         add("data", help="fairseq binarized data directory (dict.txt + <split>.bin/.idx); ':'-separated shards")
@@ -65,7 +64,7 @@ class MaskedLMTask(FairseqTask):
         add("--gpt2-vocab-bpe", default=None, help="GPT-2 vocab.bpe, for --mask-whole-words")
         add("--bpe-tokenizer-json", default=None,
             help="tokenizer.json, for --mask-whole-words (default: DATA/tokenizer.json if present)")
-        add_token_drop_args(parser)
+        token_drop.add_token_drop_args(parser)
 
     def __init__(self, args, dictionary: Dictionary):
         self.args = args
@@ -155,10 +154,11 @@ class MaskedLMTask(FairseqTask):
             raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample "
                              f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
         model = models.build_model(args, self)
+        unused = token_drop.unused_flags(args)
+        if unused:
+            logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
         if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
-            from fairseq.token_drop import TokenDropper
-
-            self.token_dropper = TokenDropper(args, self.dictionary, int(args.encoder_layers))
+            self.token_dropper = token_drop.TokenDropper(args, self.dictionary, int(args.encoder_layers))
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
