@@ -109,6 +109,16 @@ def unused_flags(args) -> list:
     return ["--" + k.replace("_", "-") for k, v in DROP_ONLY_DEFAULTS.items() if getattr(args, k, v) != v]
 
 
+def is_full_phase(update_num: int, warmup_updates: int, final_full_updates: int,
+                  total_updates: Optional[int]) -> bool:
+    """The schedule rule: update u (u = updates completed before it) runs the full model when
+    u < warmup_updates or u >= total_updates - final_full_updates (shared with fairseq.flops)."""
+    u = int(update_num)
+    if u < warmup_updates:
+        return True
+    return final_full_updates > 0 and total_updates is not None and u >= total_updates - final_full_updates
+
+
 def schedule_total(args) -> int:
     """The update count the final-full phase counts back from: --max-update, else --total-num-update."""
     max_update = int(getattr(args, "max_update", 0) or 0)
@@ -439,10 +449,7 @@ class TokenDropper:
 
     def is_full_update(self, update_num: int) -> bool:
         """Warm-up or final phase: update u runs the full model (u = updates completed before it)."""
-        u = int(update_num)
-        if u < self.warmup_updates:
-            return True
-        return self.total_updates is not None and u >= self.total_updates - self.final_full_updates
+        return is_full_phase(update_num, self.warmup_updates, self.final_full_updates, self.total_updates)
 
     def is_sctd_update(self, update_num: int) -> bool:
         """A dropping update with u % Fi == 0 also runs the full pass (never in the full phases)."""

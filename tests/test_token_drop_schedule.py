@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from fairseq import options, sctd
+from fairseq import flops, options, sctd
 from fairseq.criterions.masked_lm import MaskedLmLoss
 from fairseq_cli import train
 
@@ -60,6 +60,11 @@ def test_phases_switch_at_the_stated_updates_and_drop_rate_is_logged(peer_dir, t
     assert list(inner[0])[:5] == ["epoch", "update", "loss", "ppl", "drop_rate"]
     epoch = [json.loads(r.getMessage()) for r in caplog.records if r.name == "train"]
     assert float(epoch[-1]["train_drop_rate"]) == round(3 * (1 - K / T) / 7, 3)  # all batches have B*T positions
+    # the schedule's ideal FLOP ratio is the mean cost of exactly the forwards this run performed
+    drop_cost = flops.token_drop_step_ratio(4, T, 16, 32, 0.3)
+    ran = sum(drop_cost if f == "drop" else 1.0 for f in forwards if f in ("drop", "full")) / 7
+    assert flops.schedule_ideal_ratio(4, T, 16, 32, 0.3, 3, 7, 2, 2) == pytest.approx(ran, rel=1e-12)
+    assert f"ideal FLOP ratio of the 7-update schedule {ran:.3f}" in caplog.text
 
 
 def test_final_phase_needs_a_known_end(peer_dir, tmp_path):

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from fairseq import token_drop
+from fairseq import flops, token_drop
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.tasks.base import FairseqTask
@@ -38,6 +38,24 @@ def check_shards(paths: list, train_split: str) -> None:
             raise FileNotFoundError(f"data shard not found: {path} ({where})")
         if not dataset_exists(os.path.join(path, train_split)):
             raise FileNotFoundError(f"dataset not found: {os.path.join(path, train_split)}.bin/.idx ({where})")
+
+
+def describe_schedule(args, dropper) -> str:
+    """One log line: the split, K of T, the full phases and the ideal FLOP ratio of the whole schedule."""
+    L, T = int(args.encoder_layers), int(args.tokens_per_sample)
+    E, F = int(args.encoder_embed_dim), int(args.encoder_ffn_embed_dim)
+    per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
+    msg = (f"token dropping: layers {dropper.split[0]}-{dropper.split[1]} keep {dropper.keep_count(T)} of {T} "
+           f"positions (ideal FLOP ratio of a dropping update {per:.3f}), ScTD every {dropper.interval or '-'} "
+           f"updates, full model for updates u < {dropper.warmup_updates}")
+    if dropper.final_full_updates:
+        msg += f" and u >= {dropper.total_updates - dropper.final_full_updates}"
+    total = int(getattr(args, "max_update", 0) or 0) or int(getattr(args, "total_num_update", None) or 0)
+    if total > 0:
+        ratio = flops.schedule_ideal_ratio(L, T, E, F, dropper.p, dropper.interval, total, dropper.warmup_updates,
+                                           dropper.final_full_updates, dropper.split)
+        msg += f"; ideal FLOP ratio of the {total}-update schedule {ratio:.3f}"
+    return msg
 
 
 class MaskedLMTask(FairseqTask):
@@ -159,6 +177,7 @@ class MaskedLMTask(FairseqTask):
             logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
         if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
             self.token_dropper = token_drop.TokenDropper(args, self.dictionary, int(args.encoder_layers))
+            logger.info(describe_schedule(args, self.token_dropper))
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
