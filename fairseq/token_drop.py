@@ -190,20 +190,6 @@ def check_keeps_real_tokens(seq_len: int, p: float) -> int:
 # --------------------------------------------------------------------------- selection
 
 
-def tie_break_keys(sample_ids: torch.Tensor, seq_len: int, seed: int, update_num: int) -> torch.Tensor:
-    """Pseudo-random int64 keys [B, T] in [0, 2^31), a pure function of (seed, update, sample id, position).
-
-    Counter-based (no generator state), so a sample gets the same keys whichever batch, rank or
-    micro-batch it is in, and a resumed run draws the same keys as an uninterrupted one. Integer
-    hashing in 31 bits: every product stays below 2^62, so int64 never overflows on any device.
-    """
-    ids = sample_ids.reshape(-1, 1).to(torch.long)
-    pos = torch.arange(int(seq_len), device=ids.device).reshape(1, -1)
-    row = _mix31((_mix31(torch.tensor((int(seed) * 40503 + int(update_num)) & _M31, device=ids.device)) + ids)
-                 & _M31)
-    return _mix31(row ^ _mix31(pos))
-
-
 _M31 = (1 << 31) - 1
 
 
@@ -212,6 +198,20 @@ def _mix31(x: torch.Tensor) -> torch.Tensor:
     x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & _M31
     x = ((x ^ (x >> 12)) * 0x297A2D39) & _M31
     return x ^ (x >> 15)
+
+
+def tie_break_keys(sample_ids: torch.Tensor, seq_len: int, seed: int, update_num: int) -> torch.Tensor:
+    """Pseudo-random int64 keys [B, T] in [0, 2^31), a pure function of (seed, update, sample id, position).
+
+    Counter-based (no generator state), so a sample gets the same keys whichever batch, rank or
+    micro-batch it is in, and a resumed run draws the same keys as an uninterrupted one. Integer
+    hashing in 31 bits: every product stays below 2^62, so int64 never overflows on any device.
+    """
+    ids = sample_ids.reshape(-1, 1).to(torch.long)
+    step = torch.tensor((int(seed) * 40503 + int(update_num)) & _M31, device=ids.device)
+    row = _mix31((_mix31(step) + ids) & _M31)  # one value per sample
+    pos = torch.arange(int(seq_len), device=ids.device).reshape(1, -1)
+    return _mix31(row ^ _mix31(pos))  # one per (sample, position)
 
 
 def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tensor], keep_count: int, pad: int,
