@@ -52,18 +52,6 @@ def _drop_rate(value: str) -> float:
     return p
 
 
-def _updates(flag: str):
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} {value!r}: not an integer") from None
-        if n < 0:
-            raise argparse.ArgumentTypeError(f"{flag} {value}: must be >= 0")
-        return n
-    return parse
-
-
 def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
     """Add the token-dropping / ScTD flags (called by MaskedLMTask.add_args)."""
     g = parser.add_argument_group("token dropping / ScTD")
@@ -88,10 +76,9 @@ def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sctd-kl-reduction", choices=["reference", "mean"], default="reference",
                    help="reference: lambda * KL summed over sequences added to the summed MLM loss (the "
                         "published code); mean: lambda * KL averaged over sequences added to the mean MLM loss")
-    g.add_argument("--token-drop-warmup-updates", type=_updates("--token-drop-warmup-updates"), default=0,
+    g.add_argument("--token-drop-warmup-updates", type=int, default=0,
                    metavar="N", help="the first N updates run the full model (no dropping, no ScTD pass)")
-    g.add_argument("--token-drop-final-full-updates", type=_updates("--token-drop-final-full-updates"),
-                   default=0, metavar="N",
+    g.add_argument("--token-drop-final-full-updates", type=int, default=0, metavar="N",
                    help="the last N updates before --max-update (or --total-num-update) run the full model")
 
 

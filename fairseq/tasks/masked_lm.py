@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from fairseq import flops, token_drop
+from fairseq import distributed, flops, token_drop
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.tasks.base import FairseqTask
@@ -173,7 +173,7 @@ class MaskedLMTask(FairseqTask):
                              f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
         model = models.build_model(args, self)
         unused = token_drop.unused_flags(args)
-        if unused:
+        if unused and distributed.is_master():  # one warning per job, like fairseq.flag_audit's
             logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
         if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
             self.token_dropper = token_drop.TokenDropper(args, self.dictionary, int(args.encoder_layers))
