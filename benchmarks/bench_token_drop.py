@@ -82,8 +82,8 @@ def make_batch(c, seed=0):
     m[:, 0] = m[:, -1] = False
     tgt = torch.where(m, src, torch.full_like(src, PAD))
     src = torch.where(m & (torch.rand(c.batch, c.seq, generator=g) < 0.8), torch.full_like(src, MASK), src)
-    return {"net_input": {"src_tokens": src, "src_lengths": torch.full((c.batch,), c.seq)}, "target": tgt,
-            "ntokens": int(src.numel()), "nsentences": c.batch}
+    return {"id": torch.arange(c.batch), "net_input": {"src_tokens": src, "src_lengths": torch.full((c.batch,), c.seq)},
+            "target": tgt, "ntokens": int(src.numel()), "nsentences": c.batch}
 
 
 def step(kind, setup, sample, update_num):

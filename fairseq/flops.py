@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
-from fairseq.token_drop import drop_layer_split, keep_count
+from fairseq.token_drop import drop_layer_split, is_full_phase, keep_count
 
 
 def encoder_layer_macs(n_q: int, n_kv: int, embed_dim: int, ffn_dim: int) -> float:
@@ -55,7 +55,8 @@ def schedule_ideal_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int
 
     Update u (u = updates completed before it) runs the full model, cost 1 and no ScTD pass, when
     u < warmup_updates or u >= total_updates - final_full_updates; otherwise the dropping model, plus
-    one full pass when sctd_interval > 0 and u % sctd_interval == 0.
+    one full pass when sctd_interval > 0 and u % sctd_interval == 0. The phase rule is the trainer's
+    own (token_drop.is_full_phase), so this is the mean over exactly the updates a run performs.
     """
     if total_updates <= 0:
         raise ValueError(f"total_updates {total_updates}: need at least one update")
@@ -64,7 +65,7 @@ def schedule_ideal_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int
     drop = token_drop_step_ratio(layers, seq_len, embed_dim, ffn_dim, p, token_drop_layers)
     cost = 0.0
     for u in range(total_updates):
-        if u < warmup_updates or u >= total_updates - final_full_updates:
+        if is_full_phase(u, warmup_updates, final_full_updates, total_updates):
             cost += 1.0
         else:
             cost += drop + (1.0 if sctd_interval > 0 and u % sctd_interval == 0 else 0.0)

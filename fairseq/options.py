@@ -67,7 +67,7 @@ DOMAINS = {
     "tokens_per_sample": ">0", "mask_prob": "(0,1)", "leave_unmasked_prob": "[0,1]", "random_token_prob": "[0,1]",
     "mask_multiple_length": ">=1", "mask_stdev": ">=0",
     "token_drop": "[0,1)", "token_importance_beta": "[0,1]", "sctd_interval": ">=0", "sctd_weight": ">=0",
-    "sctd_full_mlm_weight": ">=0",
+    "sctd_full_mlm_weight": ">=0", "token_drop_warmup_updates": ">=0", "token_drop_final_full_updates": ">=0",
     # optimizer, lr schedules
     "adam_eps": ">=0", "weight_decay": ">=0", "warmup_updates": ">=0", "warmup_init_lr": "any",
     "force_anneal": ">=0", "end_learning_rate": ">=0", "power": ">=0", "total_num_update": ">0",

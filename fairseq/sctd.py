@@ -1,24 +1,27 @@
 """The token-dropping train step, with ScTD's semantic-consistency pass (Zhong et al. 2023; SPEC section 3).
 
-Every update runs the token-dropping model. On ScTD updates (update_num % Fi == 0) the same batch also
-goes through the full model, and the loss becomes
+Dropping updates run the token-dropping model. On ScTD updates (update_num % Fi == 0) the same batch
+also goes through the full model, and the loss of the micro-batch becomes
 
-    L = L_mlm(drop) + w_full * L_mlm(full) + lambda * (KL_local + KL_global)
+    loss = loss_drop + w_full * loss_full * (S_drop / S_full) + lambda * (KL_local + KL_global)
     KL_x = sum over sequences of KL( softmax(h_full_x[<s>]) || softmax(h_drop_x[<s>]) )   (softmax over C)
 
-Normalisation. Criteria return *summed* losses and the trainer divides the gradients by the summed
-sample_size S (masked tokens for masked_lm, ntokens for cross_entropy). So that the division yields the
-formula above, the returned loss is
+loss_drop and loss_full are the criterion's *summed* MLM losses, and the trainer divides the summed
+gradient of all micro-batches and ranks by the total sample size S (masked tokens under masked_lm,
+ntokens under cross_entropy). That is exactly what the published code (WHU-ZQH/ScTD) optimises:
+lambda * summed KL added to the summed MLM loss, then divided by S, so the KL weight per sequence is
+lambda / S (--sctd-kl-reduction reference, the default). With --sctd-kl-reduction mean the KL term is
+lambda * S_drop * mean over sequences of KL, i.e. after the division mean MLM loss + lambda * mean KL
+on one micro-batch (and the S-weighted average of the per-micro-batch means on several).
+The full-pass MLM term is scaled by S_drop / S_full so that w_full weighs a mean full loss.
 
-    loss = loss_drop + w_full * loss_full * (S_drop / S_full) + lambda * S_drop * (KL_local + KL_global)
+Full phases (--token-drop-warmup-updates, --token-drop-final-full-updates; TokenDropper.is_full_update)
+run only the full model, with no ScTD pass. The importance table is fed from the pass whose loss is
+trained on, the dropping pass (or the full pass in full phases): one loss per masked position, keyed
+by its target id; the trainer's after_update -> task -> importance.apply() turns it into the EMA.
 
-With one micro-batch on one rank this is exactly L * S. With --update-freq n or several ranks, the
-MLM terms are exact token means over the global batch and the KL term becomes the S-weighted average
-of the per-micro-batch KL sums (sum_i S_i * KL_i / sum_i S_i), the natural generalisation (the total S
-is not known while the first micro-batch runs). Gradients flow through both passes.
-
-The importance table is fed from the token-dropping pass only (one loss per masked position, keyed by
-its target id); the trainer's after_update -> task -> importance.apply() turns it into the EMA.
+Every step also logs td_positions (B * T) and td_dropped (positions the middle layers did not
+process, padding included: B * (T - K), 0 in full phases); the train logs turn them into drop_rate.
 """
 from __future__ import annotations
 
@@ -51,11 +54,14 @@ def _autocast_context(task, optimizer):
 
 def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate: bool = True):
     """Forward part of the step: returns (loss, sample_size, logging_output). No backward."""
-    keep = dropper.keep_positions(sample["net_input"]["src_tokens"])
+    src = sample["net_input"]["src_tokens"]
+    keep = None if dropper.is_full_update(update_num) else dropper.keep_positions(src, sample["id"], update_num)
     loss_drop, sample_size, log, extra = criterion(model, sample, token_drop_keep=keep, return_extra=True)
     if accumulate:
         dropper.importance.accumulate(extra["targets"].detach(), extra["token_nll"].detach())
     log = dict(log)
+    log["td_positions"] = src.numel()
+    log["td_dropped"] = 0 if keep is None else src.numel() - keep.numel()
     loss = loss_drop
     if dropper.is_sctd_update(update_num):
         loss_full, size_full, _, extra_full = criterion(model, sample, token_drop_keep=None, return_extra=True)
@@ -65,13 +71,16 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
         s_full = float(size_full) if float(size_full) > 0 else 1.0
         if dropper.full_mlm_weight != 0.0:
             loss = loss + dropper.full_mlm_weight * loss_full * (s_drop / s_full)
-        loss = loss + dropper.sctd_weight * s_drop * (kl_local + kl_global)
+        kl = kl_local + kl_global
+        if dropper.kl_reduction == "mean":
+            kl = kl * (s_drop / src.size(0))
+        loss = loss + dropper.sctd_weight * kl
         log.update({
             "sctd_kl_local": float(kl_local.detach()),
             "sctd_kl_global": float(kl_global.detach()),
             "sctd_full_loss": float(loss_full.detach()),
             "sctd_full_sample_size": float(size_full),
-            "sctd_nsentences": int(sample["net_input"]["src_tokens"].size(0)),
+            "sctd_nsentences": int(src.size(0)),
             "sctd_passes": 1,
         })
     return loss, sample_size, log

@@ -9,6 +9,18 @@ Importance (SPEC section 2): a [V] table m(v); after every update
 m(v) <- beta * m(v) + (1 - beta) * mean loss of id v over the whole global batch (all micro-batches,
 all ranks). Specials are pinned to SPECIAL_SCORE so they are always kept; <pad> is always dropped first.
 The table is training state (checkpoint task_state), never part of the model.
+
+Initialisation: m(v) = -log p(v) from the unigram counts of dict.txt (add-one smoothed), so rare ids
+start more important than frequent ones, instead of one constant for every id. Ties (the same id
+twice in a sequence, or equal scores) are broken by a pseudo-random key per (seed, update, sample
+id, position) rather than by position: a constant table would otherwise keep the first K positions
+of every sequence for the first updates. The key depends on the sample, not on the batch it lands
+in, so one process with --update-freq N and N ranks keep the same positions.
+
+Schedule (SPEC section 2): update u (u = updates completed before it) runs the full model when
+u < --token-drop-warmup-updates or u >= total - --token-drop-final-full-updates, total being
+--max-update (or --total-num-update when only that is set); the same rule is
+fairseq.flops.schedule_ideal_ratio's.
 """
 from __future__ import annotations
 
@@ -61,6 +73,49 @@ def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
                    help="ScTD weight of KL_local + KL_global")
     g.add_argument("--sctd-full-mlm-weight", type=float, default=0.0, metavar="W",
                    help="ScTD weight of the full pass MLM loss (0 = the paper's published setting)")
+    g.add_argument("--sctd-kl-reduction", choices=["reference", "mean"], default="reference",
+                   help="reference: lambda * KL summed over sequences added to the summed MLM loss (the "
+                        "published code); mean: lambda * KL averaged over sequences added to the mean MLM loss")
+    g.add_argument("--token-drop-warmup-updates", type=int, default=0,
+                   metavar="N", help="the first N updates run the full model (no dropping, no ScTD pass)")
+    g.add_argument("--token-drop-final-full-updates", type=int, default=0, metavar="N",
+                   help="the last N updates before --max-update (or --total-num-update) run the full model")
+
+
+#: flags that only mean something with --token-drop > 0, with their defaults (warned about otherwise)
+DROP_ONLY_DEFAULTS = {"token_drop_importance": "loss", "token_drop_layers": None, "token_importance_beta": 0.95,
+                      "init_token_importance": None, "sctd_interval": None, "sctd_weight": 0.05,
+                      "sctd_full_mlm_weight": 0.0, "sctd_kl_reduction": "reference",
+                      "token_drop_warmup_updates": 0, "token_drop_final_full_updates": 0}
+
+
+def unused_flags(args) -> list:
+    """The token-drop/ScTD flags set away from their defaults while --token-drop is 0 (they do nothing)."""
+    if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
+        return []
+    return ["--" + k.replace("_", "-") for k, v in DROP_ONLY_DEFAULTS.items() if getattr(args, k, v) != v]
+
+
+def is_full_phase(update_num: int, warmup_updates: int, final_full_updates: int,
+                  total_updates: Optional[int]) -> bool:
+    """The schedule rule: update u (u = updates completed before it) runs the full model when
+    u < warmup_updates or u >= total_updates - final_full_updates (shared with fairseq.flops)."""
+    u = int(update_num)
+    if u < warmup_updates:
+        return True
+    return final_full_updates > 0 and total_updates is not None and u >= total_updates - final_full_updates
+
+
+def schedule_total(args) -> int:
+    """The update count the final-full phase counts back from: --max-update, else --total-num-update."""
+    max_update = int(getattr(args, "max_update", 0) or 0)
+    if max_update > 0:
+        return max_update
+    total = getattr(args, "total_num_update", None)
+    if total is not None and int(total) > 0:
+        return int(total)
+    raise ValueError("--token-drop-final-full-updates needs --max-update or --total-num-update "
+                     "(the last N updates are counted back from there)")
 
 
 def sctd_interval(args) -> int:
@@ -122,15 +177,41 @@ def check_keeps_real_tokens(seq_len: int, p: float) -> int:
 # --------------------------------------------------------------------------- selection
 
 
+_M31 = (1 << 31) - 1
+
+
+def _mix31(x: torch.Tensor) -> torch.Tensor:
+    """A 31-bit integer mixer (xorshift-multiply rounds, odd multipliers below 2^31)."""
+    x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & _M31
+    x = ((x ^ (x >> 12)) * 0x297A2D39) & _M31
+    return x ^ (x >> 15)
+
+
+def tie_break_keys(sample_ids: torch.Tensor, seq_len: int, seed: int, update_num: int) -> torch.Tensor:
+    """Pseudo-random int64 keys [B, T] in [0, 2^31), a pure function of (seed, update, sample id, position).
+
+    Counter-based (no generator state), so a sample gets the same keys whichever batch, rank or
+    micro-batch it is in, and a resumed run draws the same keys as an uninterrupted one. Integer
+    hashing in 31 bits: every product stays below 2^62, so int64 never overflows on any device.
+    """
+    ids = sample_ids.reshape(-1, 1).to(torch.long)
+    step = torch.tensor((int(seed) * 40503 + int(update_num)) & _M31, device=ids.device)
+    row = _mix31((_mix31(step) + ids) & _M31)  # one value per sample
+    pos = torch.arange(int(seq_len), device=ids.device).reshape(1, -1)
+    return _mix31(row ^ _mix31(pos))  # one per (sample, position)
+
+
 def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tensor], keep_count: int, pad: int,
-                          forced_keep_ids: Iterable[int] = (), generator: Optional[torch.Generator] = None,
+                          forced_keep_ids: Iterable[int] = (), tie_break: Optional[torch.Tensor] = None,
                           mode: str = "loss") -> torch.Tensor:
     """Per sequence, the K positions with the highest score, sorted ascending. LongTensor [B, K].
 
-    Rules: position 0 (the <s> slot) is always kept; positions holding a forced-keep id score SPECIAL_SCORE (above any learned score, so they
-    are kept unless there are more of them than K, in which case the earliest win); <pad> scores -inf
-    (dropped before any real token). Ties go to the earlier position (stable descending sort), so the
-    choice is deterministic. Vectorised: one gather, one stable sort, one sort of K indices.
+    Rules: position 0 (the <s> slot) is always kept; positions holding a forced-keep id score SPECIAL_SCORE
+    (above any learned score, so they are kept unless there are more of them than K); <pad> scores -inf
+    (dropped before any real token). Ties go to the smaller `tie_break` key (int64 [B, T], see
+    tie_break_keys), or to the earlier position when it is None. Mode 'random' gives every real token
+    the same score, so the keys alone choose (a uniform random subset, the random-LTD ablation).
+    Vectorised: a stable sort by key, a stable sort by score, one sort of the K kept indices.
     """
     if src_tokens.dim() != 2:
         raise ValueError(f"select_kept_positions: src_tokens must be [B, T], got shape {tuple(src_tokens.shape)}")
@@ -139,8 +220,9 @@ def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tenso
     if not (1 <= K <= T):
         raise ValueError(f"select_kept_positions: keep_count {K} outside [1, T={T}]")
     if mode == "random":
-        s = torch.rand((B, T), generator=generator, device="cpu" if generator is None else generator.device)
-        s = s.to(src_tokens.device)
+        if tie_break is None:
+            raise ValueError("select_kept_positions: mode 'random' needs tie_break keys")
+        s = torch.zeros((B, T), dtype=torch.float32, device=src_tokens.device)
     elif mode == "loss":
         if scores is None:
             raise ValueError("select_kept_positions: mode 'loss' needs a scores table")
@@ -155,7 +237,12 @@ def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tenso
     # Position 0 is the <s>/[CLS] slot whatever token masking put there (fairseq may mask or replace
     # <s> too): the model's cross layer and ScTD's KL terms rely on it, so it is always kept.
     s[:, 0] = float("inf")
-    order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :K]
+    if tie_break is None:
+        order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :K]
+    else:  # visit positions in key order, then a stable sort by score keeps that order among equals
+        perm = torch.sort(tie_break.to(s.device), dim=1, stable=True).indices
+        by_score = torch.sort(s.gather(1, perm), dim=1, descending=True, stable=True).indices[:, :K]
+        order = perm.gather(1, by_score)
     return torch.sort(order, dim=1).values
 
 
@@ -207,11 +294,23 @@ def load_importance_file(path: str, vocab_size: int) -> torch.Tensor:
     return t
 
 
+def unigram_importance(counts: Sequence[int]) -> torch.Tensor:
+    """-log p(v) with p(v) = (count(v) + 1) / (N + V): rare ids start as important, frequent ones not.
+
+    Add-one smoothing keeps ids with count 0 (fairseq's madeupword padding) finite. An MLM's loss on
+    an id starts near log V and, as it learns, falls roughly in frequency order, so the unigram
+    surprisal is a sensible prior for the running loss it is replaced by.
+    """
+    c = torch.as_tensor(list(counts), dtype=torch.float64)
+    return (-torch.log((c + 1.0) / (c.sum() + c.numel()))).to(torch.float32)
+
+
 class TokenImportance:
     """Running per-id MLM loss m(v) (SPEC section 2), with buffers for the current update."""
 
-    def __init__(self, vocab_size: int, special_ids: Iterable[int], pad: int, init: float = DEFAULT_INIT,
-                 beta: float = 0.95, init_path: Optional[str] = None):
+    def __init__(self, vocab_size: int, special_ids: Iterable[int], pad: int,
+                 init: Union[float, torch.Tensor] = DEFAULT_INIT, beta: float = 0.95,
+                 init_path: Optional[str] = None):
         if not (0.0 <= beta < 1.0):
             raise ValueError(f"--token-importance-beta {beta}: must satisfy 0 <= beta < 1")
         self.vocab_size = int(vocab_size)
@@ -220,6 +319,8 @@ class TokenImportance:
         self.beta = float(beta)
         if init_path:
             self.scores = load_importance_file(init_path, self.vocab_size)
+        elif torch.is_tensor(init):
+            self.scores = init.to(torch.float32).clone().reshape(self.vocab_size)
         else:
             self.scores = torch.full((self.vocab_size,), float(init), dtype=torch.float32)
         self._pin()
@@ -293,7 +394,7 @@ def special_ids_of(dictionary) -> list:
 
 
 class TokenDropper:
-    """Built by MaskedLMTask when --token-drop > 0: picks the kept positions of each training batch."""
+    """Built by MaskedLMTask when --token-drop > 0: the schedule and the kept positions of each batch."""
 
     def __init__(self, args, dictionary, num_layers: int):
         self.p = float(getattr(args, "token_drop", 0.0) or 0.0)
@@ -311,27 +412,38 @@ class TokenDropper:
         self.interval = sctd_interval(args)
         self.sctd_weight = float(getattr(args, "sctd_weight", 0.05))
         self.full_mlm_weight = float(getattr(args, "sctd_full_mlm_weight", 0.0))
+        self.kl_reduction = getattr(args, "sctd_kl_reduction", "reference")
+        if self.kl_reduction not in ("reference", "mean"):
+            raise ValueError(f"--sctd-kl-reduction {self.kl_reduction!r}: choose from reference, mean")
+        self.warmup_updates = int(getattr(args, "token_drop_warmup_updates", 0) or 0)
+        self.final_full_updates = int(getattr(args, "token_drop_final_full_updates", 0) or 0)
+        self.total_updates = schedule_total(args) if self.final_full_updates > 0 else None
+        self.seed = int(getattr(args, "seed", 1))
         self.importance = TokenImportance(
-            len(dictionary), self.forced_keep_ids, self.pad,
+            len(dictionary), self.forced_keep_ids, self.pad, init=unigram_importance(dictionary.count),
             beta=float(getattr(args, "token_importance_beta", 0.95)),
             init_path=getattr(args, "init_token_importance", None))
-        self.generator = torch.Generator().manual_seed(int(getattr(args, "seed", 1)))
 
     def keep_count(self, seq_len: int) -> int:
         """K for a batch of padded length T; never below min(T, 2) so tiny batches keep one real token."""
         return max(keep_count(seq_len, self.p), min(int(seq_len), 2))
 
-    def keep_positions(self, src_tokens: torch.Tensor) -> torch.Tensor:
+    def keep_positions(self, src_tokens: torch.Tensor, sample_ids: torch.Tensor, update_num: int) -> torch.Tensor:
+        """Kept positions [B, K] of a batch; a pure function of the table, the samples and the update."""
+        keys = tie_break_keys(sample_ids.to(src_tokens.device), src_tokens.size(1), self.seed, update_num)
         return select_kept_positions(src_tokens, self.importance.scores, self.keep_count(src_tokens.size(1)),
-                                     self.pad, self.forced_keep_ids, generator=self.generator, mode=self.mode)
+                                     self.pad, self.forced_keep_ids, tie_break=keys, mode=self.mode)
+
+    def is_full_update(self, update_num: int) -> bool:
+        """Warm-up or final phase: update u runs the full model (u = updates completed before it)."""
+        return is_full_phase(update_num, self.warmup_updates, self.final_full_updates, self.total_updates)
 
     def is_sctd_update(self, update_num: int) -> bool:
-        return self.interval > 0 and int(update_num) % self.interval == 0
+        """A dropping update with u % Fi == 0 also runs the full pass (never in the full phases)."""
+        return self.interval > 0 and int(update_num) % self.interval == 0 and not self.is_full_update(update_num)
 
     def state_dict(self) -> dict:
-        return {"importance": self.importance.state_dict(), "generator": self.generator.get_state()}
+        return {"importance": self.importance.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.importance.load_state_dict(state["importance"])
-        if "generator" in state:
-            self.generator.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8))

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fairseq import sctd
+from fairseq import sctd, token_drop
 from fairseq.data.dictionary import placeholder_dictionary
 from fairseq.token_drop import TokenDropper, add_token_drop_args, gather_positions, merge_positions
 
@@ -89,8 +89,8 @@ def make_sample(seed=0, B=3, T=12):
     for b, t in ((0, 3), (0, 5), (1, 2), (2, 7), (2, 8), (2, 10)):
         tgt[b, t] = src[b, t]
         src[b, t] = V - 1  # <mask>
-    return {"net_input": {"src_tokens": src, "src_lengths": src.ne(PAD).sum(1)}, "target": tgt,
-            "ntokens": int(src.ne(PAD).sum()), "nsentences": B}
+    return {"id": torch.arange(B) + 10 * seed, "net_input": {"src_tokens": src, "src_lengths": src.ne(PAD).sum(1)},
+            "target": tgt, "ntokens": int(src.ne(PAD).sum()), "nsentences": B}
 
 
 def setup(*argv):
@@ -130,19 +130,19 @@ def test_loss_is_drop_plus_weighted_full_plus_kl_with_hand_kl(w_full):
     task, model, crit = setup("--sctd-full-mlm-weight", str(w_full), "--sctd-weight", "0.3")
     sample = make_sample()
     dropper = task.token_dropper
-    keep = dropper.keep_positions(sample["net_input"]["src_tokens"])
+    keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"], 0)
     with torch.no_grad():
         ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
         lf, sf, _, ef = crit(model, sample, return_extra=True)
         loss, size, log = sctd.compute_loss(dropper, sample, model, crit, update_num=0)
     kl_l, kl_g = hand_kl(ef["cls_local"], ed["cls_local"]), hand_kl(ef["cls_global"], ed["cls_global"])
     kl_l_rev = hand_kl(ed["cls_local"], ef["cls_local"])
-    assert kl_l > 0 and kl_g > 0 and abs(kl_l - kl_l_rev) > 1e-4  # direction matters on this batch
-    assert log["sctd_kl_local"] == pytest.approx(kl_l, rel=1e-5)
-    assert log["sctd_kl_global"] == pytest.approx(kl_g, rel=1e-5)
+    assert kl_l > 0 and kl_g > 0 and abs(kl_l - kl_l_rev) > 1e-5  # direction matters (vs the 1e-6 below)
+    assert log["sctd_kl_local"] == pytest.approx(kl_l, rel=1e-5, abs=1e-6)  # fp32 KL of O(1) terms
+    assert log["sctd_kl_global"] == pytest.approx(kl_g, rel=1e-5, abs=1e-6)
     assert size == sd
-    # after the trainer divides by sample_size: mean drop loss + w * mean full loss + lambda * summed KL
-    expected = float(ld) / sd + w_full * float(lf) / sf + 0.3 * (kl_l + kl_g)
+    # after the trainer divides by sample_size: mean drop loss + w * mean full loss + lambda * summed KL / S
+    expected = float(ld) / sd + w_full * float(lf) / sf + 0.3 * (kl_l + kl_g) / sd
     assert float(loss) / size == pytest.approx(expected, rel=1e-5)
     assert log["sctd_full_loss"] == pytest.approx(float(lf), rel=1e-6)
 
@@ -240,13 +240,13 @@ def test_real_criteria_normalisation_and_gradients_reach_every_parameter(criteri
     task, model, crit = real_setup(criterion_name, "--sctd-weight", "0.5", "--sctd-full-mlm-weight", "0.5")
     sample = make_sample(B=4, T=16)
     dropper = task.token_dropper
-    keep = dropper.keep_positions(sample["net_input"]["src_tokens"])
+    keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"], 0)
     with torch.no_grad():
         ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
         lf, sf, _, ef = crit(model, sample, return_extra=True)
     assert not torch.allclose(ed["cls_local"], ef["cls_local"])  # the drop pass really differs
     kl = hand_kl(ef["cls_local"], ed["cls_local"]) + hand_kl(ef["cls_global"], ed["cls_global"])
-    expected = float(ld) / float(sd) + 0.5 * float(lf) / float(sf) + 0.5 * kl
+    expected = float(ld) / float(sd) + 0.5 * float(lf) / float(sf) + 0.5 * kl / float(sd)
     dropper.importance.reset()
     loss, size, log = sctd.train_step(task, sample, model, crit, None, update_num=0)
     assert float(loss.detach()) / float(size) == pytest.approx(expected, rel=1e-5)
@@ -259,7 +259,7 @@ def test_real_criteria_normalisation_and_gradients_reach_every_parameter(criteri
     assert not torch.allclose(dict(model.named_parameters())[layer0].grad, grads[layer0])
     out = crit.reduce_metrics([log])
     # KL at initialisation is ~1e-7 per sequence, so only a loose fp32 check here (the toy tests are exact)
-    assert out["sctd_kl_local"] == pytest.approx(hand_kl(ef["cls_local"], ed["cls_local"]) / 4, rel=0.05)
+    assert out["sctd_kl_local"] == pytest.approx(hand_kl(ef["cls_local"], ed["cls_local"]) / 4, abs=1e-7)
 
 
 # --------------------------------------------------------------------------- through fairseq-train
@@ -298,8 +298,9 @@ def test_papers_command_with_token_drop_runs_on_cpu(peer_dir, tmp_path, caplog):
     dropper = trainer.task.token_dropper
     assert dropper is not None and dropper.p == 0.5 and dropper.interval == 10
     scores = dropper.importance.scores
-    learned = scores[(scores != 10.0) & torch.isfinite(scores) & (scores < 1e4)]
-    assert learned.numel() > 10  # ids seen as targets moved towards their loss
+    initial = token_drop.unigram_importance(trainer.task.dictionary.count)
+    words = torch.isfinite(scores) & (scores < 1e4)
+    assert (scores[words] != initial[words]).sum() > 10  # ids seen as targets moved towards their loss
     assert "sctd_kl_local" in caplog.text  # update 0 was an ScTD update and its KL was logged
     state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
     assert torch.equal(state["task_state"]["token_dropper"]["importance"]["scores"], scores)

@@ -10,6 +10,7 @@ from fairseq.data.dictionary import placeholder_dictionary
 from fairseq.token_drop import (
     SPECIAL_SCORE, TokenDropper, TokenImportance, add_token_drop_args, check_keeps_real_tokens,
     drop_layer_split, gather_positions, keep_count, merge_positions, select_kept_positions, sctd_interval,
+    tie_break_keys,
 )
 
 PAD = 1
@@ -87,23 +88,24 @@ def test_keep_count_and_no_real_token_error():
 # --------------------------------------------------------------------------- selection
 
 
-def slow_select(src, scores, K, forced, mode_scores=None):
-    """Obvious per-sequence reference: rank by (position 0, forced, -pad, score), earlier position wins ties."""
+def slow_select(src, scores, K, forced, keys=None):
+    """Obvious per-sequence reference: rank by (position 0, forced, -pad, score), then the smaller tie key
+    (or the earlier position without keys); scores=None means every real token scores the same."""
     out = []
     for b in range(src.size(0)):
         keyed = []
         for t in range(src.size(1)):
             tok = int(src[b, t])
-            s = float(mode_scores[b, t]) if mode_scores is not None else float(scores[tok])
+            s = 0.0 if scores is None else float(scores[tok])
             if tok in forced:
                 s = SPECIAL_SCORE
             if tok == PAD:
                 s = -math.inf
             if t == 0:
                 s = math.inf
-            keyed.append((-s, t))
+            keyed.append((-s, 0 if keys is None else int(keys[b, t]), t))
         keyed.sort()
-        out.append(sorted(t for _, t in keyed[:K]))
+        out.append(sorted(t for _, _, t in keyed[:K]))
     return torch.tensor(out)
 
 
@@ -147,18 +149,51 @@ def test_selection_matches_slow_reference_and_rules():
                 assert torch.equal(keep, torch.arange(src.size(1)).expand_as(src))
 
 
-def test_random_mode_obeys_forced_rules_and_is_seeded():
+def test_random_mode_and_tie_keys_obey_forced_rules_and_are_seeded():
     gen = torch.Generator().manual_seed(1)
     src = random_batch(gen, B=8, T=32)
     K = keep_count(32, 0.5)
-    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    k1 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g1, mode="random")
-    k2 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g2, mode="random")
-    assert torch.equal(k1, k2)
-    ref = slow_select(src, None, K, set(SPECIALS), mode_scores=torch.rand(8, 32, generator=torch.Generator().manual_seed(7)))
-    assert torch.equal(k1, ref)
-    k3 = select_kept_positions(src, None, K, PAD, SPECIALS, generator=g1, mode="random")
-    assert not torch.equal(k1, k3)  # the generator advances
+    ids = torch.arange(100, 108)
+    keys = tie_break_keys(ids, 32, seed=7, update_num=3)
+    assert keys.dtype == torch.long and int(keys.min()) >= 0 and int(keys.max()) < 2 ** 31
+    assert torch.equal(keys, tie_break_keys(ids, 32, seed=7, update_num=3))  # a pure function
+    assert not torch.equal(keys, tie_break_keys(ids, 32, seed=8, update_num=3))
+    assert not torch.equal(keys, tie_break_keys(ids, 32, seed=7, update_num=4))
+    # a sample's keys do not depend on the batch it is in (one process == several ranks)
+    assert torch.equal(keys[3:5], tie_break_keys(ids[3:5], 32, seed=7, update_num=3))
+    k1 = select_kept_positions(src, None, K, PAD, SPECIALS, tie_break=keys, mode="random")
+    assert torch.equal(k1, slow_select(src, None, K, set(SPECIALS), keys=keys))
+    scores = torch.randint(0, 3, (20,), generator=gen).float()  # ties everywhere
+    k2 = select_kept_positions(src, scores, K, PAD, SPECIALS, tie_break=keys)
+    assert torch.equal(k2, slow_select(src, scores, K, set(SPECIALS), keys=keys))
+    with pytest.raises(ValueError, match="needs tie_break"):
+        select_kept_positions(src, None, K, PAD, SPECIALS, mode="random")
+
+
+def test_equal_ids_are_kept_without_positional_bias_and_deterministically():
+    """All ids equal: the old rule kept positions 0..K-1 of every row; now each of the T-1 free
+    positions is kept with probability (K-1)/(T-1) over samples and updates."""
+    B, T, p = 64, 16, 0.5
+    args = parse("--token-drop", str(p))
+    args.seed = 5
+    d = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
+    src = torch.full((B, T), 7)
+    src[:, 0] = 0
+    K = d.keep_count(T)
+    counts = torch.zeros(T)
+    for u in range(40):
+        keep = d.keep_positions(src, torch.arange(B), u)
+        counts.index_add_(0, keep.reshape(-1), torch.ones(keep.numel()))
+        if u == 0:
+            assert not torch.equal(keep, torch.arange(K).expand(B, K))
+            assert len({tuple(r) for r in keep.tolist()}) > B // 2  # rows differ
+    draws = 40 * B
+    assert counts[0] == draws  # <s> slot always kept
+    freq = counts[1:] / draws
+    expected = (K - 1) / (T - 1)
+    assert float((freq - expected).abs().max()) < 0.05, freq  # binomial sd ~0.011 per position
+    again = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
+    assert torch.equal(again.keep_positions(src, torch.arange(B), 3), d.keep_positions(src, torch.arange(B), 3))
 
 
 def test_gather_and_merge_match_loops():
@@ -200,17 +235,18 @@ def test_importance_update_formula_with_repeated_id():
 
 
 def test_importance_state_dict_roundtrip_and_dropper_resume():
-    args = parse("--token-drop", "0.5", "--token-drop-importance", "random")
+    args = parse("--token-drop", "0.5")
     a = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
     a.importance.accumulate(torch.tensor([5, 6]), torch.tensor([3.0, 1.0]))
     a.importance.apply()
     src = random_batch(torch.Generator().manual_seed(2))
-    a.keep_positions(src)
+    ids = torch.arange(src.size(0))
+    a.keep_positions(src, ids, 0)
     state = a.state_dict()
     b = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
     b.load_state_dict(state)
     assert torch.equal(a.importance.scores, b.importance.scores)
-    assert torch.equal(a.keep_positions(src), b.keep_positions(src))  # resumed == uninterrupted
+    assert torch.equal(a.keep_positions(src, ids, 1), b.keep_positions(src, ids, 1))  # resumed == uninterrupted
     with pytest.raises(ValueError, match="21 entries, dictionary has 20"):
         b.importance.load_state_dict({"scores": torch.zeros(21)})
 
@@ -243,7 +279,7 @@ def test_dropper_uses_table_and_specials():
     assert d.is_sctd_update(0) and d.is_sctd_update(20) and not d.is_sctd_update(7)
     d.importance.scores[4:19] = torch.arange(15).float()  # higher id -> more important
     src = torch.tensor([[0, 4, 18, 5, 17, 19, 6, 2, PAD, PAD]])
-    assert d.keep_positions(src).tolist() == [[0, 2, 4, 5, 7]]
+    assert d.keep_positions(src, torch.tensor([0]), 0).tolist() == [[0, 2, 4, 5, 7]]
 
 
 # --------------------------------------------------------------------------- with the RoBERTa model
@@ -296,7 +332,7 @@ def test_selection_and_forward_match_per_sequence_reference(layers, split, p):
     gen = torch.Generator().manual_seed(5)
     d.importance.scores[4:19] = torch.rand(15, generator=gen) * 10
     src = random_batch(gen, B=5, T=20)
-    keep = d.keep_positions(src)
+    keep = d.keep_positions(src, torch.arange(src.size(0)), 0)
     with torch.no_grad():
         x, extra = model(src, features_only=True, token_drop_keep=keep)
         feats, cls_local = slow_dropping_reference(model, src, keep, d.split)
@@ -310,10 +346,67 @@ def test_rate_zero_equals_plain_forward():
     model = tiny_model(6)
     src = random_batch(torch.Generator().manual_seed(9), B=4, T=16)
     d = TokenDropper(parse("--token-drop", "0.0"), placeholder_dictionary(20), num_layers=6)
-    keep = d.keep_positions(src)
+    keep = d.keep_positions(src, torch.arange(4), 0)
     assert torch.equal(keep, torch.arange(16).expand(4, 16))
     with torch.no_grad():
         plain, ep = model(src)
         dropped, ed = model(src, token_drop_keep=keep)
     torch.testing.assert_close(dropped, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ed["cls_local"], ep["cls_local"], atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- schedule, flags, initial table
+
+
+def test_schedule_phases_switch_exactly_at_the_stated_updates():
+    args = parse("--token-drop", "0.5", "--sctd-interval", "3", "--token-drop-warmup-updates", "4",
+                 "--token-drop-final-full-updates", "5")
+    args.max_update, args.total_num_update = 20, 100  # --max-update wins when both are set
+    d = TokenDropper(args, placeholder_dictionary(20), num_layers=4)
+    full = [u for u in range(20) if d.is_full_update(u)]
+    assert full == [0, 1, 2, 3, 15, 16, 17, 18, 19]
+    assert [u for u in range(20) if d.is_sctd_update(u)] == [6, 9, 12]  # u % 3 == 0, dropping phase only
+    args.max_update = 0  # only --total-num-update set: counted back from it
+    assert TokenDropper(args, placeholder_dictionary(20), num_layers=4).total_updates == 100
+    args.total_num_update = None
+    with pytest.raises(ValueError, match="--token-drop-final-full-updates needs --max-update or --total-num-update"):
+        TokenDropper(args, placeholder_dictionary(20), num_layers=4)
+    plain = TokenDropper(parse("--token-drop", "0.5"), placeholder_dictionary(20), num_layers=4)
+    assert not any(plain.is_full_update(u) for u in range(50)) and plain.total_updates is None
+
+
+@pytest.mark.parametrize("flag", ["--token-drop-warmup-updates", "--token-drop-final-full-updates"])
+@pytest.mark.parametrize("bad", ["-1", "2.5"])
+def test_bad_schedule_values_are_clear_cli_errors(peer_dir, flag, bad, capsys):
+    from fairseq_cli import train
+    with pytest.raises(SystemExit):
+        train.cli_main([str(peer_dir / "data-bin"), "--task", "masked_lm", "--arch", "roberta_base",
+                        "--token-drop", "0.5", f"{flag}={bad}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0] and bad in err[0], err
+
+
+def test_flags_without_token_drop_are_named():
+    from fairseq.token_drop import unused_flags
+    assert unused_flags(parse()) == []
+    assert unused_flags(parse("--token-drop", "0.5", "--token-drop-warmup-updates", "3")) == []
+    assert unused_flags(parse("--token-drop-warmup-updates", "3", "--sctd-kl-reduction", "mean")) == [
+        "--sctd-kl-reduction", "--token-drop-warmup-updates"]
+
+
+def test_initial_table_is_unigram_surprisal_of_dict_txt(peer_dir, tmp_path):
+    from fairseq.data.dictionary import Dictionary
+    vocab = Dictionary.load(str(peer_dir / "data-bin" / "dict.txt"))
+    vocab.add_symbol("<mask>")
+    d = TokenDropper(parse("--token-drop", "0.5"), vocab, num_layers=4)
+    c = np.asarray(vocab.count, dtype=np.float64)
+    expected = -np.log((c + 1) / (c.sum() + len(c)))
+    words = np.arange(vocab.nspecial, len(vocab) - 1)
+    np.testing.assert_allclose(d.importance.scores[words].numpy(), expected[words], rtol=1e-6)
+    assert float(d.importance.scores[4]) < float(d.importance.scores[len(vocab) - 2])  # frequent < rare
+    assert d.importance.scores[len(vocab) - 1] == SPECIAL_SCORE and d.importance.scores[PAD] == -math.inf
+    table = torch.arange(len(vocab), dtype=torch.float32)  # --init-token-importance still overrides
+    np.save(tmp_path / "t.npy", table.numpy())
+    over = TokenDropper(parse("--token-drop", "0.5", "--init-token-importance", str(tmp_path / "t.npy")),
+                        vocab, num_layers=4)
+    assert torch.equal(over.importance.scores[words], table[words])

@@ -101,8 +101,8 @@ def test_paper_command_runs_shrunk(peer_dir, tmp_path):
     inner = [r for t, r in recs if t == "train_inner"]
     assert [r["num_updates"] for r in inner] == ["1", "2", "3", "4"]
     keys = list(inner[1])
-    assert keys == ["epoch", "update", "loss", "ppl", "wps", "ups", "wpb", "bsz", "num_updates", "lr", "gnorm",
-                    "train_wall", "wall"]
+    assert keys == ["epoch", "update", "loss", "ppl", "drop_rate", "wps", "ups", "wpb", "bsz", "num_updates", "lr",
+                    "gnorm", "train_wall", "wall"]
     assert "sctd_kl_local" in inner[0] and "sctd_kl_global" in inner[0]  # update 1 is an ScTD update
     assert [r["lr"] for r in inner] == ["0.0001", "0.0002", "0.0001", "0"]
     assert all(isinstance(r["epoch"], int) and isinstance(r["update"], float) for r in inner)

@@ -2,8 +2,12 @@
 
 A window accumulates the per-update logging outputs as *sums* (tensors stay tensors, so nothing
 forces a device sync until the window is read at a log interval). Reading it turns the sums into
-fairseq's logged values: the criterion's metrics (loss in bits, ppl, extras), then wps, ups, wpb,
-bsz, num_updates, lr, gnorm, [clip], [loss_scale], train_wall, wall.
+fairseq's logged values: the criterion's metrics (loss in bits, ppl, extras), [drop_rate], then wps,
+ups, wpb, bsz, num_updates, lr, gnorm, [clip], [loss_scale], train_wall, wall.
+
+drop_rate (train logs under token dropping only): summed td_dropped / summed td_positions over the
+window, i.e. the fraction of all batch positions (padding included) that the middle layers did not
+process. 0 in full phases; 1 - K/T in dropping phases (T the padded batch length, K = kept per row).
 """
 from __future__ import annotations
 
@@ -94,6 +98,8 @@ class TrainWindow:
         n = max(self.updates, 1)
         ntokens = sums.get("ntokens", 0.0)
         out = criterion_stats(reduce_metrics, sums)
+        if sums.get("td_positions", 0.0) > 0:
+            out["drop_rate"] = safe_round(sums["td_dropped"] / sums["td_positions"], 3)
         out["wps"] = safe_round(ntokens / elapsed, 1)
         out["ups"] = safe_round(self.updates / elapsed, 2)
         out["wpb"] = safe_round(ntokens / n, 1)

@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from fairseq import distributed, flops, token_drop
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.tasks.base import FairseqTask
@@ -39,11 +40,27 @@ def check_shards(paths: list, train_split: str) -> None:
             raise FileNotFoundError(f"dataset not found: {os.path.join(path, train_split)}.bin/.idx ({where})")
 
 
+def describe_schedule(args, dropper) -> str:
+    """One log line: the split, K of T, the full phases and the ideal FLOP ratio of the whole schedule."""
+    L, T = int(args.encoder_layers), int(args.tokens_per_sample)
+    E, F = int(args.encoder_embed_dim), int(args.encoder_ffn_embed_dim)
+    per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
+    msg = (f"token dropping: layers {dropper.split[0]}-{dropper.split[1]} keep {dropper.keep_count(T)} of {T} "
+           f"positions (ideal FLOP ratio of a dropping update {per:.3f}), ScTD every {dropper.interval or '-'} "
+           f"updates, full model for updates u < {dropper.warmup_updates}")
+    if dropper.final_full_updates:
+        msg += f" and u >= {dropper.total_updates - dropper.final_full_updates}"
+    total = int(getattr(args, "max_update", 0) or 0) or int(getattr(args, "total_num_update", None) or 0)
+    if total > 0:
+        ratio = flops.schedule_ideal_ratio(L, T, E, F, dropper.p, dropper.interval, total, dropper.warmup_updates,
+                                           dropper.final_full_updates, dropper.split)
+        msg += f"; ideal FLOP ratio of the {total}-update schedule {ratio:.3f}"
+    return msg
+
+
 class MaskedLMTask(FairseqTask):
     @staticmethod
     def add_args(parser):
-        from fairseq.token_drop import add_token_drop_args
-
         g = parser.add_argument_group("task")
         add = g.add_argument
         add("data", help="fairseq binarized data directory (dict.txt + <split>.bin/.idx); ':'-separated shards")
@@ -65,7 +82,7 @@ class MaskedLMTask(FairseqTask):
         add("--gpt2-vocab-bpe", default=None, help="GPT-2 vocab.bpe, for --mask-whole-words")
         add("--bpe-tokenizer-json", default=None,
             help="tokenizer.json, for --mask-whole-words (default: DATA/tokenizer.json if present)")
-        add_token_drop_args(parser)
+        token_drop.add_token_drop_args(parser)
 
     def __init__(self, args, dictionary: Dictionary):
         self.args = args
@@ -155,10 +172,12 @@ class MaskedLMTask(FairseqTask):
             raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample "
                              f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
         model = models.build_model(args, self)
+        unused = token_drop.unused_flags(args)
+        if unused and distributed.is_master():  # one warning per job, like fairseq.flag_audit's
+            logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
         if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
-            from fairseq.token_drop import TokenDropper
-
-            self.token_dropper = TokenDropper(args, self.dictionary, int(args.encoder_layers))
+            self.token_dropper = token_drop.TokenDropper(args, self.dictionary, int(args.encoder_layers))
+            logger.info(describe_schedule(args, self.token_dropper))
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
