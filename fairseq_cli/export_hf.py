@@ -39,7 +39,8 @@ _ACT = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_new", "gelu_fast"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files."""
+    """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files;
+    every fairseq 0.9-0.12 layout comes back in 0.12's (fairseq/checkpoint_upgrade.py)."""
     return load_checkpoint_file(str(path))
 
 
