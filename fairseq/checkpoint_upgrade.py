@@ -8,7 +8,8 @@ from_pretrained, fairseq-export-hf) goes through `checkpoint.load_checkpoint_fil
     2019 files (roberta.base/large, fairseq 0.8/0.9) have only `args`, an argparse.Namespace, and no
     `cfg`: it becomes cfg["model"] (as fairseq 0.12's own upgrade does). Hydra-trained fairseq files
     name the architecture only in cfg.model._name and keep task settings (tokens_per_sample...) in
-    cfg.task: the model entry gets `arch` and the other groups' values it lacks.
+    cfg.task: the model entry gets `arch` and the other groups' values it lacks (a file naming no
+    architecture at all gets "roberta", fairseq's base architecture, under its own shape fields).
   * model keys: `decoder.*` -> `encoder.*` (the 2019 RoBERTa was a "decoder"), `.emb_layer_norm.` ->
     `.layernorm_embedding.`, fused `self_attn.in_proj_weight/bias` split into q_proj/k_proj/v_proj
     (rows in q, k, v order, as fairseq's MultiheadAttention upgrade splits them), floating tensors in
@@ -60,9 +61,8 @@ def upgrade_cfg(state: Dict, path: str) -> None:
     if not isinstance(model, (dict, argparse.Namespace)):
         raise ValueError(f"{path}: checkpoint cfg['model'] is a {type(model).__name__}; cannot rebuild the model")
     if _get(model, "arch") is None:
-        if not _get(model, "_name"):
-            raise ValueError(f"{path}: checkpoint cfg['model'] names no architecture (no arch, no _name)")
-        _set(model, "arch", _get(model, "_name"))
+        # no arch: the hydra name, else fairseq's "roberta" (base defaults under the file's own shape fields)
+        _set(model, "arch", _get(model, "_name") or "roberta")
         for group in _CFG_GROUPS_TO_FLATTEN:  # hydra layout: task/dataset settings live in their groups
             for k, v in (cfg.get(group) or {}).items():
                 if k != "_name" and _get(model, k, KeyError) is KeyError:

@@ -55,8 +55,20 @@ class _Bpe:
         return " ".join(str(i) for i in self.tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, bpe: str) -> str:
-        ids = [int(t) for t in bpe.split() if t.lstrip("-").isdigit()]
-        return self.tok.decode(ids)
+        """BPE ids -> text; other symbols (<s>, </s>, <unk>, madeupword...) come out as themselves, as in
+        fairseq's gpt2 decoder."""
+        out, ids = [], []
+        for t in bpe.split():
+            if t.isdigit():
+                ids.append(int(t))
+                continue
+            if ids:
+                out.append(self.tok.decode(ids))
+                ids = []
+            out.append(t)
+        if ids:
+            out.append(self.tok.decode(ids))
+        return "".join(out)
 
 
 HUB_TASKS = ("masked_lm", "sentence_prediction")
