@@ -125,6 +125,7 @@ def convert_state_dict(sd: dict, head: str | None = None) -> tuple[dict, bool]:
         for p in ("weight", "bias"):
             put(f"{hf}.{p}", lm + fs + "." + p)
     put("lm_head.bias", lm + "bias")
+    put("lm_head.decoder.bias", lm + "bias")  # transformers 5 applies the decoder's own bias when untied
     tied = True
     if lm + "weight" in sd and not torch.equal(sd[lm + "weight"], sd[ENC + "embed_tokens.weight"]):
         tied = False  # --untie-weights-roberta
@@ -239,6 +240,7 @@ def add_unk_aliases(tensors: dict, n: int, tied: bool) -> None:
         dec = tensors["lm_head.decoder.weight"]
         tensors["lm_head.decoder.weight"] = torch.cat([dec, dec[3:4].repeat(n, 1)])
     tensors["lm_head.bias"] = torch.cat([tensors["lm_head.bias"], torch.full((n,), -1e4)])
+    tensors["lm_head.decoder.bias"] = tensors["lm_head.bias"].clone()
 
 
 def _special(content: str, lstrip: bool = False) -> dict:
