@@ -1,6 +1,7 @@
 """fairseq-import-hf: HF RobertaForMaskedLM folders (built here, random weights) give our hub the same ids
 and logits, round trips are exact, and what cannot be represented is a clear error."""
 import json
+import sys
 
 import pytest
 import torch
@@ -162,3 +163,42 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
         import_hf.import_hf(hf_dir, tmp_path / "o")
     with pytest.raises(FileNotFoundError, match="HF_DIR not found"):
         import_hf.import_hf(tmp_path / "missing", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, peer_dir):
+    """examples/sctd/continue_pretraining.sh, shrunk by env vars: HF folder -> import -> binarize with its
+    dict.txt -> 3 ScTD updates restored from it -> HF export that transformers loads with our logits."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    hf_dir, _, _ = make_hf(tmp_path, bpe_files["std"], 4, 32, 2)
+    text = tmp_path / "text"
+    text.mkdir()
+    raw = (peer_dir / "raw" / "train.txt").read_text(encoding="utf-8").split("\n")
+    (text / "train.txt").write_text("\n".join(raw[:200]) + "\n", encoding="utf-8")
+    (text / "valid.txt").write_text("\n".join(raw[200:240]) + "\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(repo), MAX_UPDATE="3", WARMUP_UPDATES="1", BATCH_SIZE="4", UPDATE_FREQ="1",
+               TOKENS_PER_SAMPLE="64", WORKERS="1", SAVE_INTERVAL_UPDATES="0", SCTD_INTERVAL="2", OMP_NUM_THREADS="1",
+               PYTHON=sys.executable)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "continue_pretraining.sh"), str(hf_dir), str(text),
+                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = [json.loads(line.split(" | ", 3)[3]) for line in (out / "train.log").read_text().splitlines()
+            if " | train | " in line]
+    assert logs and int(logs[-1]["train_num_updates"]) == 3 and "train_sctd_kl_local" in logs[-1]
+    imported = checkpoint.load_checkpoint_file(str(out / "model" / "model.pt"))["model"]
+    trained = checkpoint.load_checkpoint_file(str(out / "checkpoints" / "checkpoint_last.pt"))
+    assert trained["model"].keys() == imported.keys()
+    assert trained["cfg"]["model"]["token_drop"] == 0.5
+    hf2 = transformers.RobertaForMaskedLM.from_pretrained(out / "hf").eval()
+    roberta = RobertaModel.from_pretrained(str(out / "checkpoints"), checkpoint_file="checkpoint_last.pt",
+                                           data_name_or_path=str(out / "data-bin"),
+                                           gpt2_encoder_json=str(out / "model" / "encoder.json"),
+                                           gpt2_vocab_bpe=str(out / "model" / "vocab.bpe"))
+    x = roberta.encode("Return the value of the attribute.").unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(hf2(input_ids=x).logits, roberta.model(x)[0], atol=1e-4, rtol=1e-4)

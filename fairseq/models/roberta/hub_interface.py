@@ -136,7 +136,8 @@ class RobertaHubInterface(nn.Module):
 
     def _need_bpe(self):
         if self.bpe is None or self.bpe.tok is None:
-            raise ValueError("no BPE known: put tokenizer.json (or encoder.json + vocab.bpe) in the model folder")
+            raise ValueError("no BPE known: put tokenizer.json (or encoder.json + vocab.bpe) in the model or data "
+                             "folder, or pass gpt2_encoder_json=/gpt2_vocab_bpe= (or bpe_tokenizer_json=)")
         return self.bpe
 
     def _encode_bpe_line(self, line: str) -> torch.Tensor:
