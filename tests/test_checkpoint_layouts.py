@@ -171,3 +171,21 @@ def test_unsupported_layouts_are_clear_errors(peer_dir, tmp_path):
     torch.save(state, tmp_path / "noargs.pt")
     with pytest.raises(ValueError, match="neither cfg nor args"):
         checkpoint.load_checkpoint_file(str(tmp_path / "noargs.pt"))
+
+
+def test_2019_classification_head_loads_in_the_hub(peer_dir, tmp_path):
+    """A 2019-layout file with a head (roberta.large.mnli style) registers and uses it."""
+    state = to_2019_layout(_raw(peer_dir / FIXTURE))
+    g = torch.Generator().manual_seed(0)
+    head = {"dense.weight": torch.randn(128, 128, generator=g), "dense.bias": torch.randn(128, generator=g),
+            "out_proj.weight": torch.randn(3, 128, generator=g), "out_proj.bias": torch.randn(3, generator=g)}
+    for k, v in head.items():
+        state["model"][f"classification_heads.mnli.{k}"] = v
+    torch.save(state, tmp_path / "model.pt", _use_new_zipfile_serialization=False)
+    hub = RobertaModel.from_pretrained(str(tmp_path), data_name_or_path=str(peer_dir / "data-bin"))
+    x = torch.tensor([[0, 10, 20, 30, 2]])
+    with torch.no_grad():
+        cls = hub.extract_features(x)[:, 0]
+        want = torch.tanh(cls @ head["dense.weight"].T + head["dense.bias"]) @ head["out_proj.weight"].T \
+            + head["out_proj.bias"]
+        torch.testing.assert_close(hub.predict("mnli", x, return_logits=True), want)
