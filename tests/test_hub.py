@@ -162,6 +162,6 @@ def test_data_name_or_path_follows_fairseqs_rule(model_dir, tmp_path, monkeypatc
     os.symlink(model_dir / "dict.txt", tmp_path / "data-bin" / "dict.txt")
     monkeypatch.chdir(tmp_path)
     r = RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="data-bin")
-    assert r.args.data == "data-bin" if hasattr(r, "args") else r.cfg.data == "data-bin"
+    assert r.cfg.data == "data-bin" and len(r.task.source_dictionary) == 7713
     with pytest.raises(FileNotFoundError, match="elsewhere/dict.txt"):
         RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="elsewhere")

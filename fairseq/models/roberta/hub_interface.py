@@ -5,9 +5,11 @@
     feats = roberta.extract_features(tokens)         # [1, T, C]
     roberta.fill_mask("The <mask> is here.", topk=3)
 
-Checkpoints may be fairseq's (cfg["model"] is an argparse.Namespace: loaded with torch's weights_only
-unpickler with that one class allow-listed) or ours (plain dicts). The interface is put in eval mode on
-load (fairseq leaves that to the caller); call .train() to re-enable dropout.
+Checkpoints are read through checkpoint.load_checkpoint_file, so every fairseq 0.9-0.12 layout and ours
+load (fairseq/checkpoint_upgrade.py). The data folder is found with fairseq's rule (resolve_data_dir) and
+set up as the checkpoint's task: masked_lm (dict.txt) or sentence_prediction (input0/, label/), with the
+checkpoint's classification heads. The interface is put in eval mode on load (fairseq leaves that to the
+caller); call .train() to re-enable dropout.
 """
 from __future__ import annotations
 
