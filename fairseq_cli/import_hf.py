@@ -41,6 +41,7 @@ import torch
 
 from fairseq import checkpoint, models, options
 from fairseq.data.dictionary import Dictionary
+from fairseq.logging.progress_bar import setup_logging
 from fairseq.models.roberta.model import fairseq_compatible_state_dict
 
 logger = logging.getLogger("fairseq_cli.import_hf")
@@ -266,7 +267,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    setup_logging()
     a = get_parser().parse_args(argv)
     try:
         info = import_hf(a.hf_dir, a.out_dir)
