@@ -34,7 +34,7 @@ class _Bpe:
     def __init__(self, tokenizer_json: Optional[str] = None, encoder_json: Optional[str] = None,
                  vocab_bpe: Optional[str] = None):
         self.tok = None
-        if tokenizer_json or (encoder_json and vocab_bpe):
+        if tokenizer_json or encoder_json or vocab_bpe:  # one of the GPT-2 pair alone is a clear error there
             self.tok = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
 
     @classmethod
