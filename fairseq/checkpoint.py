@@ -12,7 +12,6 @@ numpy, python, cuda) and `loss_scaler`, so a resumed run continues bit-for-bit.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from fairseq import distributed
+from fairseq import checkpoint_upgrade, distributed
 
 logger = logging.getLogger(__name__)
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
@@ -81,18 +80,19 @@ def atomic_copy(src: str, dst: str) -> None:
 
 
 def load_checkpoint_file(path: str) -> Dict:
-    """torch.load(weights_only=True), with argparse.Namespace allowed for fairseq's own files."""
+    """torch.load(weights_only=True), with argparse.Namespace allowed for fairseq's own files, upgraded
+    to fairseq 0.12's layout whichever fairseq (0.9-0.12) or we wrote it (fairseq/checkpoint_upgrade.py)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(checkpoint_upgrade.SAFE_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a cut-off zip says OSError [Errno 22], other files many pickle/zip errors
         reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
         raise ValueError(f"{path}: truncated or not a checkpoint ({reason})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
-    return state
+    return checkpoint_upgrade.upgrade_state(state, path)
 
 
 # ---- rng ----------------------------------------------------------------------------------------

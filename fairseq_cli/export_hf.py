@@ -39,7 +39,8 @@ _ACT = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_new", "gelu_fast"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files."""
+    """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files;
+    every fairseq 0.9-0.12 layout comes back in 0.12's (fairseq/checkpoint_upgrade.py)."""
     return load_checkpoint_file(str(path))
 
 
@@ -124,6 +125,7 @@ def convert_state_dict(sd: dict, head: str | None = None) -> tuple[dict, bool]:
         for p in ("weight", "bias"):
             put(f"{hf}.{p}", lm + fs + "." + p)
     put("lm_head.bias", lm + "bias")
+    put("lm_head.decoder.bias", lm + "bias")  # transformers 5 applies the decoder's own bias when untied
     tied = True
     if lm + "weight" in sd and not torch.equal(sd[lm + "weight"], sd[ENC + "embed_tokens.weight"]):
         tied = False  # --untie-weights-roberta
@@ -238,11 +240,19 @@ def add_unk_aliases(tensors: dict, n: int, tied: bool) -> None:
         dec = tensors["lm_head.decoder.weight"]
         tensors["lm_head.decoder.weight"] = torch.cat([dec, dec[3:4].repeat(n, 1)])
     tensors["lm_head.bias"] = torch.cat([tensors["lm_head.bias"], torch.full((n,), -1e4)])
+    tensors["lm_head.decoder.bias"] = tensors["lm_head.bias"].clone()
+
+
+def _special(content: str, lstrip: bool = False) -> dict:
+    """An added-token entry as roberta-base's special_tokens_map.json writes it."""
+    return {"content": content, "lstrip": lstrip, "normalized": False, "rstrip": False, "single_word": False}
 
 
 def export_tokenizer(outdir: Path, vocab: dict[str, int], merges, pretok, max_positions: int) -> None:
-    """Write tokenizer.json, vocab.json, merges.txt and tokenizer_config.json (RoBERTa layout)."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    """Write tokenizer.json, vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json
+    with roberta-base's special-token settings: <mask> strips the whitespace before it (lstrip=True),
+    so "a <mask>" encodes as [a, <mask>] as fairseq's fill_mask does, not [a, 'Ġ', <mask>]."""
+    from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
     from tokenizers.models import BPE
 
     tok = Tokenizer(BPE(vocab=vocab, merges=list(merges), fuse_unk=False))
@@ -252,20 +262,22 @@ def export_tokenizer(outdir: Path, vocab: dict[str, int], merges, pretok, max_po
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
                                                       add_prefix_space=False)
-    tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    names = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+             "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}
+    specials = {n: _special(c, lstrip=(c == "<mask>")) for n, c in names.items()}
+    tok.add_special_tokens([AddedToken(c, lstrip=(c == "<mask>"), rstrip=False, normalized=False, special=True)
+                            for c in ("<s>", "<pad>", "</s>", "<unk>", "<mask>")])
     tok.save(str(outdir / "tokenizer.json"))
     (outdir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     with open(outdir / "merges.txt", "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n")
         for a, b in merges:
             f.write(f"{a} {b}\n")
-    config = {
-        "tokenizer_class": "RobertaTokenizer",
-        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-        "add_prefix_space": False, "model_max_length": int(max_positions),
-    }
+    config = {"tokenizer_class": "RobertaTokenizer", **names, "mask_token": specials["mask_token"],
+              "add_prefix_space": False, "trim_offsets": True, "errors": "replace",
+              "model_max_length": int(max_positions)}
     (outdir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (outdir / "special_tokens_map.json").write_text(json.dumps(specials, indent=2), encoding="utf-8")
 
 
 def export(checkpoint, outdir, dict_path=None, bpe_dir=None, tokenizer_json=None,

@@ -14,7 +14,7 @@ def hub(peer_dir):
     from fairseq.models.roberta import RobertaModel
 
     return RobertaModel.from_pretrained(str(peer_dir), checkpoint_file="checkpoint_last.no-optimizer-state.pt",
-                                        data_name_or_path="data-bin")
+                                        data_name_or_path="./data-bin")
 
 
 @pytest.mark.parametrize("batch", ["A", "B"])

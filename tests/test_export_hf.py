@@ -226,3 +226,40 @@ def test_our_model_export_matches_our_logits(tmp_path):
     with torch.no_grad():
         got = hf(input_ids=tokens, attention_mask=(~pad).long()).logits
     torch.testing.assert_close(got, ours_cls, atol=1e-4, rtol=1e-4)
+
+
+TEXTS = ["The cat sat on the <mask>.", "a <mask>", "a<mask> b", "<mask> starts here", "  two leading spaces",
+         "tab\tseparated\tvalues <mask>", "digits 1234567 and 3.14159", "naïve café, Straße — ünïcödé ✓ 日本",
+         "\tleading tab", "x  <mask>  y"]
+# (fairseq's fill_mask also right-strips the text after the last <mask>, so "a <mask> " loses its trailing
+# space where HF keeps it as 'Ġ'; that one fairseq quirk is kept and documented in the README.)
+
+
+@pytest.fixture(scope="module")
+def fixture_hub(peer_dir):
+    from fairseq.models.roberta import RobertaModel
+
+    return RobertaModel.from_pretrained(str(peer_dir), checkpoint_file="checkpoint_last.no-optimizer-state.pt",
+                                        data_name_or_path="./data-bin")
+
+
+def test_hf_tokenizer_ids_equal_ours_with_mask_spaces_tabs_unicode(fixture_export, fixture_hub):
+    hf = transformers.AutoTokenizer.from_pretrained(fixture_export)
+    cfg = json.loads((fixture_export / "config.json").read_text())
+    for text in TEXTS:
+        ids = [3 if i >= cfg["fairseq_vocab_size"] else i for i in hf(text)["input_ids"]]  # unk aliases
+        assert ids == fixture_hub.encode_masked(text).tolist(), text
+    assert hf.convert_ids_to_tokens(hf("a <mask>")["input_ids"]) == ["<s>", "a", "<mask>", "</s>"]
+    smap = json.loads((fixture_export / "special_tokens_map.json").read_text())
+    assert smap["mask_token"]["lstrip"] is True and smap["bos_token"]["lstrip"] is False
+
+
+def test_hf_fill_mask_pipeline_equals_our_fill_mask(fixture_export, fixture_hub):
+    fill = transformers.pipeline("fill-mask", model=str(fixture_export), tokenizer=str(fixture_export),
+                                 device="cpu")
+    for text in ("Return the value of the <mask> attribute.", "The <mask> is raised when", "a list of<mask>"):
+        ours = fixture_hub.fill_mask(text, topk=5)
+        theirs = fill(text, top_k=5)
+        assert [t["token_str"] for t in theirs] == [tok for _, _, tok in ours], text
+        for (_, p, _), t in zip(ours, theirs):
+            assert abs(p - t["score"]) < 1e-4, text

@@ -85,3 +85,83 @@ def test_our_checkpoint_format_loads_weights_only(roberta, model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         RobertaModel.from_pretrained(str(tmp_path), checkpoint_file="missing.pt")
     assert isinstance(roberta.cfg, argparse.Namespace)
+
+
+# fairseq's examples/roberta/README.glue.md evaluation snippet, verbatim.
+GLUE_SNIPPET = """
+from fairseq.models.roberta import RobertaModel
+
+roberta = RobertaModel.from_pretrained(
+    'checkpoints/',
+    checkpoint_file='checkpoint_best.pt',
+    data_name_or_path='RTE-bin'
+)
+
+label_fn = lambda label: roberta.task.label_dictionary.string(
+    [label + roberta.task.label_dictionary.nspecial]
+)
+ncorrect, nsamples = 0, 0
+roberta.cuda()
+roberta.eval()
+with open('glue_data/RTE/dev.tsv') as fin:
+    fin.readline()
+    for index, line in enumerate(fin):
+        tokens = line.strip().split('\\t')
+        sent1, sent2, target = tokens[1], tokens[2], tokens[3]
+        tokens = roberta.encode(sent1, sent2)
+        prediction = roberta.predict('sentence_classification_head', tokens).argmax().item()
+        prediction_label = label_fn(prediction)
+        ncorrect += int(prediction_label == target)
+        nsamples += 1
+print('| Accuracy: ', float(ncorrect)/float(nsamples))
+"""
+
+TINY_RTE = ("--arch roberta_base --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 "
+            "--encoder-attention-heads 2 --max-positions 512 --task sentence_prediction --num-classes 2 "
+            "--criterion sentence_prediction --init-token 0 --separator-token 2 --batch-size 16 --max-update 4 "
+            "--lr 1e-3 --optimizer adam --cpu --log-format none --no-epoch-checkpoints "
+            "--best-checkpoint-metric accuracy --maximize-best-checkpoint-metric --save-dir checkpoints")
+
+
+@pytest.mark.slow
+def test_glue_readme_snippet_runs_as_written(peer_dir, shared_dir, tmp_path, monkeypatch, capsys):
+    """A tiny RTE model fine-tuned here; fairseq's snippet gets the task's label dictionary and head and
+    its accuracy equals fairseq-validate's on the same dev set."""
+    import shutil
+
+    from fairseq import options
+    from fairseq_cli import glue_prep, train, validate
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink(shared_dir / "data" / "glue", tmp_path / "glue_data")
+    glue_prep.cli_main(["--task", "RTE", "--glue-dir", "glue_data", "--dict", str(peer_dir / "data-bin" / "dict.txt"),
+                        "--tokenizer-json", str(peer_dir / "tokenizer.json"), "--out", "RTE-bin"])
+    torch.manual_seed(0)
+    train.main(options.parse_args_and_arch(options.get_training_parser(), ["RTE-bin"] + TINY_RTE.split()))
+    shutil.copy(peer_dir / "tokenizer.json", tmp_path / "checkpoints" / "tokenizer.json")
+    capsys.readouterr()
+    scope = {}
+    exec(compile(GLUE_SNIPPET, "README.glue.md", "exec"), scope)
+    printed = capsys.readouterr().out
+    roberta = scope["roberta"]
+    assert roberta.task.label_dictionary.symbols[4:6] in (["entailment", "not_entailment"],
+                                                          ["not_entailment", "entailment"])
+    assert scope["nsamples"] == 277 and printed.splitlines()[-1].startswith("| Accuracy: ")
+    (res,) = validate.main(validate.parse_args(["RTE-bin", "--path", "checkpoints/checkpoint_best.pt",
+                                                "--task", "sentence_prediction", "--batch-size", "16"]))
+    assert round(100.0 * scope["ncorrect"] / scope["nsamples"], 1) == res["accuracy"]
+
+
+def test_data_name_or_path_follows_fairseqs_rule(model_dir, tmp_path, monkeypatch):
+    """'.'-prefixed paths are relative to the model folder; others are used as given (cwd-relative)."""
+    from fairseq.models.roberta.hub_interface import resolve_data_dir
+
+    assert resolve_data_dir("/m", ".") == "/m" and resolve_data_dir("/m", "./d") == "/m/d"
+    assert resolve_data_dir("/m", "d") == "d" and resolve_data_dir("/m", "/abs/d") == "/abs/d"
+    (tmp_path / "data-bin").mkdir()
+    os.symlink(model_dir / "dict.txt", tmp_path / "data-bin" / "dict.txt")
+    monkeypatch.chdir(tmp_path)
+    r = RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="data-bin")
+    assert r.cfg.data == "data-bin" and len(r.task.source_dictionary) == 7713
+    with pytest.raises(FileNotFoundError, match="elsewhere/dict.txt"):
+        RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="elsewhere")

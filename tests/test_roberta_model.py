@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairseq.data.dictionary import placeholder_dictionary
+from fairseq import checkpoint, options
+from fairseq.data.dictionary import Dictionary, placeholder_dictionary
 from fairseq.models import ARCH_REGISTRY, add_model_args, build_model, get_arch
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
-from fairseq.models.roberta.hub_interface import _load_dictionary, _model_args, _read_checkpoint, _Task
 from fairseq.modules.transformer_layer import cheap_dropout, drop_mask, drop_threshold
 
 V = 53
@@ -41,11 +41,16 @@ def batch(B=3, T=12, lengths=(12, 9, 5), seed=1):
 
 
 # ---------------------------------------------------------------- fairseq fixture
+def _model_args(st):
+    return options.model_args_from_cfg(st["cfg"])
+
+
 @pytest.fixture(scope="module")
 def fixture_model(peer_dir):
-    st = _read_checkpoint(str(peer_dir / "checkpoint_last.no-optimizer-state.pt"))
-    task = _Task(_load_dictionary(str(peer_dir / "data-bin" / "dict.txt")))
-    m = RobertaModel.build_model(_model_args(st), task)
+    st = checkpoint.load_checkpoint_file(str(peer_dir / "checkpoint_last.no-optimizer-state.pt"))
+    d = Dictionary.load(str(peer_dir / "data-bin" / "dict.txt"))
+    d.add_symbol("<mask>")
+    m = RobertaModel.build_model(_model_args(st), d)
     m.load_state_dict(st["model"])
     return m.eval(), st
 

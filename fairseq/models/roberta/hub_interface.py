@@ -5,13 +5,15 @@
     feats = roberta.extract_features(tokens)         # [1, T, C]
     roberta.fill_mask("The <mask> is here.", topk=3)
 
-Checkpoints may be fairseq's (cfg["model"] is an argparse.Namespace: loaded with torch's weights_only
-unpickler with that one class allow-listed) or ours (plain dicts). The interface is put in eval mode on
-load (fairseq leaves that to the caller); call .train() to re-enable dropout.
+Checkpoints are read through checkpoint.load_checkpoint_file, so every fairseq 0.9-0.12 layout and ours
+load (fairseq/checkpoint_upgrade.py). The data folder is found with fairseq's rule (resolve_data_dir) and
+set up as the checkpoint's task: masked_lm (dict.txt) or sentence_prediction (input0/, label/), with the
+checkpoint's classification heads. The interface is put in eval mode on load (fairseq leaves that to the
+caller); call .train() to re-enable dropout.
 """
 from __future__ import annotations
 
-import argparse
+import logging
 import os
 from typing import List, Optional
 
@@ -19,95 +21,93 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-def _load_dictionary(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"dictionary not found: {path} (set data_name_or_path to the folder with dict.txt)")
-    from fairseq.data.dictionary import Dictionary
+from fairseq import checkpoint, options, tasks
+from fairseq.data.bpe import load_tokenizer
+from fairseq.models.roberta.model import RobertaModel
 
-    return Dictionary.load(path)
-
-
-class _Task:
-    """Stand-in for a task object: just the dictionary (with <mask> appended, as masked_lm does)."""
-
-    def __init__(self, dictionary):
-        self.dictionary = dictionary
-        self.source_dictionary = dictionary
-        self.mask_idx = dictionary.add_symbol("<mask>")
+logger = logging.getLogger(__name__)
 
 
 class _Bpe:
     """GPT-2 byte-level BPE through HF tokenizers: ids are written as decimal strings (fairseq's gpt2 bpe)."""
 
-    def __init__(self, model_dir: str):
-        from tokenizers import Tokenizer
-        tj = os.path.join(model_dir, "tokenizer.json")
-        enc, merges = os.path.join(model_dir, "encoder.json"), os.path.join(model_dir, "vocab.bpe")
-        if os.path.isfile(tj):
-            self.tok = Tokenizer.from_file(tj)
-        elif os.path.isfile(enc) and os.path.isfile(merges):
-            from tokenizers import ByteLevelBPETokenizer
-            self.tok = ByteLevelBPETokenizer(enc, merges, add_prefix_space=False)
-        else:
-            self.tok = None
+    def __init__(self, tokenizer_json: Optional[str] = None, encoder_json: Optional[str] = None,
+                 vocab_bpe: Optional[str] = None):
+        self.tok = None
+        if tokenizer_json or encoder_json or vocab_bpe:  # one of the GPT-2 pair alone is a clear error there
+            self.tok = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
+
+    @classmethod
+    def find(cls, folders, overrides: dict) -> "_Bpe":
+        """Explicit files (fairseq's gpt2_encoder_json / gpt2_vocab_bpe, or bpe_tokenizer_json) win;
+        else tokenizer.json, else encoder.json + vocab.bpe, in the model folder, then the data folder."""
+        tj = overrides.get("bpe_tokenizer_json")
+        enc, merges = overrides.get("gpt2_encoder_json"), overrides.get("gpt2_vocab_bpe")
+        if tj or enc or merges:
+            return cls(tj, enc, merges)
+        for folder in folders:
+            if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+                return cls(tokenizer_json=os.path.join(folder, "tokenizer.json"))
+            enc, merges = os.path.join(folder, "encoder.json"), os.path.join(folder, "vocab.bpe")
+            if os.path.isfile(enc) and os.path.isfile(merges):
+                return cls(encoder_json=enc, vocab_bpe=merges)
+        return cls()
 
     def encode(self, text: str) -> str:
-        return " ".join(str(i) for i in self.tok.encode(text).ids)
+        return " ".join(str(i) for i in self.tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, bpe: str) -> str:
-        ids = [int(t) for t in bpe.split() if t.lstrip("-").isdigit()]
-        return self.tok.decode(ids)
+        """BPE ids -> text; other symbols (<s>, </s>, <unk>, madeupword...) come out as themselves, as in
+        fairseq's gpt2 decoder."""
+        out, ids = [], []
+        for t in bpe.split():
+            if t.isdigit():
+                ids.append(int(t))
+                continue
+            if ids:
+                out.append(self.tok.decode(ids))
+                ids = []
+            out.append(t)
+        if ids:
+            out.append(self.tok.decode(ids))
+        return "".join(out)
 
 
-def _read_checkpoint(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+HUB_TASKS = ("masked_lm", "sentence_prediction")
+_BPE_KWARGS = ("bpe", "bpe_tokenizer_json", "gpt2_encoder_json", "gpt2_vocab_bpe")
 
 
-def _model_args(state: dict) -> argparse.Namespace:
-    cfg = state.get("cfg") or {}
-    margs = cfg.get("model") if isinstance(cfg, dict) else None
-    if margs is None:
-        margs = state.get("args")
-    if margs is None:
-        raise ValueError("checkpoint has neither cfg['model'] nor args: cannot rebuild the model")
-    args = argparse.Namespace(**(vars(margs) if isinstance(margs, argparse.Namespace) else dict(margs)))
-    if getattr(args, "arch", None) is None:
-        args.arch = getattr(args, "_name", None) or "roberta_base"
-    return args
-
-
-def _build_task(args: argparse.Namespace, data_dir: str):
-    """fairseq.tasks.setup_task for a masked_lm data folder (as fairseq's hub does); a minimal stand-in
-    holding the dictionary otherwise (other tasks' folder layouts, or when the tasks package is absent)."""
-    if getattr(args, "task", None) in (None, "masked_lm"):
-        try:
-            from fairseq.tasks import setup_task
-        except ImportError:
-            setup_task = None
-        if setup_task is not None:
-            targs = argparse.Namespace(**vars(args))
-            targs.task, targs.data = "masked_lm", data_dir
-            return setup_task(targs)
-    return _Task(_load_dictionary(os.path.join(data_dir, "dict.txt")))
+def resolve_data_dir(model_dir: str, data_name_or_path: str) -> str:
+    """fairseq's hub rule: a data path starting with "." is relative to the model folder ("." is the
+    folder itself); any other path is used as given (absolute, or relative to the current directory)."""
+    if data_name_or_path.startswith("."):
+        return os.path.abspath(os.path.join(model_dir, data_name_or_path))
+    return data_name_or_path
 
 
 def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **overrides):
-    """Build a RobertaHubInterface from `model_dir/checkpoint_file` and `model_dir/data_name_or_path/dict.txt`."""
-    from fairseq.models.roberta.model import RobertaModel
+    """RobertaHubInterface for `model_dir/checkpoint_file`, its task's dictionaries read from the data
+    folder (see resolve_data_dir): dict.txt for masked_lm, input0/ and label/ for sentence_prediction.
+    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads)."""
     model_dir = str(model_name_or_path)
-    ckpt_path = checkpoint_file if os.path.isabs(checkpoint_file) else os.path.join(model_dir, checkpoint_file)
-    state = _read_checkpoint(ckpt_path)
-    args = _model_args(state)
+    state = checkpoint.load_checkpoint_file(os.path.join(model_dir, checkpoint_file))
+    args = options.model_args_from_cfg(state["cfg"])
+    bpe_overrides = {k: overrides.pop(k) for k in _BPE_KWARGS if k in overrides}
+    if bpe_overrides.pop("bpe", "gpt2") != "gpt2":
+        raise ValueError("from_pretrained: only bpe='gpt2' (byte-level BPE) is supported")
     for k, v in overrides.items():
         setattr(args, k, v)
-    data_dir = data_name_or_path if os.path.isabs(data_name_or_path) else os.path.join(model_dir, data_name_or_path)
-    task = _build_task(args, data_dir)
+    args.task = getattr(args, "task", None) or "masked_lm"
+    if args.task not in HUB_TASKS:
+        raise ValueError(f"from_pretrained: checkpoint task {args.task!r} is not supported; "
+                         f"choose from: {', '.join(HUB_TASKS)}")
+    data_dir = resolve_data_dir(model_dir, str(data_name_or_path))
+    args.data = data_dir
+    task = tasks.setup_task(args)
     model = RobertaModel.build_model(args, task)
+    checkpoint.check_vocab(state, model, os.path.join(model_dir, checkpoint_file))
     model.load_state_dict(state["model"])
-    return RobertaHubInterface(args, task, model, _Bpe(model_dir))
+    return RobertaHubInterface(args, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
 
 
 class RobertaHubInterface(nn.Module):
@@ -126,9 +126,20 @@ class RobertaHubInterface(nn.Module):
     def device(self):
         return self._float_tensor.device
 
+    def cuda(self, device=None):
+        """Move to CUDA; on a machine without CUDA warn once and stay on the CPU, so fairseq's
+        snippets (which call roberta.cuda()) run unchanged."""
+        if not torch.cuda.is_available():
+            if not getattr(RobertaHubInterface, "_warned_no_cuda", False):
+                logger.warning("roberta.cuda(): CUDA is not available; the model stays on the CPU")
+                RobertaHubInterface._warned_no_cuda = True
+            return self
+        return super().cuda(device)
+
     def _need_bpe(self):
         if self.bpe is None or self.bpe.tok is None:
-            raise ValueError("no BPE known: put tokenizer.json (or encoder.json + vocab.bpe) in the model folder")
+            raise ValueError("no BPE known: put tokenizer.json (or encoder.json + vocab.bpe) in the model or data "
+                             "folder, or pass gpt2_encoder_json=/gpt2_vocab_bpe= (or bpe_tokenizer_json=)")
         return self.bpe
 
     def _encode_bpe_line(self, line: str) -> torch.Tensor:
@@ -186,6 +197,16 @@ class RobertaHubInterface(nn.Module):
         logits = self.model.classification_heads[head](self.extract_features(tokens))
         return logits if return_logits else F.log_softmax(logits, dim=-1)
 
+    def encode_masked(self, masked_input: str) -> torch.Tensor:
+        """'<s> text </s>' ids where each '<mask>' is the mask symbol and the whitespace before a mask
+        is dropped (fairseq's fill_mask encoding; roberta-base's HF tokenizer does the same with its
+        lstrip=True mask token)."""
+        mask = "<mask>"
+        bpe = self._need_bpe()
+        spans = [s.rstrip() for s in masked_input.split(mask)]
+        spans_bpe = (" {0} ".format(mask)).join(bpe.encode(s) for s in spans).strip()
+        return self._encode_bpe_line("<s> " + spans_bpe + " </s>")
+
     @torch.no_grad()
     def fill_mask(self, masked_input: str, topk: int = 5) -> List[tuple]:
         """[(filled sentence, probability, predicted token), ...] for the single '<mask>' in the input."""
@@ -193,9 +214,7 @@ class RobertaHubInterface(nn.Module):
         if masked_input.count(mask) != 1:
             raise ValueError(f"fill_mask needs exactly one {mask} in the input, got {masked_input!r}")
         bpe = self._need_bpe()
-        spans = [s.rstrip() for s in masked_input.split(mask)]
-        spans_bpe = (" {0} ".format(mask)).join(bpe.encode(s) for s in spans).strip()
-        tokens = self._encode_bpe_line("<s> " + spans_bpe + " </s>")
+        tokens = self.encode_masked(masked_input)
         mask_idx = self.task.source_dictionary.index(mask)
         pos = (tokens == mask_idx).nonzero()[0, 0]
         logits, _ = self.model(self._as_batch(tokens), features_only=False)
