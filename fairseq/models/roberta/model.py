@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from fairseq.compile import call_layer
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split
 
@@ -79,14 +80,15 @@ class TransformerSentenceEncoder(nn.Module):
             raise ValueError("--offload-activations is not implemented; --checkpoint-activations alone "
                              "cuts activation memory to one tensor per layer")
         self.checkpoint_activations = bool(getattr(args, "checkpoint_activations", False))
-        self.layer_fn = TransformerEncoderLayer.__call__   # fairseq.compile swaps in a compiled version
+        self.compiled_layer_fn = None   # set by fairseq.compile.compile_model (--compile)
 
     def layer_call(self, i: int, x, attn_mask, query_index=None):
         """Layer i on x, through the compiled function and/or activation checkpointing when enabled."""
         layer = self.layers[i]
+        fn = self.compiled_layer_fn if self.training and self.compiled_layer_fn is not None else call_layer
         if self.checkpoint_activations and self.training and torch.is_grad_enabled():
-            return checkpoint(self.layer_fn, layer, x, attn_mask, query_index, use_reentrant=False)
-        return self.layer_fn(layer, x, attn_mask, query_index)
+            return checkpoint(fn, layer, x, attn_mask, query_index, use_reentrant=False)
+        return fn(layer, x, attn_mask, query_index)
 
     def embed(self, src_tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         if src_tokens.size(1) > self.max_positions:
