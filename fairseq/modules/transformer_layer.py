@@ -22,7 +22,8 @@ exact value, so the expectation of every output is unchanged. This is ~3x cheape
 still seeded by (and reproducible from) torch's global RNG state. The 1/(1-p) scale of attention
 dropout is applied to the [B, H, T, D] attention output instead of the [B, H, T, T] probabilities.
 Without attention dropout (eval, or attention_dropout=0) the fused SDPA kernel is used. Under
-torch.compile (--compile) dropout is torch's own, which inductor generates inside its fused kernels.
+torch.compile (--compile) the same sampler is compiled (inductor draws the 64-bit words with its own
+generator); torch's F.dropout compiled for CPU measured 1.5x slower per step than this sampler in eager.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def cheap_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout with the cheap 16-bit sampler above; identity when not training or p == 0."""
     if not training or p <= 0.0:
         return x
-    if x.is_cuda or torch.compiler.is_compiling():  # GPU Philox dropout is fast; inductor fuses its own
+    if x.is_cuda:  # the GPU Philox dropout is already fast
         return F.dropout(x, p, True)
     keep, scale = drop_mask(x.shape, p, x.device, x.dtype)
     return (x * keep).mul_(scale)
@@ -112,7 +113,7 @@ class MultiheadSelfAttention(nn.Module):
             k, v = F.linear(kv, w, bias).split(c, dim=-1)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         p = self.dropout if self.training else 0.0
-        if p > 0.0 and not q.is_cuda and not torch.compiler.is_compiling():
+        if p > 0.0 and not q.is_cuda:
             out = self._attention_with_dropout(q, k, v, attn_mask, p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
