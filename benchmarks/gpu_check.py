@@ -9,7 +9,7 @@ Sections (each prints its numbers, or FAIL with a one-line reason; the exit stat
   train     the paper's command (SPEC section 1) shrunk to roberta_base, 40 updates, on a synthetic data-bin,
             once each with --memory-efficient-fp16, --fp16, --bf16 and --bf16 --compile: updates/s, final
             loss, fp16 overflows (skipped updates; a storm = more than a quarter of the updates), loss scale
-  ddp       a one-GPU torchrun start with the NCCL backend (--ddp-backend c10d)
+  ddp       a one-GPU torchrun start: NCCL process group, DDP with our summing gradient hook, 3 steps
   mfu       roberta_base, T=512, bf16 autocast, eager and --compile: model-FLOP utilisation vs --peak-tflops
             (goal >= 45%; fairseq.flops.roberta_train_flops)
   drop      token-drop and ScTD step-time ratios vs full (roberta_base, T=512, bf16) beside the ideal FLOP ratio
@@ -109,15 +109,37 @@ def check_train(a, data: str) -> None:
 
 
 def check_ddp(a, data: str) -> None:
-    with tempfile.TemporaryDirectory() as save:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-               "-m", "fairseq_cli.train", *papers_command(data, save, ["--bf16"], 5),
-               "--ddp-backend", "c10d", "--distributed-backend", "nccl"]
-        rc, log, secs = run_cli(cmd, timeout=300)
-    ok = rc == 0 and "train_inner" in log
-    print(f"ddp    torchrun 1 GPU, NCCL      {'ok' if ok else 'FAIL'}: rc={rc}, {secs:.0f} s"
-          + ("" if ok else f": {log.strip().splitlines()[-1] if log.strip() else '(no output)'}"), flush=True)
+    """torchrun with one process: an NCCL group and a DDP-wrapped model with our summing gradient hook.
+
+    (fairseq-train itself treats a one-process torchrun job as single-process, so it never starts NCCL.)"""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+           os.path.abspath(__file__), "--ddp-worker"]
+    rc, log, secs = run_cli(cmd, timeout=300)
+    ok = rc == 0 and "ddp worker ok" in log
+    detail = next((line for line in log.splitlines() if "ddp worker ok" in line), None) if ok else None
+    print(f"ddp    torchrun 1 GPU, NCCL      {'ok' if ok else 'FAIL'}: rc={rc}, {secs:.0f} s: "
+          + (detail or (log.strip().splitlines()[-1] if log.strip() else "(no output)")), flush=True)
     a.failed |= not ok
+
+
+def ddp_worker() -> int:
+    import torch.distributed as dist
+    from fairseq import distributed
+
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl")
+    model, task, crit, opt, _ = build("roberta_base", 128)
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()])
+    ddp.register_comm_hook(None, distributed._sum_allreduce_hook)
+    sample, _ = batch(4, 128)
+    for _ in range(3):
+        step((ddp, task, crit, opt, None), sample, torch.bfloat16)
+    t = torch.ones(1, device="cuda")
+    dist.all_reduce(t)
+    print(f"ddp worker ok: backend {dist.get_backend()}, world {dist.get_world_size()}, all_reduce {t.item():g}, "
+          f"3 DDP steps", flush=True)
+    dist.destroy_process_group()
+    return 0
 
 
 # --------------------------------------------------------------------------- in-process timing
@@ -194,6 +216,7 @@ def check_mfu(a) -> None:
     from fairseq.flops import roberta_train_flops
     seq = 512
     for compiled in (False, True):
+        torch.cuda.reset_peak_memory_stats()
         setup = build("roberta_base", seq, compiled=compiled)
         args = setup[4]
         sample, masked = batch(a.mfu_batch, seq)
@@ -267,18 +290,21 @@ def main(argv=None) -> int:
     p.add_argument("--mfu-batch", type=int, default=16, help="sequences of 512 tokens per MFU/drop step")
     p.add_argument("--train-updates", type=int, default=40, help="updates per shrunk paper's-command run")
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run")
+    p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print(f"gpu_check: error: CUDA is not available (torch {torch.__version__}, "
               f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU visible'}); "
               "this check needs one NVIDIA GPU", file=sys.stderr)
         return 2
+    if a.ddp_worker:
+        return ddp_worker()
     a.failed = False
     print(f"gpu_check: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}",
           flush=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_data_bin(os.path.join(tmp, "data-bin")) if {"train", "ddp"} & set(a.only) else None
+        data = write_data_bin(os.path.join(tmp, "data-bin")) if "train" in a.only else None
         for name in a.only:
             try:
                 if name == "train":
