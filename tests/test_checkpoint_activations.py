@@ -144,5 +144,5 @@ def test_offload_activations_is_a_clear_error(peer_dir, capsys):
         train.cli_main(argv)
     assert e.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("fairseq-train: error: --offload-activations is not implemented; --checkpoint-activations "
+    assert err[-1] == ("fairseq-train: error: --offload-activations: not implemented; --checkpoint-activations "
                        "alone cuts activation memory to one tensor per layer")
