@@ -59,7 +59,7 @@ def child(a) -> None:
     src[:, 0] = 0
     m = torch.rand(a.batch, a.seq, generator=g) < 0.15
     m[:, 0] = False
-    sample = {"net_input": {"src_tokens": src.masked_fill(m, a.vocab - 1)},
+    sample = {"id": torch.arange(a.batch), "net_input": {"src_tokens": src.masked_fill(m, a.vocab - 1)},
               "target": torch.where(m, src, torch.ones_like(src)), "ntokens": src.numel(), "nsentences": a.batch}
     base = rss_mib()
     times = []

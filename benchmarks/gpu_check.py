@@ -179,7 +179,8 @@ def batch(n: int, seq: int, vocab: int = 50265, seed: int = 0):
     m[:, 0] = m[:, -1] = False
     tgt = torch.where(m, src, torch.full_like(src, 1))
     src = src.masked_fill(m, vocab - 1)
-    s = {"net_input": {"src_tokens": src.cuda()}, "target": tgt.cuda(), "ntokens": src.numel(), "nsentences": n}
+    s = {"id": torch.arange(n), "net_input": {"src_tokens": src.cuda()}, "target": tgt.cuda(),
+         "ntokens": src.numel(), "nsentences": n}
     return s, float(m.sum()) / n
 
 

@@ -37,7 +37,7 @@ def sample(B=3, T=20, seed=0):
     masked[:, 0] = False
     target = torch.where(masked, src, torch.full_like(src, 1))
     src = src.masked_fill(masked, V - 1)
-    return {"net_input": {"src_tokens": src}, "target": target, "ntokens": int(src.ne(1).sum()),
+    return {"id": torch.arange(B), "net_input": {"src_tokens": src}, "target": target, "ntokens": int(src.ne(1).sum()),
             "nsentences": B}
 
 
