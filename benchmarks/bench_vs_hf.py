@@ -8,9 +8,15 @@ interleaved so machine noise hits both alike; we report the median of --repeats 
     python benchmarks/bench_vs_hf.py                 # C1, C2, C2-bf16; 2 threads; medians of 3
     python benchmarks/bench_vs_hf.py --configs C1 --repeats 1 --warmup 1   # smoke run
     python benchmarks/bench_vs_hf.py --threads 1 --clock process   # CPU-time proxy on a busy machine
+    python benchmarks/bench_vs_hf.py --configs C1 C2 QS --compile   # + ours with --compile, same weights
 
 Configs (vocabulary 7,713): C1 = 4 layers, 128 wide, FFN 512, 4 heads, batch 8 x 128;
-C2 = 12 layers, 256 wide, FFN 1024, 4 heads, batch 4 x 512 (fp32, and bf16 autocast as C2-bf16).
+C2 = 12 layers, 256 wide, FFN 1024, 4 heads, batch 4 x 512 (fp32, and bf16 autocast as C2-bf16);
+QS = the quickstart model, 12 layers, 128 wide, FFN 512, 4 heads, batch 16 x 128.
+
+With --compile a third model, ours with fairseq.compile.compile_model (what --compile does) and the same
+initial weights, joins the interleaved rounds; its first step's wall time (compilation included) is
+printed as "compile s" (cold only with an empty inductor cache: TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)).
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ CONFIGS = {
     "C1": dict(layers=4, dim=128, ffn=512, heads=4, batch=8, seq=128, bf16=False),
     "C2": dict(layers=12, dim=256, ffn=1024, heads=4, batch=4, seq=512, bf16=False),
     "C2-bf16": dict(layers=12, dim=256, ffn=1024, heads=4, batch=4, seq=512, bf16=True),
+    "QS": dict(layers=12, dim=128, ffn=512, heads=4, batch=16, seq=128, bf16=False),
 }
 
 
@@ -90,31 +97,46 @@ def timed(fn):
     return _clock() - t
 
 
-def run_config(name, c, repeats, warmup):
+def run_config(name, c, repeats, warmup, compiled=False):
     torch.manual_seed(0)
     ours, hf = build_ours(c), build_hf(c)
-    ours.train()
-    hf.train()
-    o_opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    h_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    models = {"ours": (ours, step_ours), "HF": (hf, step_hf)}
+    compile_s = None
+    if compiled:
+        from fairseq.compile import compile_model
+        comp = build_ours(c)
+        comp.load_state_dict(ours.state_dict())
+        compile_model(comp)
+        models["compiled"] = (comp, step_ours)
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, (m, _) in models.items()}
+    for m, _ in models.values():
+        m.train()
     batch = make_batch(c)
     if c["bf16"]:
         def ctx():
             return torch.autocast("cpu", dtype=torch.bfloat16)
     else:
         ctx = contextlib.nullcontext
+    if compiled:  # wall clock: inductor compiles in worker processes
+        t0 = time.perf_counter()
+        step_ours(models["compiled"][0], opts["compiled"], batch, ctx)
+        compile_s = time.perf_counter() - t0
     for _ in range(warmup):
-        step_ours(ours, o_opt, batch, ctx)
-        step_hf(hf, h_opt, batch, ctx)
-    t_o, t_h = [], []
+        for k, (m, fn) in models.items():
+            fn(m, opts[k], batch, ctx)
+    times = {k: [] for k in models}
     for _ in range(repeats):
-        t_o.append(timed(lambda: step_ours(ours, o_opt, batch, ctx)))
-        t_h.append(timed(lambda: step_hf(hf, h_opt, batch, ctx)))
+        for k, (m, fn) in models.items():
+            times[k].append(timed(lambda: fn(m, opts[k], batch, ctx)))
     ntok = c["batch"] * c["seq"]
-    o, h = ntok / statistics.median(t_o), ntok / statistics.median(t_h)
-    print(f"{name:8s} ours {o:9.0f} tok/s   HF {h:9.0f} tok/s   ratio {o / h:5.2f}x   "
-          f"(step ms ours {[round(x * 1e3) for x in t_o]}, HF {[round(x * 1e3) for x in t_h]})", flush=True)
-    return o / h
+    tps = {k: ntok / statistics.median(v) for k, v in times.items()}
+    line = f"{name:8s} ours {tps['ours']:9.0f} tok/s   HF {tps['HF']:9.0f} tok/s   ratio {tps['ours'] / tps['HF']:5.2f}x"
+    if compiled:
+        line += (f"   compiled {tps['compiled']:9.0f} tok/s ({tps['compiled'] / tps['ours']:4.2f}x eager, "
+                 f"{tps['compiled'] / tps['HF']:4.2f}x HF; compile s {compile_s:.1f})")
+    steps = ", ".join(f"{k} {[round(x * 1e3) for x in v]}" for k, v in times.items())
+    print(line + f"   (step ms {steps})", flush=True)
+    return tps['ours'] / tps['HF']
 
 
 def main(argv=None):
@@ -126,13 +148,14 @@ def main(argv=None):
     p.add_argument("--clock", choices=list(CLOCK), default="wall",
                    help="wall (the target) or process CPU time, a proxy that is less sensitive to other "
                         "processes competing for the cores (use with --threads 1)")
+    p.add_argument("--compile", action="store_true", help="also time ours with --compile (same weights)")
     a = p.parse_args(argv)
     global _clock
     _clock = CLOCK[a.clock]
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {a.clock} clock, medians of {a.repeats}")
     for name in a.configs:
-        run_config(name, CONFIGS[name], a.repeats, a.warmup)
+        run_config(name, CONFIGS[name], a.repeats, a.warmup, a.compile)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ best_checkpoint_metric maximize_best_checkpoint_metric patience checkpoint_suffi
 load_checkpoint_on_all_dp_ranks
 encoder_layers encoder_embed_dim encoder_ffn_embed_dim encoder_attention_heads max_positions dropout
 attention_dropout activation_dropout pooler_dropout encoder_layerdrop untie_weights_roberta activation_fn
-pooler_activation_fn spectral_norm_classification_head
+pooler_activation_fn spectral_norm_classification_head checkpoint_activations compile
 data sample_break_mode tokens_per_sample mask_prob leave_unmasked_prob random_token_prob
 freq_weighted_replacement mask_whole_words shorten_method shorten_data_split_list gpt2_encoder_json
 gpt2_vocab_bpe bpe_tokenizer_json
@@ -103,6 +103,8 @@ _ERROR = {
     "checkpoint_shard_count": "sharded checkpoint files are not supported (FSDP saves one full file)",
     "mask_multiple_length": "span masking is not supported; only 1",
     "mask_stdev": "span masking is not supported; only 0",
+    "offload_activations": "not implemented; --checkpoint-activations alone cuts activation memory to one "
+                           "tensor per layer",
 }
 
 FLAGS: Dict[str, str] = {**{d: "works" for d in _WORKS},

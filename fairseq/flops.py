@@ -70,3 +70,17 @@ def schedule_ideal_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int
         else:
             cost += drop + (1.0 if sctd_interval > 0 and u % sctd_interval == 0 else 0.0)
     return cost / total_updates
+
+
+def roberta_train_flops(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, vocab_size: int,
+                        masked_rows: float, batch: int = 1) -> float:
+    """FLOPs of one full-model training step, for model-FLOP utilisation (MFU).
+
+    The usual MFU convention: 2 FLOPs per multiply-add, backward = 2x forward, so 6x the forward
+    multiply-adds; the encoder layers (attention included) plus the LM head on the `masked_rows`
+    projected rows per sequence (dense E x E and the tied E x V output); embeddings, norms and
+    element-wise work are not counted.
+    """
+    encoder = layers * encoder_layer_macs(seq_len, seq_len, embed_dim, ffn_dim)
+    head = masked_rows * (embed_dim * embed_dim + embed_dim * vocab_size)
+    return 6.0 * (encoder + head) * batch

@@ -136,6 +136,8 @@ def _add_common(parser):
     add("--seed", type=int, default=1, metavar="N", help="random seed")
     add("--cpu", action="store_true", help="train on CPU even when CUDA is available")
     add("--tpu", action="store_true", help="not supported (error)")
+    add("--compile", action="store_true",
+        help="torch.compile the encoder layers for training (CPU needs a C++ compiler, CUDA triton)")
     add("--bf16", action="store_true", help="bf16 autocast (CPU or CUDA)")
     add("--memory-efficient-bf16", action="store_true", help="same as --bf16 here")
     add("--fp16", action="store_true", help="fp16 autocast + dynamic loss scaling on CUDA; fp32 on CPU")

@@ -9,6 +9,7 @@ Precision choices (documented in README "Compatibility notes"):
 - --fp16 / --memory-efficient-fp16 on CUDA: torch.autocast(fp16) with fp32 parameters (which thus
   act as the fp32 master copy) and fairseq's dynamic loss scaler (an overflow skips the update).
 - --fp16 on CPU: warn once and train in fp32 (no scaler, no loss_scale in the logs).
+--compile compiles the encoder layers (fairseq/compile.py) before the model is wrapped for DDP/FSDP.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Dict, List, Optional
 import torch
 
 from fairseq import distributed
+from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
 from fairseq.optim import build_lr_scheduler, build_optimizer
 from fairseq.optim.loss_scaler import DynamicLossScaler, default_scale_window
@@ -73,6 +75,8 @@ class Trainer:
         self.task = task
         self.device = pick_device(args)
         self.model = model.to(self.device)
+        if getattr(args, "compile", False):
+            compile_model(self.model)  # before DDP/FSDP wrapping; parameters and keys are unchanged
         self.criterion = criterion.to(self.device)
         self.wrapped_model = distributed.wrap_model(self.model, args)
         autocast_dtype, scaler = None, None

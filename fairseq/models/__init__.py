@@ -103,6 +103,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="untie the LM head weights from the token embeddings")
     g.add_argument("--activation-fn", default=None, help="only 'gelu' is supported")
     g.add_argument("--pooler-activation-fn", default=None, help="only 'tanh' is supported")
+    g.add_argument("--checkpoint-activations", action="store_true", default=False,
+                   help="recompute each encoder layer in the backward instead of storing its activations")
+    g.add_argument("--offload-activations", action="store_true", default=False,
+                   help="not implemented (an error): use --checkpoint-activations")
     g.add_argument("--spectral-norm-classification-head", action="store_true", default=False,
                    help="spectral norm on the classification head's out_proj (as fairseq)")
 

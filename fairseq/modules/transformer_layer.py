@@ -21,7 +21,9 @@ The realised drop probability is round(p*65536)/65536 (0.1000061 for p=0.1) and 
 exact value, so the expectation of every output is unchanged. This is ~3x cheaper than F.dropout and
 still seeded by (and reproducible from) torch's global RNG state. The 1/(1-p) scale of attention
 dropout is applied to the [B, H, T, D] attention output instead of the [B, H, T, T] probabilities.
-Without attention dropout (eval, or attention_dropout=0) the fused SDPA kernel is used.
+Without attention dropout (eval, or attention_dropout=0) the fused SDPA kernel is used. Under
+torch.compile (--compile) the same sampler is compiled (inductor draws the 64-bit words with its own
+generator); torch's F.dropout compiled for CPU measured 1.5x slower per step than this sampler in eager.
 """
 from __future__ import annotations
 

@@ -6,6 +6,12 @@ as fairseq does. Token dropping (Hou et al. 2022, SPEC section 2) is selected pe
 `token_drop_keep` (sorted kept positions [B,K], position 0 included); the split of layers is
 `model.encoder.sentence_encoder.token_drop_layers` = (cross layer d, last kept layer), default
 (L//2 - 1, L - 2).
+
+Two training-speed/memory switches act per encoder layer (`TransformerSentenceEncoder.layer_call`):
+`--checkpoint-activations` keeps only each layer's input and recomputes the layer in the backward
+(torch.utils.checkpoint, non-reentrant; it restores the CPU and CUDA RNG states before recomputing, so
+dropout masks, ours included, are replayed exactly); `--compile` runs every layer through one
+torch.compile'd function (fairseq/compile.py). Both leave parameters and state-dict keys untouched.
 """
 from __future__ import annotations
 
@@ -16,8 +22,11 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
+from fairseq.compile import call_layer
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
+from fairseq.token_drop import drop_layer_split
 
 # per-layer "BetterTransformer" copies that fairseq 0.12 keeps in its state dicts (zero, unused in compute)
 BT_COPIES = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
@@ -45,15 +54,7 @@ def make_positions(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
 
 def default_split(num_layers: int, token_drop_layers=None) -> Tuple[int, int]:
     """(cross layer d, last kept layer); Hou's default d = L//2-1, last = L-2 (needs L >= 4)."""
-    try:
-        from fairseq.token_drop import drop_layer_split
-    except ImportError:  # pragma: no cover - token_drop.py is part of the package
-        drop_layer_split = None
-    if drop_layer_split is not None:
-        return drop_layer_split(num_layers, token_drop_layers)
-    if num_layers < 4:
-        raise ValueError(f"token dropping needs at least 4 encoder layers (got --encoder-layers {num_layers})")
-    return num_layers // 2 - 1, num_layers - 2
+    return drop_layer_split(num_layers, token_drop_layers)
 
 
 class TransformerSentenceEncoder(nn.Module):
@@ -75,6 +76,19 @@ class TransformerSentenceEncoder(nn.Module):
             for _ in range(args.encoder_layers)])
         tdl = getattr(args, "token_drop_layers", None)
         self.token_drop_layers = None if tdl in (None, "") else tdl
+        if getattr(args, "offload_activations", False):
+            raise ValueError("--offload-activations is not implemented; --checkpoint-activations alone "
+                             "cuts activation memory to one tensor per layer")
+        self.checkpoint_activations = bool(getattr(args, "checkpoint_activations", False))
+        self.compiled_layer_fn = None   # set by fairseq.compile.compile_model (--compile)
+
+    def layer_call(self, i: int, x, attn_mask, query_index=None):
+        """Layer i on x, through the compiled function and/or activation checkpointing when enabled."""
+        layer = self.layers[i]
+        fn = self.compiled_layer_fn if self.training and self.compiled_layer_fn is not None else call_layer
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, layer, x, attn_mask, query_index, use_reentrant=False)
+        return fn(layer, x, attn_mask, query_index)
 
     def embed(self, src_tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         if src_tokens.size(1) > self.max_positions:
@@ -105,7 +119,7 @@ class TransformerSentenceEncoder(nn.Module):
             if self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop:
                 pass  # LayerDrop: skip this layer for this batch
             else:
-                x = self.layers[i](x, attn_mask)
+                x = self.layer_call(i, x, attn_mask)
             if states is not None:
                 states.append(x)
             if i == L - 2:
@@ -124,13 +138,13 @@ class TransformerSentenceEncoder(nn.Module):
         before = x                                    # output of layer d-1 (the embeddings when d == 0)
         idx = keep.unsqueeze(-1).expand(-1, -1, x.size(-1))
         kept_mask = None if attn_mask is None else (~pad.gather(1, keep))[:, None, None, :]
-        h = self.layers[d](x, attn_mask, query_index=keep)
+        h = self.layer_call(d, x, attn_mask, keep)
         if d == L - 2:
             cls_local = h[:, 0]
         if states is not None:
             states.append(before.scatter(1, idx, h))
         for i in range(d + 1, end + 1):
-            h = self.layers[i](h, kept_mask)
+            h = self.layer_call(i, h, kept_mask)
             if states is not None:
                 states.append(before.scatter(1, idx, h))
             if i == L - 2:
