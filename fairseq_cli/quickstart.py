@@ -396,12 +396,18 @@ def run(args) -> list[Summary]:
     table = format_table(summaries)
     title = (f"{args.arch} {args.encoder_layers}x{args.encoder_embed_dim}, T={args.tokens_per_sample}, "
              f"batch {args.batch_size}, {args.budget_minutes:g} min/variant")
-    plot_path = out / "quickstart.png"
-    plot_curves(summaries, plot_path, title)
+    # The results first: a failing plot (a missing or broken matplotlib) must not lose the table.
     (out / "results.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
     (out / "results.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=1))
     print("\n" + table, flush=True)
-    _say(f"plot: {plot_path}   table: {out / 'results.md'}")
+    _say(f"table: {out / 'results.md'}   data: {out / 'results.json'}")
+    plot_path = out / "quickstart.png"
+    try:
+        plot_curves(summaries, plot_path, title)
+    except Exception as exc:  # any plotting failure: one line, the results above stay
+        raise RuntimeError(f"the plot step failed ({type(exc).__name__}: {exc}); "
+                           f"the results are in {out / 'results.md'} and {out / 'results.json'}") from None
+    _say(f"plot: {plot_path}")
     return summaries
 
 

@@ -32,6 +32,19 @@ def test_readme_quickstart_command_is_first_and_uses_a_real_script():
     assert re.search(r"torch==\d", first)
 
 
+def test_ci_runs_the_readme_first_command_in_a_fresh_venv():
+    """.ci/run makes a venv and runs the README's first command in it verbatim (only flags appended)."""
+    first = _commands((REPO / "README.md").read_text())[0]
+    lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    runs = [line for line in lines if line == first or line.startswith(first + " --")]
+    assert runs, f"README's first command {first!r} is not a line of .ci/run"
+    before = lines[:lines.index(runs[0])]
+    assert any(line.startswith("python -m venv ") for line in before), "no fresh venv before the first command"
+    assert any("/bin/activate" in line for line in before), "the fresh venv is not activated"
+    assert not any(line.startswith("pip install") for line in before), "CI installs more than the README says"
+    assert "--budget-minutes" in runs[0]
+
+
 def test_every_console_script_in_readme_is_declared():
     readme = (REPO / "README.md").read_text()
     pyproject = (REPO / "pyproject.toml").read_text()
