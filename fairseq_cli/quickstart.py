@@ -4,42 +4,42 @@
 
 Steps: build an English corpus from the standard library's docstrings (no download; or --corpus)
 -> train a byte-level BPE (fairseq-bpe) -> encode -> fairseq-preprocess -> pretrain a narrow
-12-layer RoBERTa three ways for the same wall-clock budget each (full; --token-drop 0.5 without
-ScTD; --token-drop 0.5 with ScTD) -> print a table and plot validation loss (always the full model)
-against training wall-clock time.
+12-layer RoBERTa three ways (full; --token-drop 0.5 without ScTD; --token-drop 0.5 with ScTD) for the
+same budget of training step time each -> write the table (results.md, results.json), then plot
+validation loss (always the full model) against each variant's training step time.
 
-Why equal wall-clock and not equal updates: token dropping's claim is that cheaper steps buy more
-of them in the same time, so the fair comparison is quality per second. The time axis is training
-time (the sum of the logged `train_wall`), which leaves out validation, the same full-model cost for
-every variant. Every step calls the other CLIs' entry points in-process with ordinary flags, so each
-step can be re-run by hand with the command it logs.
+Why equal time and not equal updates: token dropping's claim is that cheaper steps buy more of them in
+the same time, so the fair comparison is quality per second. Why side by side (fairseq/side_by_side.py):
+trained one after another, the variants got whatever CPU a shared machine had left at the time (seen:
+ScTD 17 updates while full got 215); interleaved update by update in one process, every variant sees the
+same load, and each one's time axis is the sum of its own update times. The data steps call the other
+CLIs in-process and log their commands; each variant's fairseq-train flags are logged too (fairseq-train
+with them trains the same model alone, with its own loop).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
-import os
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from fairseq.cpu_memory import keep_freed_memory
 from fairseq.flops import ideal_step_ratio
+from fairseq.side_by_side import Lane, check_no_loop_flags, interleave
+from fairseq.token_drop import sctd_interval
 
 VARIANTS = {
     "full": [],
     "token-drop": ["--token-drop", "0.5", "--sctd-interval", "0"],
     "sctd": ["--token-drop", "0.5", "--sctd-interval", "10"],
 }
-DROP_RATE = 0.5
-logger = logging.getLogger("fairseq_cli.quickstart")
 
 
 # --------------------------------------------------------------------------- data preparation
@@ -121,76 +121,23 @@ def prepare_data(args, out: Path) -> Path:
     return data_bin
 
 
-# --------------------------------------------------------------------------- training runs
+# --------------------------------------------------------------------------- training, side by side
+
+# How the time axis was measured: said under the table, in results.md and in the plot's subtitle.
+MEASURED = ("measured side by side: the variants' updates interleaved in one process, the next update always "
+            "going to the variant with the least step time so far; each variant's time is the sum of its own "
+            "update wall times (validation excluded) and it trains until that sum reaches the budget")
 
 
-@dataclass
-class RunLog:
-    """The JSON log records of one training run, split by tag (train_inner, train, valid)."""
-
-    records: list[tuple[str, dict]] = field(default_factory=list)
-
-    def of(self, tag: str) -> list[dict]:
-        return [r for t, r in self.records if t == tag]
-
-
-def parse_json_log_line(line: str) -> tuple[str, dict] | None:
-    """`... | INFO | <tag> | {json}` -> (tag, dict); None for any other line."""
-    start = line.find("{")
-    if start < 0:
-        return None
-    try:
-        record = json.loads(line[start:])
-    except ValueError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    head = [part.strip() for part in line[:start].split("|") if part.strip()]
-    tag = head[-1] if head else ""
-    return tag, record
-
-
-def read_json_log(path: str | os.PathLike) -> RunLog:
-    log = RunLog()
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parsed = parse_json_log_line(line)
-            if parsed is not None:
-                log.records.append(parsed)
-    return log
-
-
-class _ProgressTap(logging.Handler):
-    """Drives a tqdm bar (training seconds of the budget) from fairseq-train's train_inner records."""
-
-    def __init__(self, bar: tqdm, budget_s: float):
-        super().__init__(logging.INFO)
-        self.bar, self.budget_s, self.train_s = bar, budget_s, 0.0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name != "train_inner":
-            return
-        parsed = parse_json_log_line(record.getMessage())
-        if parsed:
-            stats = parsed[1]
-            self.train_s += _num(stats.get("train_wall"))
-            self.bar.n = min(self.budget_s, round(self.train_s, 1))
-            self.bar.set_postfix(updates=stats.get("num_updates"), loss=stats.get("loss"), refresh=True)
-
-
-def train_argv(args, data_bin: Path, save_dir: Path, variant: str) -> list[str]:
-    """fairseq-train flags of one quickstart variant."""
+def train_argv(args, data_bin: Path, variant: str) -> list[str]:
+    """fairseq-train flags of one quickstart variant (the loop itself is the quickstart's)."""
     argv = [str(data_bin), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", args.arch,
             "--sample-break-mode", "complete", "--tokens-per-sample", str(args.tokens_per_sample),
             "--skip-invalid-size-inputs-valid-test", "--batch-size", str(args.batch_size),
             "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06",
             "--weight-decay", "0.01", "--clip-norm", "1.0", "--lr", str(args.lr),
             "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(args.warmup_updates),
-            "--total-num-update", "1000000", "--max-update", "1000000", "--max-epoch", "0",
-            "--stop-time-hours", repr(args.budget_minutes / 60.0),
-            "--validate-interval-updates", str(args.validate_interval_updates),
-            "--log-format", "json", "--log-interval", str(args.log_interval), "--seed", str(args.seed),
-            "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--cpu"]
+            "--total-num-update", "1000000", "--seed", str(args.seed), "--cpu"]
     for name in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads"):
         value = getattr(args, name)
         if value is not None:
@@ -198,40 +145,35 @@ def train_argv(args, data_bin: Path, save_dir: Path, variant: str) -> list[str]:
     return argv + VARIANTS[variant] + shlex.split(args.extra_train_args or "")
 
 
-def train_variant(args, data_bin: Path, out: Path, variant: str,
-                  runner: Callable[[list[str]], None] | None = None) -> RunLog:
-    """Run fairseq-train in-process for one variant; return its parsed JSON log."""
-    save_dir = out / variant
-    if save_dir.exists():
-        shutil.rmtree(save_dir)  # a fresh run: never resume a previous quickstart's checkpoint
-    save_dir.mkdir(parents=True)
-    argv = train_argv(args, data_bin, save_dir, variant)
-    _say(f"[{variant}] $ fairseq-train " + " ".join(shlex.quote(a) for a in argv))
+def train_side_by_side(args, data_bin: Path, out: Path, variants: list[str]) -> list[Lane]:
+    """All variants in one process, interleaved on their own step-time clocks, until each has the budget.
+
+    Validation (always the full model) every --validate-interval-updates updates of a variant and once
+    at its end; then OUT/<variant>/checkpoint_last.pt (an ordinary fairseq checkpoint).
+    """
+    lanes = []
+    for variant in variants:
+        argv = train_argv(args, data_bin, variant)
+        _say(f"[{variant}] fairseq-train " + " ".join(shlex.quote(a) for a in argv))
+        lanes.append(Lane(variant, argv))
     budget_s = args.budget_minutes * 60.0
-    bar = tqdm(total=round(budget_s, 1), desc=f"train {variant}", unit="s",
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s train time {postfix}")
-    tap = _ProgressTap(bar, budget_s)
-    root = logging.getLogger()
-    detached = list(root.handlers)  # e.g. a console handler left by an earlier step: restored below
-    for handler in detached:
-        root.removeHandler(handler)
-    root.addHandler(tap)
-    log_path = save_dir / "train.log"
-    # fairseq-train logs to stdout (as fairseq does); send that to the run's log file so the
-    # console shows only the progress bars, and drop that handler afterwards.
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        try:
-            with contextlib.redirect_stdout(log_file):
-                (runner or (lambda a: _call_cli("fairseq_cli.train", a, "fairseq-train")))(argv)
-        finally:
-            root.removeHandler(tap)
-            for handler in list(root.handlers):
-                if getattr(handler, "stream", None) is log_file:
-                    root.removeHandler(handler)
-            for handler in detached:
-                root.addHandler(handler)
-            bar.close()
-    return read_json_log(save_dir / "train.log")
+    bar = tqdm(total=round(budget_s, 1), desc="train (side by side)", unit="s",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s step time each {postfix}")
+
+    def after_step(lane: Lane) -> None:
+        if lane.num_updates % args.validate_interval_updates == 0 or lane.clock >= budget_s:
+            lane.validate()
+        bar.n = round(min(budget_s, min(x.clock for x in lanes)), 1)
+        bar.set_postfix_str(" ".join(f"{x.name}={x.num_updates}" for x in lanes), refresh=True)
+
+    try:
+        interleave(lanes, done=lambda lane: lane.clock >= budget_s, behind=lambda lane: lane.clock,
+                   after_step=after_step)
+    finally:
+        bar.close()
+    for lane in lanes:
+        lane.save(str(out / lane.name / "checkpoint_last.pt"))
+    return lanes
 
 
 # --------------------------------------------------------------------------- results
@@ -244,64 +186,44 @@ class Summary:
     train_seconds: float
     tokens_per_s: float
     steps_per_s: float
+    median_step_s: float
     final_valid_loss: float
+    final_valid_loss_drop: float | None
     curve_seconds: list[float]
     curve_loss: list[float]
     ideal_step_ratio: float
+    train_argv: list[str]
 
 
-def _num(value) -> float:
-    return float(value) if value not in (None, "") else float("nan")
-
-
-def summarize(variant: str, log: RunLog, ideal_step_ratio: float) -> Summary:
-    """Updates, throughput and the valid-loss-vs-training-time curve from one run's JSON log.
-
-    Totals come from the end-of-epoch `train` lines (train_step time summed over the epoch, so
-    validation is left out and rounding happens once). The curve's time at update u is the running
-    sum of `train_wall` over the train_inner lines, interpolated between log points and ending at
-    the epoch total.
-    """
-    updates, seconds = [0.0], [0.0]
-    for stats in log.of("train_inner"):
-        seconds.append(seconds[-1] + _num(stats.get("train_wall")))
-        updates.append(_num(stats.get("num_updates")))
-    total_updates, train_s, tokens = 0.0, 0.0, 0.0
-    for stats in log.of("train"):
-        n = _num(stats.get("train_num_updates"))
-        tokens += _num(stats.get("train_wpb")) * (n - total_updates)
-        train_s += _num(stats.get("train_train_wall"))
-        total_updates = n
-    if total_updates == 0:  # no epoch summary: fall back to the train_inner lines
-        total_updates, train_s = updates[-1], seconds[-1]
-        tokens = sum(_num(r.get("wpb")) * (b - a) for r, a, b in
-                     zip(log.of("train_inner"), updates[:-1], updates[1:]))
-    if total_updates > updates[-1]:
-        updates.append(total_updates)
-        seconds.append(max(train_s, seconds[-1]))
-    valid = [r for r in log.of("valid") if "valid_loss" in r]
-    curve_x = [float(np.interp(_num(r.get("valid_num_updates")), updates, seconds)) for r in valid]
-    curve_y = [_num(r["valid_loss"]) for r in valid]
+def summarize(lane: Lane) -> Summary:
+    """A lane's totals, its full-model valid-loss curve on its own clock, and the ideal FLOP ratio."""
+    a = lane.args
+    ideal = ideal_step_ratio(a.encoder_layers, a.tokens_per_sample, a.encoder_embed_dim, a.encoder_ffn_embed_dim,
+                             float(a.token_drop or 0.0), sctd_interval(a))
+    last = lane.points[-1]
     return Summary(
-        variant=variant, updates=int(total_updates), train_seconds=train_s,
-        tokens_per_s=tokens / train_s if train_s > 0 else float("nan"),
-        steps_per_s=total_updates / train_s if train_s > 0 else float("nan"),
-        final_valid_loss=curve_y[-1] if curve_y else float("nan"),
-        curve_seconds=curve_x, curve_loss=curve_y, ideal_step_ratio=ideal_step_ratio)
+        variant=lane.name, updates=lane.num_updates, train_seconds=lane.clock,
+        tokens_per_s=lane.tokens / lane.clock, steps_per_s=lane.num_updates / lane.clock,
+        median_step_s=float(np.median(lane.step_seconds)), final_valid_loss=last["valid_loss"],
+        final_valid_loss_drop=last.get("valid_loss_drop"),
+        curve_seconds=[p["seconds"] for p in lane.points], curve_loss=[p["valid_loss"] for p in lane.points],
+        ideal_step_ratio=ideal, train_argv=lane.argv)
 
 
 def format_table(summaries: list[Summary]) -> str:
     base = next((s for s in summaries if s.variant == "full"), None)
     header = (f"{'variant':<11} {'updates':>7} {'train s':>8} {'tokens/s':>9} {'steps/s':>8} "
-              f"{'speedup':>8} {'ideal':>6} {'final valid loss':>17}")
+              f"{'speedup':>8} {'ideal':>6} {'final valid loss':>17} {'(drop fwd)':>10}")
     lines = [header, "-" * len(header)]
     for s in summaries:
-        speedup = s.steps_per_s / base.steps_per_s if base and base.steps_per_s > 0 else float("nan")
+        speedup = s.steps_per_s / base.steps_per_s if base else float("nan")
+        drop = f"{s.final_valid_loss_drop:>10.3f}" if s.final_valid_loss_drop is not None else f"{'-':>10}"
         lines.append(f"{s.variant:<11} {s.updates:>7d} {s.train_seconds:>8.1f} {s.tokens_per_s:>9.0f} "
                      f"{s.steps_per_s:>8.3f} {speedup:>7.2f}x {1 / s.ideal_step_ratio:>5.2f}x "
-                     f"{s.final_valid_loss:>17.3f}")
-    lines.append("speedup = steps/s vs full; ideal = 1 / ideal FLOP ratio of the encoder layers; "
-                 "valid loss in bits per masked token, always the full model")
+                     f"{s.final_valid_loss:>17.3f} {drop}")
+    lines.append("speedup = steps/s vs full; ideal = 1 / ideal FLOP ratio of the encoder layers; valid loss in "
+                 "bits per masked token of the full model ((drop fwd): the token-dropping forward's)")
+    lines.append(MEASURED)
     return "\n".join(lines)
 
 
@@ -311,12 +233,13 @@ def plot_curves(summaries: list[Summary], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
     for s in summaries:
         ax.plot(s.curve_seconds, s.curve_loss, marker="o", markersize=3, label=f"{s.variant} ({s.updates} updates)")
-    ax.set_xlabel("training wall-clock time (s, validation excluded)")
+    ax.set_xlabel("the variant's own training step time (s, validation excluded)")
     ax.set_ylabel("validation MLM loss (bits, full model)")
-    ax.set_title(title, fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    ax.set_title("updates interleaved in one process; each variant on its own step-time clock", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -340,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with train.txt and valid.txt; default: the standard library's docstrings")
     p.add_argument("--max-corpus-bytes", type=int, default=None, help="cap the built corpus size (bytes)")
     p.add_argument("--budget-minutes", type=float, default=2.0,
-                   help="training wall-clock budget per variant (default 2: the whole run takes ~10 min)")
+                   help="training step time per variant (default 2: the whole run takes ~10 min)")
     p.add_argument("--variants", default="full,token-drop,sctd",
                    help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     p.add_argument("--arch", default="roberta_base",
@@ -355,9 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup-updates", type=int, default=50)
     p.add_argument("--validate-interval-updates", type=int, default=50)
-    p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--extra-train-args", default="", help="more fairseq-train flags, as one quoted string")
+    p.add_argument("--extra-train-args", default="",
+                   help="more fairseq-train model/optimisation flags, as one quoted string (not the loop's: "
+                        "--max-update, --save-dir, ... are the quickstart's)")
     return p
 
 
@@ -368,7 +292,8 @@ def _check_args(args) -> list[str]:
         raise ValueError(f"--variants {args.variants!r}: choose from {', '.join(VARIANTS)}")
     if not args.budget_minutes > 0:
         raise ValueError(f"--budget-minutes {args.budget_minutes}: must be > 0")
-    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates", "log_interval"):
+    check_no_loop_flags(shlex.split(args.extra_train_args or ""), "--extra-train-args")
+    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates"):
         if getattr(args, flag) <= 0:
             raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be > 0")
     return variants
@@ -376,29 +301,19 @@ def _check_args(args) -> list[str]:
 
 def run(args) -> list[Summary]:
     """The whole quickstart; returns one Summary per variant (also written to OUT/results.json)."""
-    from fairseq_cli.hydra_train import parse_train_argv
-    from fairseq.token_drop import sctd_interval
-
     variants = _check_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data_bin = prepare_data(args, out)
-    summaries = []
-    for variant in variants:
-        log = train_variant(args, data_bin, out, variant)
-        resolved = parse_train_argv(train_argv(args, data_bin, out / variant, variant))
-        ratio = ideal_step_ratio(resolved.encoder_layers, args.tokens_per_sample, resolved.encoder_embed_dim,
-                                 resolved.encoder_ffn_embed_dim, float(resolved.token_drop or 0.0),
-                                 sctd_interval(resolved))
-        summaries.append(summarize(variant, log, ratio))
-        if not summaries[-1].curve_loss:
-            raise RuntimeError(f"[{variant}] no validation result in {out / variant / 'train.log'}")
+    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (fairseq/cpu_memory.py)
+    summaries = [summarize(lane) for lane in train_side_by_side(args, data_bin, out, variants)]
     table = format_table(summaries)
     title = (f"{args.arch} {args.encoder_layers}x{args.encoder_embed_dim}, T={args.tokens_per_sample}, "
-             f"batch {args.batch_size}, {args.budget_minutes:g} min/variant")
+             f"batch {args.batch_size}, {args.budget_minutes:g} min of step time per variant")
     # The results first: a failing plot (a missing or broken matplotlib) must not lose the table.
     (out / "results.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
-    (out / "results.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=1))
+    (out / "results.json").write_text(json.dumps({"title": title, "measured": MEASURED,
+                                                  "variants": [s.__dict__ for s in summaries]}, indent=1))
     print("\n" + table, flush=True)
     _say(f"table: {out / 'results.md'}   data: {out / 'results.json'}")
     plot_path = out / "quickstart.png"

@@ -1,4 +1,4 @@
-"""The quickstart: its embedded corpus builder, its log parsing, and a tiny end-to-end run."""
+"""The quickstart: its embedded corpus builder, its flags, and a tiny end-to-end run."""
 import json
 import re
 import textwrap
@@ -124,35 +124,6 @@ def test_split_text_file_and_errors(tmp_path):
         qc.split_text_file(src, tmp_path / "o3", valid_fraction=1.5)
 
 
-def test_json_log_parsing_and_summary():
-    from fairseq_cli import quickstart as q
-
-    lines = [
-        '2026-01-01 00:00:00 | INFO | fairseq_cli.train | not json',
-        '2026-01-01 00:00:01 | INFO | train_inner | {"epoch": 1, "update": 0.5, "loss": "12", "wpb": "100", '
-        '"num_updates": "10", "train_wall": "2", "wall": "3"}',
-        '2026-01-01 00:00:02 | INFO | train_inner | {"epoch": 1, "update": 1.0, "loss": "11", "wpb": "300", '
-        '"num_updates": "20", "train_wall": "4", "wall": "8"}',
-        '2026-01-01 00:00:03 | INFO | valid | {"epoch": 1, "valid_loss": "10.5", "valid_num_updates": "15"}',
-        '2026-01-01 00:00:04 | INFO | valid | {"epoch": 1, "valid_loss": "10", "valid_num_updates": "20"}',
-        '2026-01-01 00:00:05 | INFO | valid | {"epoch": 1, "valid_loss": "9.5", "valid_num_updates": "24"}',
-        '2026-01-01 00:00:06 | INFO | train | {"epoch": 1, "train_loss": "11", "train_wpb": "200", '
-        '"train_num_updates": "24", "train_train_wall": "8", "train_wall": "9"}',
-    ]
-    log = q.RunLog([p for p in map(q.parse_json_log_line, lines) if p])
-    assert [t for t, _ in log.records] == ["train_inner", "train_inner", "valid", "valid", "valid", "train"]
-    s = q.summarize("full", log, 1.0)
-    assert s.updates == 24 and s.train_seconds == 8.0
-    assert s.tokens_per_s == pytest.approx(200 * 24 / 8.0)
-    assert s.steps_per_s == pytest.approx(24 / 8.0)
-    # update 15 is half way through the second interval: 2 + 4/2; update 24 ends at the epoch total
-    assert s.curve_seconds == [pytest.approx(4.0), pytest.approx(6.0), pytest.approx(8.0)]
-    assert s.curve_loss == [10.5, 10.0, 9.5] and s.final_valid_loss == 9.5
-    no_epoch_line = q.summarize("full", q.RunLog(log.records[:-1]), 1.0)  # falls back to train_inner
-    assert no_epoch_line.updates == 20 and no_epoch_line.train_seconds == 6.0
-    assert no_epoch_line.tokens_per_s == pytest.approx((100 * 10 + 300 * 10) / 6.0)
-
-
 def test_bad_flags_give_one_line_errors(tmp_path, capsys):
     from fairseq_cli import quickstart as q
 
@@ -166,27 +137,42 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_quickstart_end_to_end(tmp_path, capsys):
-    """Corpus -> BPE -> preprocess -> three short trainings -> table + PNG, with a tiny model."""
-    pytest.importorskip("matplotlib")
+def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch):
+    """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,
+    and the table and JSON are there. Then the plot from that JSON is a real PNG."""
     from fairseq_cli import quickstart as q
 
+    def broken_plot(*a, **k):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(q, "plot_curves", broken_plot)
     out = tmp_path / "qs"
     qc.write_corpus(tmp_path / "text", root=qc.stdlib_root() / "email")  # a small slice keeps this fast
-    summaries = q.run(q.build_parser().parse_args([
-        "--out", str(out), "--corpus", str(tmp_path / "text"), "--vocab-size", "600", "--budget-minutes", "0.05",
-        "--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--batch-size", "8",
-        "--validate-interval-updates", "10", "--log-interval", "5"]))
-    printed = capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        q.cli_main([
+            "--out", str(out), "--corpus", str(tmp_path / "text"), "--vocab-size", "600", "--budget-minutes", "0.03",
+            "--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+            "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--batch-size", "8",
+            "--validate-interval-updates", "10"])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("fairseq-sctd-quickstart: error: the plot step failed (ModuleNotFoundError")
+    assert str(out / "results.md") in err
+    results = json.loads((out / "results.json").read_text())
+    assert "interleaved" in results["measured"] and results["measured"] in (out / "results.md").read_text()
+    summaries = [q.Summary(**v) for v in results["variants"]]
     assert [s.variant for s in summaries] == ["full", "token-drop", "sctd"]
-    assert '"valid_loss"' not in printed  # fairseq-train's log goes to OUT/<variant>/train.log only
     for s in summaries:
-        assert s.updates > 0 and s.curve_loss and 0 < s.final_valid_loss < 20
-        assert (out / s.variant / "train.log").is_file()
-        row = re.search(rf"^{s.variant}\s+(\d+)\s", printed, re.M)
+        # each variant trained until its own step time reached the budget (1.8 s), and not much longer
+        assert s.updates > 0 and 1.8 <= s.train_seconds and s.curve_loss and 0 < s.final_valid_loss < 20
+        assert s.curve_seconds[-1] == pytest.approx(s.train_seconds) and s.final_valid_loss == s.curve_loss[-1]
+        assert (s.final_valid_loss_drop is None) == (s.variant == "full")
+        assert (out / s.variant / "checkpoint_last.pt").is_file()
+        row = re.search(rf"^{s.variant}\s+(\d+)\s", captured.out, re.M)
         assert row and int(row.group(1)) == s.updates
+    assert (out / "data-bin" / "dict.txt").is_file() and not (out / "quickstart.png").exists()
+    monkeypatch.undo()
+    q.plot_curves(summaries, out / "quickstart.png", "title")
     png = (out / "quickstart.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert json.loads((out / "results.json").read_text())[0]["variant"] == "full"
-    assert (out / "data-bin" / "dict.txt").is_file()
