@@ -1,52 +1,86 @@
-"""Equal wall-clock pretraining: full model vs token dropping vs ScTD, validation MLM loss over time.
+"""Quality study: full vs token-dropping schedules vs ScTD, fixed update counts, several seeds, resumable.
 
-SPEC section 5 ("quality at CPU scale"): each mode trains a small RoBERTa on a Gutenberg subset for the
-same --budget-minutes of *training* time (evaluation pauses the clock), and at --evals evenly spaced
-moments its validation masked-LM loss is measured with the full model (validation never drops tokens).
-The validation set, its masking and the initial weights are identical for every mode.
+Each run = (variant, seed) trains a FIXED number of updates of a small RoBERTa on Project Gutenberg
+(../shared/data/gutenberg_rcdm: the first --books books train, the next --valid-books validate). The
+runs of one session train side by side (fairseq/side_by_side.py): updates interleaved in one process,
+each run on its own clock (the sum of its own update wall times), so machine load hits every run alike.
+Every --evals-th of a run, the validation MLM loss of the full model (and, for dropping variants, of the
+token-dropping forward: the gap diagnostic) is logged on that clock.
 
-    python benchmarks/quality_run.py --budget-minutes 20                  # full, drop, sctd; 20 min each
-    python benchmarks/quality_run.py --budget-minutes 0.3 --books 3 --valid-books 1 --valid-batches 4 \
-        --layers 4 --dim 64 --evals 2                                     # smoke run
+Update counts: the full model trains --updates; every other variant trains as many updates as cost the
+same ideal FLOPs (fairseq/flops.schedule_ideal_ratio of its exact schedule), so each run has the same
+compute and the question "does it reach the full model's final loss sooner?" can be answered.
 
-Data (cached in --work-dir): the first --books books of ../shared/data/gutenberg_rcdm (one document
-per book, one paragraph per line) for training and the next --valid-books for validation; a byte-level
-BPE (--vocab-size) trained on the training text; fairseq-preprocess output in <work-dir>/data-bin.
-Machine noise shifts the numbers (modes run one after another); report them with that caveat.
+Hyperparameters (stability, as the references): Adam (0.9, 0.98), eps 1e-6, weight decay 0.01,
+clip-norm 1.0, linear warmup over 10% of the run, polynomial (linear) decay to 0 at the run's end,
+dropout 0.1. lr: ELECTRA-Small's published 5e-4 at batch 128 (the closest recipe for a 256-wide
+encoder; the TF token-dropping recipe's 1e-4 at batch 512 is for BERT-base/large widths), scaled by
+sqrt(batch / 128): 1.77e-4 at the default batch 16. --lr overrides.
+
+Resumable and spread across sessions: OUT (--work-dir) holds data-bin/ and runs/<variant>-s<seed>/
+(checkpoint_last.pt: an ordinary fairseq checkpoint, plus the run's clock and points). A rerun skips
+finished runs and continues unfinished ones from their checkpoints, bit-identically on CPU;
+--session-minutes / --session-updates end a session cleanly (saved). The results (--results PREFIX:
+.json, .md and .png) are rewritten after every checkpoint, so they can be committed between sessions.
+Step times are comparable between runs that trained in the same session; the table says which did.
+
+    # the study (hours of CPU; run it across sessions, the same command each time)
+    python benchmarks/quality_run.py --work-dir runs/quality --session-minutes 170
+    # smoke: tiny model, a few updates, then the same command again continues and finishes
+    python benchmarks/quality_run.py --work-dir /tmp/q --results /tmp/q/quality --books 3 --valid-books 1 \\
+        --layers 4 --dim 32 --tokens-per-sample 64 --updates 12 --evals 3 --valid-batches 2 --session-updates 6
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gutenberg_rcdm" / "books"
-MODES = {
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fairseq import options  # noqa: E402
+from fairseq.cpu_memory import keep_freed_memory  # noqa: E402
+from fairseq.flops import schedule_ideal_ratio  # noqa: E402
+from fairseq.side_by_side import Lane, interleave  # noqa: E402
+from fairseq.token_drop import sctd_interval  # noqa: E402
+
+SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", REPO.parent / "shared"))
+DEFAULT_CORPUS = SHARED / "data" / "gutenberg_rcdm" / "books"
+DROP = ["--token-drop", "0.5"]
+PHASES = "PHASES"  # placeholder: replaced by the warmup/final full-phase flags of the run's length
+VARIANTS = {
     "full": [],
-    "drop": ["--token-drop", "0.5", "--sctd-interval", "0"],
-    "sctd": ["--token-drop", "0.5", "--sctd-interval", "10"],
-    "random": ["--token-drop", "0.5", "--sctd-interval", "0", "--token-drop-importance", "random"],
+    "drop": DROP + ["--sctd-interval", "0"],
+    "drop-phases": DROP + ["--sctd-interval", "0", PHASES],
+    "sctd": DROP + ["--sctd-interval", "10", "--sctd-kl-reduction", "reference"],
+    "sctd-phases": DROP + ["--sctd-interval", "10", "--sctd-kl-reduction", "reference", PHASES],
+    # ablations
+    "random": DROP + ["--sctd-interval", "0", "--token-drop-importance", "random"],
+    "sctd-mean": DROP + ["--sctd-interval", "10", "--sctd-kl-reduction", "mean"],
 }
+MAIN = "full,drop-phases,sctd-phases"
 
 
 # --------------------------------------------------------------------------- data
 
 
 def prepare_data(a) -> Path:
-    """Raw text -> BPE -> data-bin under a.work_dir (skipped when data-bin already exists)."""
+    """Books -> raw text -> BPE -> data-bin under --work-dir (skipped when data-bin already exists)."""
     work = Path(a.work_dir)
     dest = work / "data-bin"
     if (dest / "dict.txt").is_file():
         return dest
-    corpus = Path(a.corpus)
-    books = sorted(corpus.glob("*.txt"))
+    books = sorted(Path(a.corpus).glob("*.txt"))
     if len(books) < a.books + a.valid_books:
-        raise FileNotFoundError(f"--corpus {corpus}: need {a.books + a.valid_books} books, found {len(books)}")
+        raise FileNotFoundError(f"--corpus {a.corpus}: need {a.books + a.valid_books} books, found {len(books)}")
     raw = work / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for split, files in (("train", books[:a.books]), ("valid", books[a.books:a.books + a.valid_books])):
@@ -68,129 +102,332 @@ def prepare_data(a) -> Path:
     return dest
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- runs
 
 
-def train_args(a, data: Path, mode: str):
-    from fairseq import options
-    argv = [str(data), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta",
+def default_lr(batch_size: int) -> float:
+    return 5e-4 * math.sqrt(batch_size / 128.0)
+
+
+def variant_flags(a, variant: str, updates: int) -> list[str]:
+    flags = []
+    for flag in VARIANTS[variant]:
+        if flag == PHASES:
+            warm, final = (round(f * updates) for f in a.full_phases)
+            flags += ["--token-drop-warmup-updates", str(warm), "--token-drop-final-full-updates", str(final)]
+        else:
+            flags.append(flag)
+    return flags
+
+
+def ideal_ratio(a, variant: str, updates: int) -> float:
+    args = options.parse_args_and_arch(options.get_training_parser(), train_argv(a, Path("."), variant, 1, updates))
+    return schedule_ideal_ratio(a.layers, a.tokens_per_sample, a.dim, 4 * a.dim, float(args.token_drop or 0.0),
+                                sctd_interval(args), updates, getattr(args, "token_drop_warmup_updates", 0) or 0,
+                                getattr(args, "token_drop_final_full_updates", 0) or 0)
+
+
+def run_updates(a, variant: str) -> int:
+    """--updates for the full model; for the others, the count whose ideal FLOPs equal the full run's."""
+    n = a.updates
+    for _ in range(6):  # fixed point: the phases (and so the ratio) depend on the run's length
+        n = max(1, round(a.updates / ideal_ratio(a, variant, n)))
+    return n
+
+
+def train_argv(a, data: Path, variant: str, seed: int, updates: int) -> list[str]:
+    lr = a.lr if a.lr is not None else default_lr(a.batch_size)
+    return [str(data), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta",
             "--encoder-layers", str(a.layers), "--encoder-embed-dim", str(a.dim),
             "--encoder-ffn-embed-dim", str(4 * a.dim), "--encoder-attention-heads", str(max(1, a.dim // 64)),
             "--tokens-per-sample", str(a.tokens_per_sample), "--sample-break-mode", "complete",
-            "--batch-size", str(a.batch_size), "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-            "--adam-eps", "1e-06", "--weight-decay", "0.01", "--clip-norm", "0.0", "--lr", str(a.lr),
-            "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(a.warmup),
-            "--total-num-update", "1000000", "--dropout", "0.1", "--attention-dropout", "0.1",
-            "--seed", str(a.seed), "--cpu", "--log-format", "none", "--no-save",
-            *MODES[mode]]
-    return options.parse_args_and_arch(options.get_training_parser(), argv)
+            "--skip-invalid-size-inputs-valid-test", "--batch-size", str(a.batch_size),
+            "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
+            "--clip-norm", "1.0", "--lr", repr(lr), "--lr-scheduler", "polynomial_decay",
+            "--warmup-updates", str(max(1, round(0.1 * updates))), "--total-num-update", str(updates),
+            "--dropout", "0.1", "--attention-dropout", "0.1", "--seed", str(seed), "--cpu",
+            *variant_flags(a, variant, updates)]
 
 
-def validation_loss(trainer, task, args, max_batches: int) -> float:
-    """Full-model masked-LM loss in bits per masked token over max_batches valid batches.
+def check_flags_exist(a, variants: list[str]) -> None:
+    """A variant whose flags this fairseq-train lacks (yet) is one clear line, before any work."""
+    for v in variants:
+        argv = train_argv(a, Path("."), v, 1, 100)
+        parser = options.get_training_parser()
+        options.parse_args_and_arch(parser, argv, parse_known=True)  # adds the task's flags to the parser
+        missing = [f for f in parser.parse_known_args(argv)[1] if f.startswith("--")]
+        if missing:
+            raise ValueError(f"--variants {v}: fairseq-train has no {', '.join(missing)} (yet); choose others")
 
-    Batches come length-sorted, so we take evenly spaced ones (every len/max_batches-th) to cover all
-    lengths; the choice and the masking are the same for every mode and every evaluation.
-    """
-    from fairseq_cli.train import max_positions
-    epoch_itr = task.get_batch_iterator(dataset=task.dataset("valid"), max_tokens=None,
-                                        max_sentences=args.batch_size,
-                                        max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
-                                        seed=args.seed, epoch=1, split_name="valid")
-    stride = max(1, len(epoch_itr) // max(1, max_batches))
-    loss = size = 0.0
-    for i, sample in enumerate(epoch_itr.next_epoch_itr(shuffle=False)):
-        if i % stride:
+
+class Run:
+    """One (variant, seed): its lane, its target, its directory and the session it is in."""
+
+    def __init__(self, a, data: Path, variant: str, seed: int):
+        self.variant, self.seed = variant, seed
+        self.name = f"{variant}-s{seed}"
+        self.dir = Path(a.work_dir) / "runs" / self.name
+        self.target = run_updates(a, variant)
+        self.ideal = ideal_ratio(a, variant, self.target)
+        self.argv = train_argv(a, data, variant, seed, self.target)
+        self.eval_every = max(1, self.target // a.evals)
+        self.save_every = max(1, a.save_every or self.eval_every)
+        self.lane = Lane(self.name, self.argv, valid_batches=a.valid_batches)
+        self.sessions: list[dict] = []
+        ckpt = self.dir / "checkpoint_last.pt"
+        if ckpt.is_file():
+            self.lane.load(str(ckpt))
+            self.sessions = json.loads((self.dir / "sessions.json").read_text())
+        else:
+            self.lane.validate()  # the initial point (0 s): every curve starts from the same weights
+        self.session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "from_update": self.lane.num_updates,
+                        "to_update": self.lane.num_updates}
+        self.session_start_clock = self.lane.clock
+
+    @property
+    def finished(self) -> bool:
+        return self.lane.num_updates >= self.target
+
+    def save(self) -> None:
+        self.session["to_update"] = self.lane.num_updates
+        self.lane.save(str(self.dir / "checkpoint_last.pt"))
+        (self.dir / "sessions.json").write_text(json.dumps(self.sessions + [self.session], indent=1))
+
+    def record(self) -> dict:
+        steps = self.lane.step_seconds
+        return {"name": self.name, "variant": self.variant, "seed": self.seed, "target_updates": self.target,
+                "updates": self.lane.num_updates, "finished": self.finished, "step_seconds_total": self.lane.clock,
+                "median_step_s": float(np.median(steps)) if steps else None, "ideal_step_ratio": self.ideal,
+                "points": self.lane.points, "sessions": self.sessions + [self.session], "train_argv": self.argv}
+
+
+def load_record(path: Path) -> dict | None:
+    """The record of a run trained in an earlier session (from its checkpoint), or None."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- results
+
+
+def crossing_time(points: list[dict], target: float) -> float | None:
+    """First time on the run's clock at which the valid loss reaches `target` (linear between points)."""
+    prev = None
+    for p in points:
+        if p["valid_loss"] <= target:
+            if prev is None or prev["valid_loss"] == p["valid_loss"]:
+                return p["seconds"]
+            f = (prev["valid_loss"] - target) / (prev["valid_loss"] - p["valid_loss"])
+            return prev["seconds"] + f * (p["seconds"] - prev["seconds"])
+        prev = p
+    return None
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per variant, over its finished seeds: medians of final losses and times, and the goal's ratio."""
+    out = {}
+    done = [r for r in records if r["finished"] and r["points"]]
+    full = [r for r in done if r["variant"] == "full"]
+    for variant in VARIANTS:
+        rs = [r for r in done if r["variant"] == variant]
+        if not rs:
             continue
-        log = trainer.valid_step(sample)
-        if log is not None:
-            loss += float(log["loss"])
-            size += float(log["sample_size"])
-    return loss / max(size, 1.0) / math.log(2)
+        row = {"seeds": len(rs), "final_valid_loss": float(np.median([r["points"][-1]["valid_loss"] for r in rs])),
+               "step_seconds": float(np.median([r["step_seconds_total"] for r in rs])),
+               "ideal_step_ratio": rs[0]["ideal_step_ratio"]}
+        drops = [r["points"][-1]["valid_loss_drop"] for r in rs if "valid_loss_drop" in r["points"][-1]]
+        row["final_valid_loss_drop"] = float(np.median(drops)) if drops else None
+        ratios = []
+        for r in rs:  # paired by seed: this seed's time to reach the same seed's full model's final loss
+            ref = next((f for f in full if f["seed"] == r["seed"]), None)
+            if ref is not None:
+                t = crossing_time(r["points"], ref["points"][-1]["valid_loss"])
+                ratios.append(math.inf if t is None else t / ref["step_seconds_total"])
+        if ratios:  # the goal: <= 0.85 (median over seeds; a seed that never gets there counts as infinite)
+            median = float(np.median(ratios))
+            row["time_to_full_loss_ratio"] = median if math.isfinite(median) else None
+        out[variant] = row
+    return out
 
 
-def run_mode(a, data: Path, mode: str):
-    """Train one mode for the budget; returns [(train_seconds, updates, valid_loss_bits)] and tokens/s."""
-    from fairseq import tasks
-    from fairseq.trainer import Trainer
-    from fairseq_cli.train import set_seeds, train_iterator
-
-    args = train_args(a, data, mode)
-    set_seeds(args.seed)
-    task = tasks.setup_task(args)
-    task.load_dataset("valid", epoch=1)
-    task.load_dataset("train", epoch=1)
-    model = task.build_model(args)
-    trainer = Trainer(args, task, model, task.build_criterion(args))
-    budget = a.budget_minutes * 60.0
-    marks = [budget * (i + 1) / a.evals for i in range(a.evals)]
-    curve = [(0.0, 0, validation_loss(trainer, task, args, a.valid_batches))]
-    clock, tokens, epoch = 0.0, 0, 1
-    while marks:
-        itr = train_iterator(args, task, trainer, epoch).next_epoch_itr(shuffle=True)
-        for sample in itr:
-            t0 = time.perf_counter()
-            trainer.train_step([sample])
-            clock += time.perf_counter() - t0
-            tokens += int(sample.get("ntokens", 0)) if sample else 0
-            if clock >= marks[0]:
-                marks.pop(0)
-                curve.append((clock, trainer.num_updates, validation_loss(trainer, task, args, a.valid_batches)))
-                print(f"  {mode:>6}: {clock:7.1f}s  {trainer.num_updates:6d} updates  "
-                      f"valid {curve[-1][2]:.4f} bits", flush=True)
-                if not marks:
-                    break
-        epoch += 1
-    return curve, tokens / max(clock, 1e-9)
+def markdown(records: list[dict], summary: dict, a) -> str:
+    lines = [f"# Quality study ({a.layers} layers x {a.dim}, T={a.tokens_per_sample}, batch {a.batch_size})", "",
+             "Validation MLM loss in bits per masked token (full model; 'drop fwd': the token-dropping forward). "
+             "Time = the run's own step time: updates of the runs of one session interleaved in one process, each "
+             "run's clock the sum of its own update wall times (validation excluded). 'to full's loss' = the "
+             "time at which a seed first reaches the final loss of the full model with the same seed, / that full "
+             "run's time; median over seeds (goal <= 0.85).", "",
+             "| variant | seeds done | final valid loss | drop fwd | step time s | ideal FLOP ratio | to full's loss |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for v, row in summary.items():
+        drop = f"{row['final_valid_loss_drop']:.3f}" if row["final_valid_loss_drop"] is not None else "-"
+        ratio = row.get("time_to_full_loss_ratio", False)  # False: no finished full run with that seed
+        lines.append(f"| {v} | {row['seeds']} | {row['final_valid_loss']:.3f} | {drop} | {row['step_seconds']:.0f} | "
+                     f"{row['ideal_step_ratio']:.3f} | {'-' if ratio is False else 'not reached' if ratio is None else f'{ratio:.3f}'} |")
+    lines += ["", "| run | updates | step time s | median step s | final valid loss | sessions (updates) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        final = f"{r['points'][-1]['valid_loss']:.3f}" if r["points"] else "-"
+        sessions = ", ".join(f"{s['started']} ({s['from_update']}-{s['to_update']})" for s in r["sessions"])
+        median = f"{r['median_step_s']:.3f}" if r["median_step_s"] else "-"
+        lines.append(f"| {r['name']} | {r['updates']}/{r['target_updates']} | {r['step_seconds_total']:.0f} | "
+                     f"{median} | {final} | {sessions} |")
+    return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
+def plot(records: list[dict], path: Path, title: str) -> None:
+    """Loss vs each run's clock: the seeds' min/max band per variant and every seed as a thin line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for i, variant in enumerate(VARIANTS):
+        rs = [r for r in records if r["variant"] == variant and r["points"]]
+        if not rs:
+            continue
+        color = f"C{i}"
+        for r in rs:
+            ax.plot([p["seconds"] for p in r["points"]], [p["valid_loss"] for p in r["points"]], color=color,
+                    lw=0.8, alpha=0.6)
+        if len(rs) > 1:
+            end = min(r["points"][-1]["seconds"] for r in rs)
+            grid = np.linspace(min(r["points"][0]["seconds"] for r in rs), end, 50)
+            ys = np.array([np.interp(grid, [p["seconds"] for p in r["points"]],
+                                     [p["valid_loss"] for p in r["points"]]) for r in rs])
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.2)
+        ax.plot([], [], color=color, label=f"{variant} ({len(rs)} seed{'s' * (len(rs) > 1)})")
+    ax.set_xlabel("the run's own training step time (s, validation excluded)")
+    ax.set_ylabel("validation MLM loss (bits, full model)")
+    fig.suptitle(title, fontsize=10)
+    ax.set_title("updates interleaved in one process; band = min/max over seeds", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_results(a, records: list[dict]) -> None:
+    prefix = Path(a.results)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records)
+    config = {k: v for k, v in vars(a).items() if k not in ("session_minutes", "session_updates")}
+    Path(f"{prefix}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": records},
+                                                 indent=1))
+    Path(f"{prefix}.md").write_text(markdown(records, summary, a))
+    plot(records, Path(f"{prefix}.png"), f"{a.layers}x{a.dim}, T={a.tokens_per_sample}, batch {a.batch_size}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget-minutes", type=float, default=20.0, help="training wall-clock per mode")
-    ap.add_argument("--modes", default="full,drop,sctd", help=f"comma-separated subset of {','.join(MODES)}")
-    ap.add_argument("--evals", type=int, default=8, help="validation points per mode (evenly spaced in time)")
-    ap.add_argument("--work-dir", default="/tmp/fairseq_sctd_quality")
+    ap.add_argument("--work-dir", default="runs/quality", help="data-bin/ and runs/<variant>-s<seed>/ (checkpoints)")
+    ap.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "quality"),
+                    help="PREFIX of the results: PREFIX.json, PREFIX.md, PREFIX.png")
+    ap.add_argument("--variants", default=MAIN, help=f"comma-separated subset of {','.join(VARIANTS)}")
+    ap.add_argument("--seeds", default="1,2", help="comma-separated seeds")
+    ap.add_argument("--updates", type=int, default=1400, help="updates of the full model (others: equal FLOPs)")
+    ap.add_argument("--full-phases", default="0.1,0.1",
+                    help="W,F: the *-phases variants run the full model for the first W and last F of their updates")
+    ap.add_argument("--evals", type=int, default=20, help="validation points per run")
+    ap.add_argument("--save-every", type=int, default=0, help="checkpoint every N updates (0: at every validation)")
+    ap.add_argument("--session-minutes", type=float, default=0, help="end this session after M minutes (0: no limit)")
+    ap.add_argument("--session-updates", type=int, default=0, help="at most N updates per run this session (0: all)")
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--books", type=int, default=40)
     ap.add_argument("--valid-books", type=int, default=2)
     ap.add_argument("--valid-batches", type=int, default=50)
     ap.add_argument("--vocab-size", type=int, default=8000)
-    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--tokens-per-sample", type=int, default=256)
+    ap.add_argument("--tokens-per-sample", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=None, help="default: 5e-4 * sqrt(batch / 128) (see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
-    modes = [m for m in a.modes.split(",") if m]
-    for m in modes:
-        if m not in MODES:
-            ap.error(f"--modes: unknown mode {m!r}; choose from: {', '.join(MODES)}")
-    if a.budget_minutes <= 0 or a.evals < 1:
-        ap.error(f"--budget-minutes {a.budget_minutes} and --evals {a.evals} must be positive")
-    torch.set_num_threads(a.threads)
-    data = prepare_data(a)
-    results = {}
-    for mode in modes:
-        print(f"training {mode} for {a.budget_minutes} min ...", flush=True)
-        results[mode] = run_mode(a, data, mode)
+    try:
+        a.variants = [v for v in a.variants.split(",") if v]
+        a.seeds = [int(s) for s in a.seeds.split(",") if s]
+        a.full_phases = [float(x) for x in a.full_phases.split(",")]
+    except ValueError as e:
+        ap.error(f"--seeds/--full-phases: {e}")
+    for v in a.variants:
+        if v not in VARIANTS:
+            ap.error(f"--variants: unknown variant {v!r}; choose from: {', '.join(VARIANTS)}")
+    if len(a.full_phases) != 2 or not all(0 <= f < 1 for f in a.full_phases) or sum(a.full_phases) >= 1:
+        ap.error(f"--full-phases {a.full_phases}: two fractions W,F >= 0 with W + F < 1")
+    for name in ("updates", "evals", "valid_batches", "batch_size", "layers", "dim", "threads"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} {getattr(a, name)}: must be >= 1")
+    if not a.seeds:
+        ap.error("--seeds: give at least one seed")
+    try:
+        check_flags_exist(a, a.variants)
+    except ValueError as e:
+        ap.error(str(e))
+    return a
 
-    print(f"\nvalidation MLM loss (bits per masked token, full model) vs training time; "
-          f"L={a.layers} C={a.dim} T={a.tokens_per_sample} B={a.batch_size} budget {a.budget_minutes} min")
-    print(f"{'time s':>8}" + "".join(f"{m + ' upd':>12}{m + ' loss':>12}" for m in modes))
-    for i in range(a.evals + 1):
-        row = f"{results[modes[0]][0][i][0]:>8.0f}"
-        for m in modes:
-            t, u, l = results[m][0][i]
-            row += f"{u:>12d}{l:>12.4f}"
-        print(row)
-    print("throughput (train tokens/s): " + ", ".join(f"{m} {results[m][1]:.0f}" for m in modes))
-    final = {m: results[m][0][-1][2] for m in modes}
-    if "full" in final:
-        print("final loss vs full: " + ", ".join(f"{m} {final[m] - final['full']:+.4f}" for m in modes if m != "full"))
+
+def main(argv=None) -> list[dict]:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    keep_freed_memory()
+    data = prepare_data(a)
+    names = [(v, s) for v in a.variants for s in a.seeds]
+    records, runs = {}, []
+    for v, s in names:
+        done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json")
+        if done is not None and done["finished"]:
+            print(f"{v}-s{s}: finished earlier ({done['updates']} updates), skipped", flush=True)
+            records[(v, s)] = done
+            continue
+        run = Run(a, data, v, s)
+        print(f"{run.name}: {'continuing at update ' + str(run.lane.num_updates) if run.lane.num_updates else 'new'}"
+              f", target {run.target} updates", flush=True)
+        runs.append(run)
+        records[(v, s)] = run.record()
+    start = time.perf_counter()
+    by_lane = {id(run.lane): run for run in runs}
+
+    def session_over() -> bool:
+        return a.session_minutes > 0 and time.perf_counter() - start > 60 * a.session_minutes
+
+    def done(lane) -> bool:
+        run = by_lane[id(lane)]
+        return (run.finished or session_over()
+                or (a.session_updates > 0 and lane.num_updates - run.session["from_update"] >= a.session_updates))
+
+    def after_step(lane) -> None:
+        run = by_lane[id(lane)]
+        n = lane.num_updates
+        if n % run.eval_every == 0 or run.finished:
+            point = lane.validate()
+            print(f"  {run.name}: update {n}/{run.target}  {point['seconds']:.0f} s  valid {point['valid_loss']:.3f}"
+                  + (f" (drop fwd {point['valid_loss_drop']:.3f})" if "valid_loss_drop" in point else ""), flush=True)
+        if n % run.save_every == 0 or run.finished or done(lane):
+            checkpoint_and_report(run)
+
+    def checkpoint_and_report(run) -> None:
+        run.save()
+        records[(run.variant, run.seed)] = rec = run.record()
+        (run.dir / "record.json").write_text(json.dumps(rec, indent=1))
+        write_results(a, list(records.values()))
+
+    # the next update goes to the run with the least step time this session: the runs advance together
+    interleave([run.lane for run in runs], done=done,
+               behind=lambda lane: lane.clock - by_lane[id(lane)].session_start_clock, after_step=after_step)
+    for run in runs:
+        if run.lane.num_updates > run.session["to_update"] or not (run.dir / "record.json").is_file():
+            checkpoint_and_report(run)
+    write_results(a, list(records.values()))
+    left = [r["name"] for r in records.values() if not r["finished"]]
+    print(f"results: {a.results}.md/.json/.png; " + (f"unfinished (rerun to continue): {', '.join(left)}"
+                                                     if left else "all runs finished"), flush=True)
+    return list(records.values())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

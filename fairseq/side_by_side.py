@@ -67,6 +67,7 @@ class Lane:
             self.task.load_dataset(self.args.train_subset, epoch=1)
             self.epoch_itr = train_iterator(self.args, self.task, self.trainer, 1)
         self._itr = None
+        self._valid_itr = None
 
     # ---- state --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -107,11 +108,13 @@ class Lane:
 
     # ---- validation ---------------------------------------------------------------------------
     def _valid_batches(self):
-        itr = self.task.get_batch_iterator(
-            dataset=self.task.dataset(self.args.valid_subset), max_tokens=self.args.max_tokens_valid,
-            max_sentences=self.args.batch_size_valid, max_positions=max_positions(self.task, self.trainer.model),
-            ignore_invalid_inputs=self.args.skip_invalid_size_inputs_valid_test, seed=self.args.seed, epoch=1,
-            split_name=self.args.valid_subset).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
+        if self._valid_itr is None:  # built once: the same batches (and masks) at every validation
+            self._valid_itr = self.task.get_batch_iterator(
+                dataset=self.task.dataset(self.args.valid_subset), max_tokens=self.args.max_tokens_valid,
+                max_sentences=self.args.batch_size_valid, max_positions=max_positions(self.task, self.trainer.model),
+                ignore_invalid_inputs=self.args.skip_invalid_size_inputs_valid_test, seed=self.args.seed, epoch=1,
+                split_name=self.args.valid_subset)
+        itr = self._valid_itr.next_epoch_itr(shuffle=False, set_dataset_epoch=False)
         n = len(itr)
         # Batches come length-sorted: evenly spaced ones cover every length. The same ones every time.
         stride = 1 if not self.valid_batches else max(1, n // self.valid_batches)

@@ -1,0 +1,80 @@
+"""benchmarks/quality_run.py: a study interrupted and rerun ends where an uninterrupted one does."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("quality_run", REPO / "benchmarks" / "quality_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flags(work, *extra):
+    return ["--work-dir", str(work), "--results", str(work / "results" / "quality"), "--books", "2",
+            "--valid-books", "1", "--vocab-size", "800", "--layers", "4", "--dim", "32", "--tokens-per-sample", "64",
+            "--updates", "6", "--evals", "2", "--valid-batches", "2", "--variants", "full,drop", "--seeds", "3",
+            "--threads", "1", *extra]
+
+
+def _model(work, run):
+    return torch.load(work / "runs" / run / "checkpoint_last.pt", weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, tmp_path, capsys):
+    q = _module()
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    q.main(_flags(straight, "--corpus", str(shared_dir / "data" / "gutenberg_rcdm" / "books")))
+    split.mkdir()
+    shutil.copytree(straight / "data-bin", split / "data-bin")  # same data, prepared once
+
+    first = q.main(_flags(split, "--session-updates", "3"))
+    assert [(r["name"], r["updates"], r["finished"]) for r in first] == [("full-s3", 3, False), ("drop-s3", 3, False)]
+    assert "unfinished (rerun to continue): full-s3, drop-s3" in capsys.readouterr().out
+    second = q.main(_flags(split))
+    assert [(r["name"], r["updates"], r["target_updates"]) for r in second] == [("full-s3", 6, 6), ("drop-s3", 8, 8)]
+    for run in ("full-s3", "drop-s3"):  # bit-identical to the run that was never interrupted
+        a, b = _model(straight, run), _model(split, run)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    by_name = {r["name"]: r for r in second}
+    assert [len(s) for s in (by_name["drop-s3"]["sessions"],)] == [2]
+    assert [p["updates"] for p in by_name["drop-s3"]["points"]] == [0, 4, 8]
+    assert "valid_loss_drop" in by_name["drop-s3"]["points"][-1]
+    straight_points = json.loads((straight / "runs" / "drop-s3" / "record.json").read_text())["points"]
+    assert [p["valid_loss"] for p in by_name["drop-s3"]["points"]] == [p["valid_loss"] for p in straight_points]
+
+    results = json.loads((split / "results" / "quality.json").read_text())
+    assert set(results["summary"]) == {"full", "drop"} and results["summary"]["full"]["seeds"] == 1
+    assert results["summary"]["full"]["time_to_full_loss_ratio"] == pytest.approx(1.0)
+    assert "| drop-s3 | 8/8 |" in (split / "results" / "quality.md").read_text()
+    assert (split / "results" / "quality.png").read_bytes()[:4] == b"\x89PNG"
+
+    capsys.readouterr()
+    q.main(_flags(split))
+    assert capsys.readouterr().out.count("finished earlier") == 2
+
+
+def test_crossing_time_interpolates():
+    q = _module()
+    points = [{"seconds": 0, "valid_loss": 10.0}, {"seconds": 10, "valid_loss": 8.0}, {"seconds": 20, "valid_loss": 7.0}]
+    assert q.crossing_time(points, 9.0) == pytest.approx(5.0)
+    assert q.crossing_time(points, 7.0) == pytest.approx(20.0)
+    assert q.crossing_time(points, 6.9) is None
+
+
+def test_missing_flags_and_bad_values_are_one_line(capsys):
+    q = _module()
+    for argv, needle in ((["--variants", "full,nope"], "unknown variant 'nope'"),
+                         (["--full-phases", "0.6,0.5"], "--full-phases"),
+                         (["--updates", "0"], "--updates 0")):
+        with pytest.raises(SystemExit):
+            q.parse_args(argv)
+        assert needle in capsys.readouterr().err
