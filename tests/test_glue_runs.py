@@ -1,0 +1,44 @@
+"""benchmarks/glue_runs.py: glue.sh per (checkpoint, task, seed), medians table, finished runs skipped."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("glue_runs", REPO / "benchmarks" / "glue_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_best_line_parsing_and_median_table():
+    g = _module()
+    assert g.parse_best("x\nMRPC best dev: loss=0.931, f1=81.2, accuracy=68.4\n", "MRPC") == \
+        {"loss": 0.931, "f1": 81.2, "accuracy": 68.4}
+    with pytest.raises(RuntimeError, match="no 'best dev' line"):
+        g.parse_best("nothing here", "MRPC")
+    md = g.table({"a": {"MRPC": [{"accuracy": 60.0, "f1": 1.0}, {"accuracy": 70.0, "f1": 3.0},
+                                 {"accuracy": 90.0, "f1": 2.0}]}})
+    assert "| a | 70.0 (3) | 2.0 (3) |" in md and "MRPC accuracy | MRPC f1" in md
+
+
+@pytest.mark.slow
+def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, capsys):
+    g = _module()
+    argv = ["--checkpoint", f"peer={peer_dir / 'checkpoint_last.no-optimizer-state.pt'}",
+            "--dict", str(peer_dir / "data-bin" / "dict.txt"), "--tokenizer-json", str(peer_dir / "tokenizer.json"),
+            "--glue-dir", str(shared_dir / "data" / "glue"), "--tasks", "MRPC", "--seeds", "2",
+            "--max-epoch", "1", "--max-update", "1", "--work-dir", str(tmp_path / "w"),
+            "--results", str(tmp_path / "glue")]
+    results = g.main(argv)
+    runs = results["peer"]["MRPC"]
+    assert len(runs) == 1 and all(0 <= r["accuracy"] <= 100 and "f1" in r for r in runs)
+    assert json.loads((tmp_path / "glue.json").read_text()) == results
+    assert "| peer |" in (tmp_path / "glue.md").read_text()
+    capsys.readouterr()
+    assert g.main(argv) == results
+    assert capsys.readouterr().out.count("done earlier, skipped") == 1
