@@ -423,6 +423,7 @@ def main(argv=None) -> list[dict]:
         if run.lane.num_updates > run.session["to_update"] or not (run.dir / "record.json").is_file():
             checkpoint_and_report(run)
     write_results(a, list(records.values()))
+    print("\n" + Path(f"{a.results}.md").read_text(), flush=True)
     left = [r["name"] for r in records.values() if not r["finished"]]
     print(f"results: {a.results}.md/.json/.png; " + (f"unfinished (rerun to continue): {', '.join(left)}"
                                                      if left else "all runs finished"), flush=True)
