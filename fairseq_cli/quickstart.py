@@ -293,9 +293,14 @@ def _check_args(args) -> list[str]:
     if not args.budget_minutes > 0:
         raise ValueError(f"--budget-minutes {args.budget_minutes}: must be > 0")
     check_no_loop_flags(shlex.split(args.extra_train_args or ""), "--extra-train-args")
-    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates"):
-        if getattr(args, flag) <= 0:
-            raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be > 0")
+    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates", "lr",
+                 "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                 "max_corpus_bytes"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{flag.replace('_', '-')} {value}: must be > 0")
+    if args.warmup_updates < 0:
+        raise ValueError(f"--warmup-updates {args.warmup_updates}: must be >= 0")
     return variants
 
 

@@ -129,6 +129,9 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
 
     for argv, needle in ((["--variants", "full,bogus"], "--variants"),
                          (["--budget-minutes", "0"], "--budget-minutes"),
+                         (["--lr", "-1"], "--lr -1.0"), (["--encoder-layers", "0"], "--encoder-layers 0"),
+                         (["--warmup-updates", "-2"], "--warmup-updates -2"),
+                         (["--extra-train-args", "--max-update 5"], "--max-update is set by this tool"),
                          (["--corpus", str(tmp_path / "missing.txt")], "missing.txt")):
         with pytest.raises(SystemExit):
             q.cli_main(["--out", str(tmp_path / "o")] + argv)
