@@ -29,7 +29,7 @@ import torch
 
 from fairseq import checkpoint, options, tasks
 from fairseq.trainer import Trainer, move_to
-from fairseq_cli.train import max_positions, set_seeds, train_iterator
+from fairseq_cli.train import load_train_epoch, max_positions, set_seeds
 
 # Flags whose job is the training loop's; a lane's caller owns the loop, so they would be ignored here.
 LOOP_FLAGS = ("--max-update", "--max-epoch", "--stop-time-hours", "--save-dir", "--save-interval",
@@ -64,8 +64,7 @@ class Lane:
             self.task.load_dataset(self.args.valid_subset, epoch=1)
             model = self.task.build_model(self.args)
             self.trainer = Trainer(self.args, self.task, model, self.task.build_criterion(self.args))
-            self.task.load_dataset(self.args.train_subset, epoch=1)
-            self.epoch_itr = train_iterator(self.args, self.task, self.trainer, 1)
+            self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer, 1)
         self._itr = None
         self._valid_itr = None
 
@@ -91,6 +90,10 @@ class Lane:
         """One update (one --update-freq group of batches, as fairseq-train groups them); returns its seconds."""
         with self.own_rng():
             if self._itr is None or not self._itr.has_next():
+                if self._itr is not None and self.task.has_sharded_data(self.args.train_subset):
+                    # as fairseq-train: epoch k reads shard (k-1) mod n through a fresh iterator
+                    self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer,
+                                                      self.epoch_itr.next_epoch_idx)
                 idx = self.epoch_itr.next_epoch_idx
                 self._itr = self.epoch_itr.next_epoch_itr(shuffle=idx > self.args.curriculum)
             uf = self.args.update_freq[min(self.epoch_itr.epoch, len(self.args.update_freq)) - 1]
@@ -162,7 +165,9 @@ class Lane:
         """Continue from `path` (written by save): model, optimizer, data position, RNGs, clock, points."""
         with self.own_rng():
             extra = checkpoint.load_into_trainer(self.trainer, path)
-            self.epoch_itr.load_state_dict(extra["train_iterator"])
+            state = extra["train_iterator"]  # as fairseq-train: the saved epoch's data (its shard), then the position
+            self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer, int(state["epoch"]))
+            self.epoch_itr.load_state_dict(state)
         self._itr = None
         record = extra.get("side_by_side") or {}
         self.step_seconds = [float(s) for s in record.get("step_seconds", [])]

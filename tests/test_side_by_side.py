@@ -120,3 +120,44 @@ def test_loop_flags_are_refused():
     sbs.check_no_loop_flags(["--lr", "1e-4", "--clip-norm", "1"], "--extra-train-args")
     with pytest.raises(ValueError, match="--extra-train-args: --max-update is set by this tool"):
         sbs.check_no_loop_flags(["--max-update=5"], "--extra-train-args")
+
+
+def _write_split(prefix, n, seed):
+    import numpy as np
+    from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
+    rng = np.random.RandomState(seed)
+    builder = MMapIndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    for _ in range(n):
+        builder.add_item(np.append(rng.randint(4, 500, size=19), 2))  # one 32-token block per sentence
+    builder.finalize(f"{prefix}.idx")
+
+
+def test_sharded_data_rotates_like_fairseq_train_and_resumes_across_shards(tmp_path):
+    """Shards of 5, 3 and 7 batches: 10 updates cross two shard boundaries; fairseq-train's parameters."""
+    for i, (name, n) in enumerate({"A": 20, "B": 12, "C": 28}.items()):
+        (tmp_path / name).mkdir()
+        _write_split(tmp_path / name / "train", n, seed=i)
+    (tmp_path / "A" / "dict.txt").write_text("".join(f"w{i} {1000 - i}\n" for i in range(496)))
+    _write_split(tmp_path / "A" / "valid", 6, seed=9)
+    data = ":".join(str(tmp_path / n) for n in "ABC")
+    argv = _argv(data, *SCTD_RANDOM, "--required-batch-size-multiple", "1")
+    straight = sbs.Lane("x", argv)
+    for _ in range(10):
+        straight.step()
+    assert straight.epoch_itr.epoch == 3  # epochs of 5 and 3 updates, then shard C
+
+    first = sbs.Lane("x", argv)
+    for _ in range(6):  # into shard B
+        first.step()
+    first.save(str(tmp_path / "checkpoint_last.pt"))
+    resumed = sbs.Lane("x", argv)
+    resumed.load(str(tmp_path / "checkpoint_last.pt"))
+    for _ in range(4):
+        resumed.step()
+    _assert_same(_params(resumed), _params(straight))
+
+    from fairseq import options
+    from fairseq_cli import train
+    args = options.parse_args_and_arch(options.get_training_parser(), argv + [
+        "--max-update", "10", "--no-save", "--log-format", "none", "--disable-validation"])
+    _assert_same([p.detach() for p in train.main(args).model.parameters()], _params(straight))
