@@ -148,14 +148,15 @@ def train_argv(args, data_bin: Path, variant: str) -> list[str]:
 def train_side_by_side(args, data_bin: Path, out: Path, variants: list[str]) -> list[Lane]:
     """All variants in one process, interleaved on their own step-time clocks, until each has the budget.
 
-    Validation (always the full model) every --validate-interval-updates updates of a variant and once
-    at its end; then OUT/<variant>/checkpoint_last.pt (an ordinary fairseq checkpoint).
+    Validation (always the full model) before the first update, every --validate-interval-updates
+    updates of a variant and once at its end; then OUT/<variant>/checkpoint_last.pt (an ordinary fairseq checkpoint).
     """
     lanes = []
     for variant in variants:
         argv = train_argv(args, data_bin, variant)
         _say(f"[{variant}] fairseq-train " + " ".join(shlex.quote(a) for a in argv))
         lanes.append(Lane(variant, argv))
+        lanes[-1].validate()  # the curves' common start: the same initial weights at 0 s
     budget_s = args.budget_minutes * 60.0
     bar = tqdm(total=round(budget_s, 1), desc="train (side by side)", unit="s",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s step time each {postfix}")

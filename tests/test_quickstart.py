@@ -170,6 +170,7 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
         # each variant trained until its own step time reached the budget (1.8 s), and not much longer
         assert s.updates > 0 and 1.8 <= s.train_seconds and s.curve_loss and 0 < s.final_valid_loss < 20
         assert s.curve_seconds[-1] == pytest.approx(s.train_seconds) and s.final_valid_loss == s.curve_loss[-1]
+        assert s.curve_seconds[0] == 0 and s.curve_loss[0] == summaries[0].curve_loss[0]  # same initial weights
         assert (s.final_valid_loss_drop is None) == (s.variant == "full")
         assert (out / s.variant / "checkpoint_last.pt").is_file()
         row = re.search(rf"^{s.variant}\s+(\d+)\s", captured.out, re.M)
