@@ -135,16 +135,14 @@ class Lane:
         dropper = getattr(self.task, "token_dropper", None)
         full_logs, drop_logs = [], []
         with self.own_rng():
-            generator = dropper.generator.get_state() if dropper is not None else None
             for sample in self._valid_batches():
                 full_logs.append(trainer.valid_step(sample))
-                if dropper is not None:
+                if dropper is not None:  # the selection the next update would make (a pure function)
                     sample = move_to(sample, trainer.device)
                     with torch.no_grad(), self.task.autocast_context(trainer.step_optimizer):
-                        keep = dropper.keep_positions(sample["net_input"]["src_tokens"])
+                        keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"],
+                                                      self.num_updates)
                         drop_logs.append(criterion(trainer.model, sample, token_drop_keep=keep)[2])
-            if dropper is not None:
-                dropper.generator.set_state(generator)  # random importance: training's stream untouched
         point = {"updates": self.num_updates, "seconds": self.clock,
                  "valid_loss": float(criterion.reduce_metrics(full_logs)["loss"])}
         if drop_logs:

@@ -78,3 +78,22 @@ def test_missing_flags_and_bad_values_are_one_line(capsys):
         with pytest.raises(SystemExit):
             q.parse_args(argv)
         assert needle in capsys.readouterr().err
+
+
+def test_every_variant_exists_and_gets_the_full_runs_ideal_flops():
+    """All variants' flags exist in fairseq-train; each run's update count costs the full run's ideal FLOPs."""
+    from fairseq import flops
+    q = _module()
+    a = q.parse_args(["--variants", ",".join(q.VARIANTS), "--updates", "200"])
+    for v in q.VARIANTS:
+        n = q.run_updates(a, v)
+        ratio = q.ideal_ratio(a, v, n)
+        assert abs(n * ratio - 200) <= 1.0, v  # within one update's cost of equal compute
+        argv = q.train_argv(a, Path("data"), v, 1, n)
+        if v.endswith("-phases"):
+            warm = argv[argv.index("--token-drop-warmup-updates") + 1]
+            final = argv[argv.index("--token-drop-final-full-updates") + 1]
+            assert (int(warm), int(final)) == (round(0.1 * n), round(0.1 * n))
+            assert ratio == pytest.approx(flops.schedule_ideal_ratio(12, 128, 256, 1024, 0.5, 10 * ("sctd" in v),
+                                                                     n, round(0.1 * n), round(0.1 * n)))
+    assert q.run_updates(a, "full") == 200

@@ -9,7 +9,7 @@ TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-emb
 
 
 def _argv(data, *extra):
-    # dropout on (torch RNG), random importance (the dropper's generator): every RNG a lane uses is exercised
+    # dropout on (torch RNG) and random importance: every source of randomness a lane uses is exercised
     return [str(data), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta", *TINY,
             "--tokens-per-sample", "32", "--sample-break-mode", "complete", "--batch-size", "4",
             "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "2",
