@@ -12,7 +12,6 @@ import glob
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 

@@ -10,7 +10,6 @@ import argparse
 import ast
 import logging
 import sys
-import time
 from typing import Dict, List, Optional
 
 import torch

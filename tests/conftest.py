@@ -28,3 +28,12 @@ def peer_dir() -> Path:
     if not PEER.is_dir():
         pytest.skip(f"fairseq-peer fixtures not found at {PEER} (set FAIRSEQ_SCTD_SHARED)")
     return PEER
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from a second thread and lose a lot when the 2 cores are busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,12 +14,7 @@ TINY = ("--encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --
         "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def parse(argv):

@@ -22,12 +22,7 @@ BT = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias", "fc1
       "fc2_weight", "fc2_bias")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _raw(path):

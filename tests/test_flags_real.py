@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from fairseq import checkpoint, options, tasks
-from fairseq.data import iterators
 from fairseq.data.mlm_dataset import collate_tokens
 from fairseq.logging import wandb_log
 from fairseq.trainer import empty_cache_due
@@ -21,12 +20,7 @@ TINY = ["-a", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "3
         "--cpu", "--seed", "3", "--log-format", "none"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def parse(argv):

@@ -1,6 +1,4 @@
 """fairseq-hydra-train: YAML + overrides -> fairseq-train argv -> the same Namespace and the same run."""
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch

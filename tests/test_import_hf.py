@@ -18,12 +18,7 @@ TEXTS = ["Return the value of the attribute.", "  leading spaces and\ttabs", "di
          "naïve café — Straße ✓ 日本語", "a\nnew line", "x"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

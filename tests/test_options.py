@@ -2,7 +2,6 @@
 import shlex
 
 import pytest
-import torch
 
 from fairseq import options
 

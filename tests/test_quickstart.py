@@ -1,7 +1,6 @@
 """The quickstart: its embedded corpus builder, its flags, and a tiny end-to-end run."""
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -93,7 +92,7 @@ def test_document_structure_on_a_small_tree(tmp_path):
 def test_real_stdlib_corpus_is_deterministic_and_well_formed(tmp_path):
     root = qc.stdlib_root() / "email"  # a slice of the real standard library keeps this fast
     a = qc.write_corpus(tmp_path / "a", root=root)
-    b = qc.write_corpus(tmp_path / "b", root=root)
+    qc.write_corpus(tmp_path / "b", root=root)
     for name in ("train.txt", "valid.txt"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     c = qc.write_corpus(tmp_path / "c", root=root, seed=7)

@@ -3,7 +3,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 import torch
 
 from fairseq import options

@@ -21,13 +21,7 @@ from fairseq.token_drop import TokenDropper, add_token_drop_args, gather_positio
 PAD, V, C = 1, 20, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread and lose a lot when the 2 cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 class TinyModel(nn.Module):

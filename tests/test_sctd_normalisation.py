@@ -31,12 +31,7 @@ FLAGS = ["--task", "masked_lm", "--arch", "roberta", "--encoder-layers", "4", "-
          "--disable-validation", "--seed", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def build(data, criterion, *extra):

@@ -16,13 +16,7 @@ from fairseq.token_drop import (
 PAD = 1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread and lose a lot when the 2 cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 SPECIALS = [0, 2, 3, 19]  # <s>, </s>, <unk>, <mask> in a 20-symbol toy dictionary
 
 

@@ -18,12 +18,7 @@ TINY = ["--task", "masked_lm", "--arch", "roberta", "--encoder-layers", "4", "--
         "--sctd-interval", "3", "--token-drop-warmup-updates", "2", "--token-drop-final-full-updates", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def run(data, save_dir, *extra):

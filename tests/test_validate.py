@@ -1,16 +1,10 @@
 """fairseq-validate on fairseq's own checkpoint reproduces fairseq's valid loss (train.log: 10.306)."""
 import pytest
-import torch
 
 from fairseq_cli import validate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_validate_fixture_checkpoint(peer_dir, caplog):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
-
 from fairseq import distributed, flops, token_drop
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import dataset_exists
