@@ -131,12 +131,17 @@ def main(args) -> List[Dict]:
     return results
 
 
+def setup_process(args) -> None:
+    """Rank-aware logging in every validating process (spawned workers inherit none of the parent's)."""
+    setup_logging(args.log_file, rank=args.distributed_rank)
+
+
 def cli_main(argv=None) -> None:
     setup_logging()
     try:
         args = parse_args(argv)
         setup_logging(args.log_file)
-        distributed.call_main(args, main)
+        distributed.call_main(args, main, worker_init=setup_process)
     except (ValueError, FileNotFoundError) as e:
         print(f"fairseq-validate: error: {e}", file=sys.stderr)
         sys.exit(2)
