@@ -32,7 +32,7 @@ VOCAB = 7713
 PAD, MASK = 1, VOCAB - 1
 
 
-def build(c, token_drop: float, interval: int):
+def build(c, token_drop: float, interval: int, adam: str = "fused"):
     from fairseq.data.dictionary import placeholder_dictionary
     from fairseq.models.roberta import RobertaModel
     from fairseq.optim.adam import Adam
@@ -54,7 +54,7 @@ def build(c, token_drop: float, interval: int):
         g = torch.Generator().manual_seed(1)
         task.token_dropper.importance.scores[4:MASK] = 5 + 5 * torch.rand(VOCAB - 5, generator=g)
     crit = lookup("criterion", "masked_lm")(args, task)
-    opt = Adam(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
+    opt = Adam(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01, fused=adam == "fused")
     return model, task, crit, opt
 
 
@@ -97,28 +97,41 @@ def ideal_ratios(c, masked_rows: float):
 
 
 def run(c, clock):
-    from fairseq.token_drop import drop_layer_split, keep_count
-
     def timed_step(kind, s, update_num):
         t0 = clock()
         step(kind, s, sample, update_num)
         return clock() - t0
 
     sample = make_batch(c)
-    setups = {"full": build(c, 0.0, 0), "drop": build(c, c.token_drop, 0), "sctd": build(c, c.token_drop, 1)}
-    times = {k: [] for k in setups}
-    for r in range(c.warmup + c.repeats):
-        for kind, s in setups.items():
+    lanes = {(kind, adam): build(c, p, fi, adam) for adam in c.adam
+             for kind, p, fi in (("full", 0.0, 0), ("drop", c.token_drop, 0), ("sctd", c.token_drop, 1))}
+    times = {k: [] for k in lanes}
+    for r in range(c.warmup + c.repeats):  # every lane (kind x Adam kernel) once per round
+        for (kind, adam), s in lanes.items():
             dt = timed_step(kind, s, update_num=r + 1 if kind == "drop" else r)
             if r >= c.warmup:
-                times[kind].append(dt)
-    med = {k: statistics.median(v) for k, v in times.items()}
+                times[(kind, adam)].append(dt)
+    all_med = {k: statistics.median(v) for k, v in times.items()}
+    for adam in c.adam:
+        report(c, clock, timed_step, sample, {kind: all_med[(kind, adam)] for kind in ("full", "drop", "sctd")},
+               {kind: lanes[(kind, adam)] for kind in ("full", "sctd")}, adam)
+    if len(c.adam) > 1:
+        base = c.adam[0]
+        print("; ".join(f"{adam} / {base} step time: " + ", ".join(
+            f"{kind} {all_med[(kind, adam)] / all_med[(kind, base)]:.3f}" for kind in ("full", "drop", "sctd"))
+            for adam in c.adam[1:]), flush=True)
+
+
+def report(c, clock, timed_step, sample, med, setups, adam):
+    """The table of one Adam kernel's lanes (and its real ScTD cycles)."""
+    from fairseq.token_drop import drop_layer_split, keep_count
+
     fi = c.sctd_interval
     sctd_avg = (med["sctd"] + (fi - 1) * med["drop"]) / fi
     # A real cycle: Fi consecutive updates of the ScTD setup (exactly one of them runs both passes),
     # interleaved with Fi full updates, so the measured average includes everything between steps.
     cycle_ratios = []
-    cycle_setup = build(c, c.token_drop, fi) if c.cycles > 0 else None
+    cycle_setup = build(c, c.token_drop, fi, adam) if c.cycles > 0 else None
     for _ in range(c.cycles):
         t_sctd = sum(timed_step("sctd", cycle_setup, update_num=u) for u in range(fi))
         t_full = sum(timed_step("full", setups["full"], update_num=u) for u in range(fi))
@@ -131,7 +144,7 @@ def run(c, clock):
 
     tokens = c.batch * c.seq
     print(f"config: L={c.layers} T={c.seq} C={c.dim} FFN={c.ffn} heads={c.heads} B={c.batch} p={c.token_drop} "
-          f"K={K} split(d,last_kept)={split} Fi={fi} threads={c.threads} {c.clock} clock, "
+          f"K={K} split(d,last_kept)={split} Fi={fi} threads={c.threads} {c.clock} clock, {adam} Adam, "
           f"medians of {c.repeats} after {c.warmup} warmup")
     print(f"{'mode':<22}{'step s':>9}{'tok/s':>9}{'ratio':>8}{'ideal enc':>11}{'ideal +head':>13}")
     rows = [("full", med["full"], 1.0, 1.0),
@@ -162,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clock", choices=["wall", "process"], default="wall")
+    ap.add_argument("--adam", nargs="+", choices=["fused", "foreach"], default=["fused"],
+                    help="Adam kernel(s) of fairseq.optim.adam; several: their lanes interleave in the same rounds")
     ap.add_argument("--cycles", type=int, default=1,
                     help="also time this many real ScTD cycles of Fi updates against Fi full updates (0 = skip)")
     a = ap.parse_args(argv)

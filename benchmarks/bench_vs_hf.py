@@ -10,6 +10,10 @@ interleaved so machine noise hits both alike; we report the median of --repeats 
     python benchmarks/bench_vs_hf.py --threads 1 --clock process   # CPU-time proxy on a busy machine
     python benchmarks/bench_vs_hf.py --configs C1 C2 QS --compile   # + ours with --compile, same weights
 
+Every line also gives ours' model-FLOP rate (fairseq.flops.roberta_train_flops: encoder + LM head on the
+masked rows, 6 FLOPs per multiply-add) as a fraction of this CPU's fp32 matmul peak, measured in the same
+process with the same threads and clock: the best of five 2048 x 2048 x 2048 torch.mm calls.
+
 Configs (vocabulary 7,713): C1 = 4 layers, 128 wide, FFN 512, 4 heads, batch 8 x 128;
 C2 = 12 layers, 256 wide, FFN 1024, 4 heads, batch 4 x 512 (fp32, and bf16 autocast as C2-bf16);
 QS = the quickstart model, 12 layers, 128 wide, FFN 512, 4 heads, batch 16 x 128.
@@ -87,6 +91,13 @@ def step_hf(model, opt, batch, ctx):
     opt.zero_grad(set_to_none=True)
 
 
+def matmul_peak_flops(n: int = 2048, tries: int = 5) -> float:
+    """fp32 FLOP/s of the best of `tries` n x n x n matmuls (what MKL/oneDNN reach on this CPU and threads)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # first call: allocation and library warm-up
+    return max(2.0 * n ** 3 / timed(lambda: torch.mm(a, b)) for _ in range(tries))
+
+
 CLOCK = {"wall": time.perf_counter, "process": time.process_time}
 _clock = time.perf_counter
 
@@ -97,7 +108,7 @@ def timed(fn):
     return _clock() - t
 
 
-def run_config(name, c, repeats, warmup, compiled=False):
+def run_config(name, c, repeats, warmup, compiled=False, peak=None):
     torch.manual_seed(0)
     ours, hf = build_ours(c), build_hf(c)
     models = {"ours": (ours, step_ours), "HF": (hf, step_hf)}
@@ -134,6 +145,11 @@ def run_config(name, c, repeats, warmup, compiled=False):
     if compiled:
         line += (f"   compiled {tps['compiled']:9.0f} tok/s ({tps['compiled'] / tps['ours']:4.2f}x eager, "
                  f"{tps['compiled'] / tps['HF']:4.2f}x HF; compile s {compile_s:.1f})")
+    if peak and not c["bf16"]:
+        from fairseq.flops import roberta_train_flops
+        masked_rows = float(batch[2].sum()) / c["batch"]
+        flops = roberta_train_flops(c["layers"], c["seq"], c["dim"], c["ffn"], VOCAB, masked_rows, c["batch"])
+        line += f"   ours {flops * tps['ours'] / ntok / 1e9:.1f} GFLOP/s = {flops * tps['ours'] / ntok / peak:.0%} of peak"
     steps = ", ".join(f"{k} {[round(x * 1e3) for x in v]}" for k, v in times.items())
     print(line + f"   (step ms {steps})", flush=True)
     return tps['ours'] / tps['HF']
@@ -153,9 +169,11 @@ def main(argv=None):
     global _clock
     _clock = CLOCK[a.clock]
     torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {a.clock} clock, medians of {a.repeats}")
+    peak = matmul_peak_flops()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {a.clock} clock, medians of {a.repeats}; "
+          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3 torch.mm, best of 5)")
     for name in a.configs:
-        run_config(name, CONFIGS[name], a.repeats, a.warmup, a.compile)
+        run_config(name, CONFIGS[name], a.repeats, a.warmup, a.compile, peak)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def _flags(work, *extra):
     return ["--work-dir", str(work), "--results", str(work / "results" / "quality"), "--books", "2",
             "--valid-books", "1", "--vocab-size", "800", "--layers", "4", "--dim", "32", "--tokens-per-sample", "64",
             "--updates", "6", "--evals", "2", "--valid-batches", "2", "--variants", "full,drop", "--seeds", "3",
-            "--threads", "1", *extra]
+            "--ablations", "", "--threads", "1", *extra]
 
 
 def _model(work, run):
@@ -60,6 +60,13 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     capsys.readouterr()
     q.main(_flags(split))
     assert capsys.readouterr().out.count("finished earlier") == 2
+
+    shutil.rmtree(split / "runs")  # a new machine: no checkpoints, only the committed results file
+    again = q.main(_flags(split))
+    assert capsys.readouterr().out.count("finished earlier") == 2
+    assert [r["points"] for r in again] == [r["points"] for r in second]
+    changed = q.parse_args(_flags(split, "--lr", "0.002"))  # another configuration does not count as done
+    assert q.committed_records(changed) == {}
 
 
 def test_crossing_time_interpolates():
