@@ -104,3 +104,14 @@ def test_every_variant_exists_and_gets_the_full_runs_ideal_flops():
             assert ratio == pytest.approx(flops.schedule_ideal_ratio(12, 128, 256, 1024, 0.5, 10 * ("sctd" in v),
                                                                      n, round(0.1 * n), round(0.1 * n)))
     assert q.run_updates(a, "full") == 200
+
+
+def test_ablations_take_the_first_seed_and_unknown_ones_are_refused(capsys):
+    q = _module()
+    a = q.parse_args(["--seeds", "4,5"])
+    assert a.variants == ["full", "drop-phases", "sctd-phases"] and a.ablations == ["drop", "sctd", "random"]
+    assert q.parse_args(["--ablations", ""]).ablations == []
+    assert q.parse_args(["--variants", "full,drop", "--ablations", "drop,random"]).ablations == ["random"]
+    with pytest.raises(SystemExit):
+        q.parse_args(["--ablations", "nope"])
+    assert "unknown variant 'nope'" in capsys.readouterr().err
