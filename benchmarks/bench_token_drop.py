@@ -113,8 +113,8 @@ def run(c, clock):
                 times[(kind, adam)].append(dt)
     all_med = {k: statistics.median(v) for k, v in times.items()}
     for adam in c.adam:
-        report(c, clock, timed_step, sample, {kind: all_med[(kind, adam)] for kind in ("full", "drop", "sctd")},
-               {kind: lanes[(kind, adam)] for kind in ("full", "sctd")}, adam)
+        report(c, timed_step, sample, {kind: all_med[(kind, adam)] for kind in ("full", "drop", "sctd")},
+               lanes[("full", adam)], adam)
     if len(c.adam) > 1:
         base = c.adam[0]
         print("; ".join(f"{adam} / {base} step time: " + ", ".join(
@@ -122,7 +122,7 @@ def run(c, clock):
             for adam in c.adam[1:]), flush=True)
 
 
-def report(c, clock, timed_step, sample, med, setups, adam):
+def report(c, timed_step, sample, med, full_lane, adam):
     """The table of one Adam kernel's lanes (and its real ScTD cycles)."""
     from fairseq.token_drop import drop_layer_split, keep_count
 
@@ -134,7 +134,7 @@ def report(c, clock, timed_step, sample, med, setups, adam):
     cycle_setup = build(c, c.token_drop, fi, adam) if c.cycles > 0 else None
     for _ in range(c.cycles):
         t_sctd = sum(timed_step("sctd", cycle_setup, update_num=u) for u in range(fi))
-        t_full = sum(timed_step("full", setups["full"], update_num=u) for u in range(fi))
+        t_full = sum(timed_step("full", full_lane, update_num=u) for u in range(fi))
         cycle_ratios.append(t_sctd / t_full)
 
     K = keep_count(c.seq, c.token_drop)
