@@ -373,11 +373,15 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4, help="ELECTRA-Small's lr, unscaled (see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--retrain", default="", help="comma-separated finished runs (e.g. full-s1) to train again, "
+                    "for their checkpoints (GLUE); the new record replaces the committed one, and the valid "
+                    "losses of the two are compared")
     a = ap.parse_args(argv)
     try:
         a.variants = [v for v in a.variants.split(",") if v]
         a.ablations = [v for v in a.ablations.split(",") if v and v not in a.variants]
         a.seeds = [int(s) for s in a.seeds.split(",") if s]
+        a.retrain = [r for r in a.retrain.split(",") if r]
         a.full_phases = [float(x) for x in a.full_phases.split(",")]
     except ValueError as e:
         ap.error(f"--seeds/--full-phases: {e}")
@@ -391,6 +395,10 @@ def parse_args(argv=None):
             ap.error(f"--{name.replace('_', '-')} {getattr(a, name)}: must be >= 1")
     if not a.seeds:
         ap.error("--seeds: give at least one seed")
+    names = {f"{v}-s{s}" for v in a.variants for s in a.seeds} | {f"{v}-s{a.seeds[0]}" for v in a.ablations}
+    for r in a.retrain:
+        if r not in names:
+            ap.error(f"--retrain {r}: not a run of this study; its runs are {', '.join(sorted(names))}")
     try:
         check_flags_exist(a, a.variants + a.ablations)
     except ValueError as e:
@@ -407,7 +415,9 @@ def main(argv=None) -> list[dict]:
     committed = committed_records(a)
     records, runs = {}, []
     for v, s in names:
-        done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json") or committed.get(f"{v}-s{s}")
+        done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json")
+        if done is None and f"{v}-s{s}" not in a.retrain:
+            done = committed.get(f"{v}-s{s}")
         if done is not None and done["finished"]:
             print(f"{v}-s{s}: finished earlier ({done['updates']} updates), skipped", flush=True)
             records[(v, s)] = done
@@ -451,6 +461,11 @@ def main(argv=None) -> list[dict]:
         if run.lane.num_updates > run.session["to_update"] or not (run.dir / "record.json").is_file():
             checkpoint_and_report(run)
     write_results(a, list(records.values()))
+    for name in a.retrain:
+        old, new = committed.get(name), next(r for r in records.values() if r["name"] == name)
+        if old and new["finished"]:
+            diff = max(abs(p["valid_loss"] - q["valid_loss"]) for p, q in zip(old["points"], new["points"]))
+            print(f"{name} retrained: valid losses differ from the committed run's by at most {diff:.2e}", flush=True)
     print("\n" + Path(f"{a.results}.md").read_text(), flush=True)
     left = [r["name"] for r in records.values() if not r["finished"]]
     print(f"results: {a.results}.md/.json/.png; " + (f"unfinished (rerun to continue): {', '.join(left)}"

@@ -32,9 +32,11 @@ def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, cap
     argv = ["--checkpoint", f"peer={peer_dir / 'checkpoint_last.no-optimizer-state.pt'}",
             "--dict", str(peer_dir / "data-bin" / "dict.txt"), "--tokenizer-json", str(peer_dir / "tokenizer.json"),
             "--glue-dir", str(shared_dir / "data" / "glue"), "--tasks", "MRPC", "--seeds", "2",
-            "--max-epoch", "1", "--max-update", "1", "--work-dir", str(tmp_path / "w"),
+            "--max-epoch", "1", "--max-update", "1", "--lr", "3e-4", "--work-dir", str(tmp_path / "w"),
             "--results", str(tmp_path / "glue")]
     results = g.main(argv)
+    log = (tmp_path / "w" / "peer" / "MRPC" / "seed2" / "MRPC.train.log").read_text()
+    assert "lr=[0.0003]" in log and "lr=[1e-05]" not in log  # --lr replaced the recipe's MRPC lr
     runs = results["peer"]["MRPC"]
     assert len(runs) == 1 and all(0 <= r["accuracy"] <= 100 and "f1" in r for r in runs)
     assert json.loads((tmp_path / "glue.json").read_text()) == results
