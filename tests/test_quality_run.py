@@ -68,6 +68,19 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     changed = q.parse_args(_flags(split, "--lr", "0.002"))  # another configuration does not count as done
     assert q.committed_records(changed) == {}
 
+    shutil.rmtree(split / "runs", ignore_errors=True)  # --retrain: train a committed run again (for its checkpoint), same losses
+    retrained = q.main(_flags(split, "--retrain", "drop-s3"))
+    out = capsys.readouterr().out
+    assert "full-s3: finished earlier" in out and "drop-s3: new" in out
+    assert "drop-s3 retrained: valid losses differ from the committed run's by at most 0.00e+00" in out
+    assert (split / "runs" / "drop-s3" / "checkpoint_last.pt").is_file()
+    assert [r["points"] == s["points"] for r, s in zip(retrained, second)] == [True, False]  # clock differs
+    assert [[p["valid_loss"] for p in r["points"]] for r in retrained] == \
+        [[p["valid_loss"] for p in r["points"]] for r in second]
+    with pytest.raises(SystemExit):
+        q.parse_args(_flags(split, "--retrain", "drop-s9"))
+    assert "--retrain drop-s9: not a run of this study" in capsys.readouterr().err
+
 
 def test_crossing_time_interpolates():
     q = _module()
