@@ -157,6 +157,11 @@ def train_argv(a, data: Path, variant: str, seed: int, updates: int) -> list[str
             *variant_flags(a, variant, updates)]
 
 
+def study_runs(a) -> list[tuple[str, int]]:
+    """(variant, seed) of every run: each variant with every seed, each ablation with the first seed."""
+    return [(v, s) for v in a.variants for s in a.seeds] + [(v, a.seeds[0]) for v in a.ablations]
+
+
 def check_flags_exist(a, variants: list[str]) -> None:
     """A variant whose flags this fairseq-train lacks (yet) is one clear line, before any work."""
     for v in variants:
@@ -409,7 +414,7 @@ def parse_args(argv=None):
             ap.error(f"--{name.replace('_', '-')} {getattr(a, name)}: must be >= 1")
     if not a.seeds:
         ap.error("--seeds: give at least one seed")
-    names = {f"{v}-s{s}" for v in a.variants for s in a.seeds} | {f"{v}-s{a.seeds[0]}" for v in a.ablations}
+    names = {f"{v}-s{s}" for v, s in study_runs(a)}
     for r in a.retrain:
         if r not in names:
             ap.error(f"--retrain {r}: not a run of this study; its runs are {', '.join(sorted(names))}")
@@ -425,7 +430,7 @@ def main(argv=None) -> list[dict]:
     torch.set_num_threads(a.threads)
     keep_freed_memory()
     data = prepare_data(a)
-    names = [(v, s) for v in a.variants for s in a.seeds] + [(v, a.seeds[0]) for v in a.ablations]
+    names = study_runs(a)
     committed = committed_records(a)
     records, runs = {}, []
     for v, s in names:

@@ -68,7 +68,8 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     changed = q.parse_args(_flags(split, "--lr", "0.002"))  # another configuration does not count as done
     assert q.committed_records(changed) == {}
 
-    shutil.rmtree(split / "runs", ignore_errors=True)  # --retrain: train a committed run again (for its checkpoint), same losses
+    # --retrain: train a committed run again (for its checkpoint), with the same losses
+    shutil.rmtree(split / "runs", ignore_errors=True)
     retrained = q.main(_flags(split, "--retrain", "drop-s3"))
     out = capsys.readouterr().out
     assert "full-s3: finished earlier" in out and "drop-s3: new" in out
