@@ -13,7 +13,10 @@ lambda * summed KL added to the summed MLM loss, then divided by S, so the KL we
 lambda / S (--sctd-kl-reduction reference, the default). With --sctd-kl-reduction mean the KL term is
 lambda * S_drop * mean over sequences of KL, i.e. after the division mean MLM loss + lambda * mean KL
 on one micro-batch (and the S-weighted average of the per-micro-batch means on several).
-The full-pass MLM term is scaled by S_drop / S_full so that w_full weighs a mean full loss.
+The full-pass MLM term is scaled by S_drop / S_full so that w_full weighs a mean full loss. With
+w_full = 0 (the published setting) the full pass computes only what the KL terms read: every position
+up to layer L-2, `<s>` alone in the last layer, no LM head (model(..., cls_only=True)); its MLM loss,
+sctd_full_loss in the logs, then exists only with w_full > 0.
 
 Full phases (--token-drop-warmup-updates, --token-drop-final-full-updates; TokenDropper.is_full_update)
 run only the full model, with no ScTD pass. The importance table is fed from the pass whose loss is
@@ -64,13 +67,16 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
     log["td_dropped"] = 0 if keep is None else src.numel() - keep.numel()
     loss = loss_drop
     if dropper.is_sctd_update(update_num):
-        loss_full, size_full, _, extra_full = criterion(model, sample, token_drop_keep=None, return_extra=True)
+        s_drop = float(sample_size)
+        if dropper.full_mlm_weight != 0.0:
+            loss_full, size_full, _, extra_full = criterion(model, sample, token_drop_keep=None, return_extra=True)
+            s_full = float(size_full) if float(size_full) > 0 else 1.0
+            loss = loss + dropper.full_mlm_weight * loss_full * (s_drop / s_full)
+            log.update({"sctd_full_loss": float(loss_full.detach()), "sctd_full_sample_size": float(size_full)})
+        else:  # the KL terms read only <s>: no LM head, and <s> alone in the last layer
+            _, extra_full = model(src, cls_only=True)
         kl_local = cls_kl(extra_full["cls_local"], extra["cls_local"])
         kl_global = cls_kl(extra_full["cls_global"], extra["cls_global"])
-        s_drop = float(sample_size)
-        s_full = float(size_full) if float(size_full) > 0 else 1.0
-        if dropper.full_mlm_weight != 0.0:
-            loss = loss + dropper.full_mlm_weight * loss_full * (s_drop / s_full)
         kl = kl_local + kl_global
         if dropper.kl_reduction == "mean":
             kl = kl * (s_drop / src.size(0))
@@ -78,8 +84,6 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
         log.update({
             "sctd_kl_local": float(kl_local.detach()),
             "sctd_kl_global": float(kl_global.detach()),
-            "sctd_full_loss": float(loss_full.detach()),
-            "sctd_full_sample_size": float(size_full),
             "sctd_nsentences": int(src.size(0)),
             "sctd_passes": 1,
         })
@@ -102,7 +106,8 @@ def train_step(task, sample, model, criterion, optimizer, update_num, ignore_gra
 
 
 def reduce_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
-    """Aggregate the ScTD keys: KL per sequence (nats) and the full-pass MLM loss in bits per target.
+    """Aggregate the ScTD keys: KL per sequence (nats) and, when it was trained on (w_full > 0), the
+    full pass's MLM loss in bits per target.
 
     Returns {} when no micro-batch in `logging_outputs` ran the full pass.
     """
@@ -110,8 +115,7 @@ def reduce_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
     if tot["sctd_passes"] <= 0:
         return {}
     n = max(tot["sctd_nsentences"], 1.0)
-    return {
-        "sctd_kl_local": tot["sctd_kl_local"] / n,
-        "sctd_kl_global": tot["sctd_kl_global"] / n,
-        "sctd_full_loss": tot["sctd_full_loss"] / max(tot["sctd_full_sample_size"], 1.0) / LOG2,
-    }
+    out = {"sctd_kl_local": tot["sctd_kl_local"] / n, "sctd_kl_global": tot["sctd_kl_global"] / n}
+    if tot["sctd_full_sample_size"] > 0:  # the full pass's MLM loss exists only when it is trained on
+        out["sctd_full_loss"] = tot["sctd_full_loss"] / tot["sctd_full_sample_size"] / LOG2
+    return out

@@ -138,7 +138,10 @@ def test_loss_is_drop_plus_weighted_full_plus_kl_with_hand_kl(w_full):
     # after the trainer divides by sample_size: mean drop loss + w * mean full loss + lambda * summed KL / S
     expected = float(ld) / sd + w_full * float(lf) / sf + 0.3 * (kl_l + kl_g) / sd
     assert float(loss) / size == pytest.approx(expected, rel=1e-5)
-    assert log["sctd_full_loss"] == pytest.approx(float(lf), rel=1e-6)
+    if w_full:
+        assert log["sctd_full_loss"] == pytest.approx(float(lf), rel=1e-6)
+    else:  # the full pass skips the LM head when its loss is not trained on
+        assert "sctd_full_loss" not in log
 
 
 def test_kl_helper_matches_hand_computation():
@@ -209,6 +212,8 @@ def test_reduce_metrics():
     assert out["sctd_kl_global"] == pytest.approx(0.2)
     assert out["sctd_full_loss"] == pytest.approx(1.0 / math.log(2))
     assert sctd.reduce_metrics([{"loss": 1.0}]) == {}
+    no_full = [{k: v for k, v in lo.items() if not k.startswith("sctd_full")} for lo in logs]  # w_full = 0
+    assert set(sctd.reduce_metrics(no_full)) == {"sctd_kl_local", "sctd_kl_global"}
 
 
 # --------------------------------------------------------------------------- with the real model and criteria
@@ -254,6 +259,38 @@ def test_real_criteria_normalisation_and_gradients_reach_every_parameter(criteri
     out = crit.reduce_metrics([log])
     # KL at initialisation is ~1e-7 per sequence, so only a loose fp32 check here (the toy tests are exact)
     assert out["sctd_kl_local"] == pytest.approx(hand_kl(ef["cls_local"], ed["cls_local"]) / 4, abs=1e-7)
+
+
+@pytest.mark.parametrize("criterion_name", ["masked_lm", "cross_entropy"])
+def test_cls_only_full_pass_gives_the_full_models_cls_states_and_gradients(criterion_name):
+    """w_full = 0: the full pass stops at what the KL reads (<s> alone in the last layer, no LM head);
+    its <s> states, the loss and every gradient equal those of the whole full forward (dropout 0)."""
+    task, model, crit = real_setup(criterion_name, "--sctd-weight", "0.5")
+    sample = make_sample(B=4, T=16)  # row 1 is padded: the attention mask path
+    src = sample["net_input"]["src_tokens"]
+    x, cheap = model(src, cls_only=True)
+    _, _, _, ef = crit(model, sample, return_extra=True)
+    assert x.shape == (4, 1, 16)
+    assert torch.equal(cheap["cls_local"], ef["cls_local"])
+    torch.testing.assert_close(cheap["cls_global"], ef["cls_global"], rtol=0, atol=1e-6)
+    # the reference objective, written with the whole full forward
+    dropper = task.token_dropper
+    keep = dropper.keep_positions(src, sample["id"], 0)
+    ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
+    _, _, _, ef = crit(model, sample, return_extra=True)
+    objective = ld + 0.5 * (sctd.cls_kl(ef["cls_local"], ed["cls_local"]) + sctd.cls_kl(ef["cls_global"], ed["cls_global"]))
+    model.zero_grad()
+    objective.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    dropper.importance.reset()
+    loss, size, log = sctd.train_step(task, sample, model, crit, None, update_num=0)
+    assert size == sd and float(loss.detach()) == pytest.approx(float(objective.detach()), rel=1e-6)
+    assert "sctd_kl_global" in log and "sctd_full_loss" not in log
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[n], rtol=1e-5, atol=1e-7, msg=n)
+    with pytest.raises(ValueError, match="cls_only"):
+        model(src, cls_only=True, token_drop_keep=keep)
 
 
 # --------------------------------------------------------------------------- through fairseq-train

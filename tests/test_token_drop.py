@@ -369,6 +369,21 @@ def test_schedule_phases_switch_exactly_at_the_stated_updates():
     assert not any(plain.is_full_update(u) for u in range(50)) and plain.total_updates is None
 
 
+def test_schedule_log_line_names_the_phases_and_sctd_off():
+    from fairseq.tasks.masked_lm import describe_schedule
+
+    def line(*argv):
+        args = parse("--token-drop", "0.5", *argv)
+        args.encoder_layers, args.tokens_per_sample, args.encoder_embed_dim, args.encoder_ffn_embed_dim = 4, 16, 8, 32
+        args.max_update, args.total_num_update = 20, None
+        return describe_schedule(args, TokenDropper(args, placeholder_dictionary(20), num_layers=4))
+
+    assert "ScTD every 10 updates, no full-model phases; ideal FLOP ratio of the 20-update schedule" in line()
+    assert "no ScTD (vanilla token dropping), full model for updates u < 4 and u >= 15" in line(
+        "--sctd-interval", "0", "--token-drop-warmup-updates", "4", "--token-drop-final-full-updates", "5")
+    assert "full model for updates u >= 18;" in line("--token-drop-final-full-updates", "2")
+
+
 @pytest.mark.parametrize("flag", ["--token-drop-warmup-updates", "--token-drop-final-full-updates"])
 @pytest.mark.parametrize("bad", ["-1", "2.5"])
 def test_bad_schedule_values_are_clear_cli_errors(peer_dir, flag, bad, capsys):

@@ -44,10 +44,11 @@ def describe_schedule(args, dropper) -> str:
     E, F = int(args.encoder_embed_dim), int(args.encoder_ffn_embed_dim)
     per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
     msg = (f"token dropping: layers {dropper.split[0]}-{dropper.split[1]} keep {dropper.keep_count(T)} of {T} "
-           f"positions (ideal FLOP ratio of a dropping update {per:.3f}), ScTD every {dropper.interval or '-'} "
-           f"updates, full model for updates u < {dropper.warmup_updates}")
-    if dropper.final_full_updates:
-        msg += f" and u >= {dropper.total_updates - dropper.final_full_updates}"
+           f"positions (ideal FLOP ratio of a dropping update {per:.3f}), "
+           + (f"ScTD every {dropper.interval} updates" if dropper.interval else "no ScTD (vanilla token dropping)"))
+    phases = ([f"u < {dropper.warmup_updates}"] if dropper.warmup_updates else []) + (
+        [f"u >= {dropper.total_updates - dropper.final_full_updates}"] if dropper.final_full_updates else [])
+    msg += f", full model for updates {' and '.join(phases)}" if phases else ", no full-model phases"
     total = int(getattr(args, "max_update", 0) or 0) or int(getattr(args, "total_num_update", None) or 0)
     if total > 0:
         ratio = flops.schedule_ideal_ratio(L, T, E, F, dropper.p, dropper.interval, total, dropper.warmup_updates,

@@ -98,27 +98,38 @@ class TransformerSentenceEncoder(nn.Module):
         return x * (~pad).unsqueeze(-1).type_as(x)
 
     def forward(self, src_tokens: torch.Tensor, return_all_hiddens: bool = False,
-                token_drop_keep: Optional[torch.Tensor] = None):
-        """Returns (x [B,T,C], extra) with extra = {inner_states ([T,B,C] list or None), cls_local, cls_global}."""
+                token_drop_keep: Optional[torch.Tensor] = None, cls_only: bool = False):
+        """Returns (x [B,T,C], extra) with extra = {inner_states ([T,B,C] list or None), cls_local, cls_global}.
+
+        cls_only: the full model only as far as `<s>` needs it (ScTD's full pass when its MLM loss is
+        not trained on): every position up to layer L-2, `<s>` alone in the last layer; x is [B,1,C]."""
+        if cls_only and (token_drop_keep is not None or return_all_hiddens):
+            raise ValueError("cls_only runs the full model and returns no inner states")
         pad = src_tokens.eq(self.padding_idx)
         # no mask at all when nothing is padded (cheaper attention); the check would sync a GPU, so only on CPU
         attn_mask = None if (not pad.is_cuda and not bool(pad.any())) else (~pad)[:, None, None, :]
         x = self.embed(src_tokens, pad)
         states = [x] if return_all_hiddens else None
         L = len(self.layers)
-        if token_drop_keep is None:
+        if cls_only:
+            x, cls_local = self._run(x, attn_mask, range(L - 1), states)
+            first = torch.zeros(x.size(0), 1, dtype=torch.long, device=x.device)
+            x = x[:, :1] if self._layer_dropped() else self.layer_call(L - 1, x, attn_mask, first)
+        elif token_drop_keep is None:
             x, cls_local = self._run(x, attn_mask, range(L), states)
         else:
             x, cls_local = self._run_dropping(x, attn_mask, pad, token_drop_keep, states)
         inner = [s.transpose(0, 1) for s in states] if states is not None else None
         return x, {"inner_states": inner, "cls_local": cls_local, "cls_global": x[:, 0]}
 
+    def _layer_dropped(self) -> bool:
+        """LayerDrop: skip the next layer for this batch (training only)."""
+        return self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop
+
     def _run(self, x, attn_mask, layer_ids, states, cls_local=None):
         L = len(self.layers)
         for i in layer_ids:
-            if self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop:
-                pass  # LayerDrop: skip this layer for this batch
-            else:
+            if not self._layer_dropped():
                 x = self.layer_call(i, x, attn_mask)
             if states is not None:
                 states.append(x)
@@ -198,9 +209,9 @@ class RobertaEncoder(nn.Module):
         self.lm_head = RobertaLMHead(args.encoder_embed_dim, vocab_size, tied)
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,
-                token_drop_keep=None, **unused):
-        x, extra = self.sentence_encoder(src_tokens, return_all_hiddens, token_drop_keep)
-        if not features_only:
+                token_drop_keep=None, cls_only=False, **unused):
+        x, extra = self.sentence_encoder(src_tokens, return_all_hiddens, token_drop_keep, cls_only)
+        if not (features_only or cls_only):
             x = self.lm_head(x, masked_tokens)
         return x, extra
 
@@ -237,11 +248,11 @@ class RobertaModel(nn.Module):
         return self.encoder.sentence_encoder.max_positions
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
-                masked_tokens=None, token_drop_keep=None, **unused):
+                masked_tokens=None, token_drop_keep=None, cls_only=False, **unused):
         if classification_head_name is not None:
             features_only = True
         x, extra = self.encoder(src_tokens, features_only, return_all_hiddens, masked_tokens=masked_tokens,
-                                token_drop_keep=token_drop_keep)
+                                token_drop_keep=token_drop_keep, cls_only=cls_only)
         if classification_head_name is not None:
             x = self.classification_heads[classification_head_name](x)
         return x, extra
