@@ -88,12 +88,15 @@ def step(kind, setup, sample, update_num):
 
 
 def ideal_ratios(c, masked_rows: float):
-    """(encoder-only, encoder + LM head) ideal FLOP ratios of a token-dropping step vs a full one."""
-    from fairseq.flops import roberta_train_flops, token_drop_step_ratio
+    """Ideal FLOP ratios vs a full step, encoder-only and encoder + LM head: (token-dropping step,
+    ScTD's full pass). The full pass has no LM head and runs the last layer for <s> alone (w_full = 0)."""
+    from fairseq.flops import roberta_train_flops, sctd_full_pass_ratio, token_drop_step_ratio
     enc = token_drop_step_ratio(c.layers, c.seq, c.dim, c.ffn, c.token_drop)
+    full_pass = sctd_full_pass_ratio(c.layers, c.seq, c.dim, c.ffn)
     full_enc = roberta_train_flops(c.layers, c.seq, c.dim, c.ffn, VOCAB, 0)
     head = roberta_train_flops(0, c.seq, c.dim, c.ffn, VOCAB, masked_rows)
-    return enc, (enc * full_enc + head) / (full_enc + head)
+    return ((enc, (enc * full_enc + head) / (full_enc + head)),
+            (full_pass, full_pass * full_enc / (full_enc + head)))
 
 
 def run(c, clock):
@@ -139,8 +142,8 @@ def report(c, timed_step, sample, med, full_lane, adam):
 
     K = keep_count(c.seq, c.token_drop)
     split = drop_layer_split(c.layers)
-    ideal, ideal_h = ideal_ratios(c, int(sample["target"].ne(PAD).sum()) / c.batch)
-    ideal_sctd, ideal_sctd_h = ideal + 1.0 / fi, ideal_h + 1.0 / fi
+    (ideal, ideal_h), (pass_enc, pass_h) = ideal_ratios(c, int(sample["target"].ne(PAD).sum()) / c.batch)
+    ideal_sctd, ideal_sctd_h = ideal + pass_enc / fi, ideal_h + pass_h / fi
 
     tokens = c.batch * c.seq
     print(f"config: L={c.layers} T={c.seq} C={c.dim} FFN={c.ffn} heads={c.heads} B={c.batch} p={c.token_drop} "
@@ -149,7 +152,7 @@ def report(c, timed_step, sample, med, full_lane, adam):
     print(f"{'mode':<22}{'step s':>9}{'tok/s':>9}{'ratio':>8}{'ideal enc':>11}{'ideal +head':>13}")
     rows = [("full", med["full"], 1.0, 1.0),
             (f"token drop p={c.token_drop}", med["drop"], ideal, ideal_h),
-            ("ScTD update (2 pass)", med["sctd"], 1 + ideal, 1 + ideal_h),
+            ("ScTD update (2 pass)", med["sctd"], ideal + pass_enc, ideal_h + pass_h),
             (f"ScTD avg Fi={fi}", sctd_avg, ideal_sctd, ideal_sctd_h)]
     for name, t, i_enc, i_head in rows:
         print(f"{name:<22}{t:>9.3f}{tokens / t:>9.0f}{t / med['full']:>8.3f}{i_enc:>11.3f}{i_head:>13.3f}")

@@ -240,7 +240,7 @@ def check_mfu(a) -> None:
 
 
 def check_drop(a) -> None:
-    from fairseq.flops import token_drop_step_ratio
+    from fairseq.flops import sctd_full_pass_ratio, token_drop_step_ratio
     seq = 512
     sample, _ = batch(a.mfu_batch, seq)
     setups = {"full": build("roberta_base", seq), "drop": build("roberta_base", seq, 0.5, 0),
@@ -253,12 +253,13 @@ def check_drop(a) -> None:
                 times[k].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
     args = setups["full"][4]
-    ideal = token_drop_step_ratio(args.encoder_layers, seq, args.encoder_embed_dim, args.encoder_ffn_embed_dim, 0.5)
+    shape = (args.encoder_layers, seq, args.encoder_embed_dim, args.encoder_ffn_embed_dim)
+    ideal, full_pass = token_drop_step_ratio(*shape, 0.5), sctd_full_pass_ratio(*shape)
     drop, two = med["drop"] / med["full"], med["sctd"] / med["full"]
     sctd_avg = (two + 9 * drop) / 10
     print(f"drop   roberta_base T=512 bf16 p=0.5: token drop {drop:.3f} of full (ideal {ideal:.3f}), "
-          f"ScTD two-pass update {two:.3f} (ideal {1 + ideal:.3f}), ScTD average Fi=10 {sctd_avg:.3f} "
-          f"(ideal {ideal + 0.1:.3f}); full step {med['full'] * 1e3:.1f} ms", flush=True)
+          f"ScTD two-pass update {two:.3f} (ideal {ideal + full_pass:.3f}), ScTD average Fi=10 {sctd_avg:.3f} "
+          f"(ideal {ideal + full_pass / 10:.3f}); full step {med['full'] * 1e3:.1f} ms", flush=True)
 
 
 def check_memory(a) -> None:

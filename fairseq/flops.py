@@ -35,40 +35,57 @@ def token_drop_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: in
     return drop / full
 
 
+def sctd_full_pass_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int,
+                         full_mlm_weight: float = 0.0) -> float:
+    """Cost of ScTD's full pass relative to a full update.
+
+    All of it when its MLM loss is trained on (w_full > 0); otherwise what the KL terms read
+    (fairseq.sctd.compute_loss): layers 0..L-2 on every position, the last layer for <s> alone."""
+    if full_mlm_weight != 0.0:
+        return 1.0
+    full = encoder_layer_macs(seq_len, seq_len, embed_dim, ffn_dim)
+    return ((layers - 1) * full + encoder_layer_macs(1, seq_len, embed_dim, ffn_dim)) / (layers * full)
+
+
 def ideal_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
-                     sctd_interval: int = 0) -> float:
+                     sctd_interval: int = 0, full_mlm_weight: float = 0.0) -> float:
     """Average cost of a token-dropping (or ScTD) update relative to a full update, no schedule.
 
-    ScTD adds one full pass every `sctd_interval` updates.
+    ScTD adds one full pass (sctd_full_pass_ratio) every `sctd_interval` updates.
     """
     if p <= 0:
         return 1.0
     ratio = token_drop_step_ratio(layers, seq_len, embed_dim, ffn_dim, p)
-    return ratio + (1.0 / sctd_interval if sctd_interval > 0 else 0.0)
+    if sctd_interval > 0:
+        ratio += sctd_full_pass_ratio(layers, seq_len, embed_dim, ffn_dim, full_mlm_weight) / sctd_interval
+    return ratio
 
 
 def schedule_ideal_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, p: float,
                          sctd_interval: int, total_updates: int, warmup_updates: int = 0,
                          final_full_updates: int = 0,
-                         token_drop_layers: Optional[Union[str, Sequence[int]]] = None) -> float:
+                         token_drop_layers: Optional[Union[str, Sequence[int]]] = None,
+                         full_mlm_weight: float = 0.0) -> float:
     """Mean cost of updates u = 0 .. total_updates-1 relative to a full update, with full phases.
 
     Update u (u = updates completed before it) runs the full model, cost 1 and no ScTD pass, when
     u < warmup_updates or u >= total_updates - final_full_updates; otherwise the dropping model, plus
-    one full pass when sctd_interval > 0 and u % sctd_interval == 0. The phase rule is the trainer's
-    own (token_drop.is_full_phase), so this is the mean over exactly the updates a run performs.
+    ScTD's full pass (sctd_full_pass_ratio) when sctd_interval > 0 and u % sctd_interval == 0. The
+    phase rule is the trainer's own (token_drop.is_full_phase), so this is the mean over exactly the
+    updates a run performs.
     """
     if total_updates <= 0:
         raise ValueError(f"total_updates {total_updates}: need at least one update")
     if p <= 0:
         return 1.0
     drop = token_drop_step_ratio(layers, seq_len, embed_dim, ffn_dim, p, token_drop_layers)
+    full_pass = sctd_full_pass_ratio(layers, seq_len, embed_dim, ffn_dim, full_mlm_weight)
     cost = 0.0
     for u in range(total_updates):
         if is_full_phase(u, warmup_updates, final_full_updates, total_updates):
             cost += 1.0
         else:
-            cost += drop + (1.0 if sctd_interval > 0 and u % sctd_interval == 0 else 0.0)
+            cost += drop + (full_pass if sctd_interval > 0 and u % sctd_interval == 0 else 0.0)
     return cost / total_updates
 
 

@@ -200,7 +200,7 @@ def summarize(lane: Lane) -> Summary:
     """A lane's totals, its full-model valid-loss curve on its own clock, and the ideal FLOP ratio."""
     a = lane.args
     ideal = ideal_step_ratio(a.encoder_layers, a.tokens_per_sample, a.encoder_embed_dim, a.encoder_ffn_embed_dim,
-                             float(a.token_drop or 0.0), sctd_interval(a))
+                             float(a.token_drop or 0.0), sctd_interval(a), float(a.sctd_full_mlm_weight or 0.0))
     last = lane.points[-1]
     return Summary(
         variant=lane.name, updates=lane.num_updates, train_seconds=lane.clock,

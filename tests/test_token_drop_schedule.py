@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fairseq import flops, options, sctd
-from fairseq.criterions.masked_lm import MaskedLmLoss
+from fairseq.models.roberta import RobertaModel
 from fairseq_cli import train
 
 TINY = ["--task", "masked_lm", "--arch", "roberta", "--encoder-layers", "4", "--encoder-embed-dim", "16",
@@ -28,25 +28,27 @@ def run(data, save_dir, *extra):
 
 
 def test_phases_switch_at_the_stated_updates_and_drop_rate_is_logged(peer_dir, tmp_path, monkeypatch, caplog):
-    forwards = []  # per update: "u<n>", then one entry per criterion forward ("drop" / "full")
-    compute_loss, crit_forward = sctd.compute_loss, MaskedLmLoss.forward
+    # per update: "u<n>", then one entry per model forward: "drop", "full", or "cls" (ScTD's full pass,
+    # which with --sctd-full-mlm-weight 0 runs the last layer for <s> alone and no LM head)
+    forwards = []
+    compute_loss, model_forward = sctd.compute_loss, RobertaModel.forward
 
     def counting_compute_loss(dropper, sample, model, criterion, update_num, accumulate=True):
         forwards.append(f"u{update_num}")
         return compute_loss(dropper, sample, model, criterion, update_num, accumulate)
 
-    def counting_forward(self, model, sample, reduce=True, token_drop_keep=None, return_extra=False):
-        forwards.append("full" if token_drop_keep is None else "drop")
-        return crit_forward(self, model, sample, reduce, token_drop_keep, return_extra)
+    def counting_forward(self, src_tokens, *args, token_drop_keep=None, cls_only=False, **kwargs):
+        forwards.append("cls" if cls_only else "full" if token_drop_keep is None else "drop")
+        return model_forward(self, src_tokens, *args, token_drop_keep=token_drop_keep, cls_only=cls_only, **kwargs)
 
     monkeypatch.setattr(sctd, "compute_loss", counting_compute_loss)
-    monkeypatch.setattr(MaskedLmLoss, "forward", counting_forward)
+    monkeypatch.setattr(RobertaModel, "forward", counting_forward)
     caplog.set_level("INFO")
     trainer = run(peer_dir / "data-bin", tmp_path, "--max-update", "7", "--log-format", "json", "--log-interval", "1",
                   "--no-save")
     assert trainer.num_updates == 7
     # warm-up u < 2, dropping u = 2..4 with the ScTD pass at u = 3 (3 % 3 == 0), final full u >= 7 - 2
-    assert " ".join(forwards) == "u0 full u1 full u2 drop u3 drop full u4 drop u5 full u6 full"
+    assert " ".join(forwards) == "u0 full u1 full u2 drop u3 drop cls u4 drop u5 full u6 full"
     inner = [json.loads(r.getMessage()) for r in caplog.records if r.name == "train_inner"]
     T, K = 32, 32 - int(32 * 0.3)  # every batch is 32 wide with --sample-break-mode none
     drop = round(1 - K / T, 3)  # 9/32, fairseq's 3-digit rounding
@@ -56,8 +58,9 @@ def test_phases_switch_at_the_stated_updates_and_drop_rate_is_logged(peer_dir, t
     epoch = [json.loads(r.getMessage()) for r in caplog.records if r.name == "train"]
     assert float(epoch[-1]["train_drop_rate"]) == round(3 * (1 - K / T) / 7, 3)  # all batches have B*T positions
     # the schedule's ideal FLOP ratio is the mean cost of exactly the forwards this run performed
-    drop_cost = flops.token_drop_step_ratio(4, T, 16, 32, 0.3)
-    ran = sum(drop_cost if f == "drop" else 1.0 for f in forwards if f in ("drop", "full")) / 7
+    cost = {"drop": flops.token_drop_step_ratio(4, T, 16, 32, 0.3), "full": 1.0,
+            "cls": (3 + flops.encoder_layer_macs(1, T, 16, 32) / flops.encoder_layer_macs(T, T, 16, 32)) / 4}
+    ran = sum(cost[f] for f in forwards if f in cost) / 7
     assert flops.schedule_ideal_ratio(4, T, 16, 32, 0.3, 3, 7, 2, 2) == pytest.approx(ran, rel=1e-12)
     assert f"ideal FLOP ratio of the 7-update schedule {ran:.3f}" in caplog.text
 

@@ -52,7 +52,7 @@ def describe_schedule(args, dropper) -> str:
     total = int(getattr(args, "max_update", 0) or 0) or int(getattr(args, "total_num_update", None) or 0)
     if total > 0:
         ratio = flops.schedule_ideal_ratio(L, T, E, F, dropper.p, dropper.interval, total, dropper.warmup_updates,
-                                           dropper.final_full_updates, dropper.split)
+                                           dropper.final_full_updates, dropper.split, dropper.full_mlm_weight)
         msg += f"; ideal FLOP ratio of the {total}-update schedule {ratio:.3f}"
     return msg
 
