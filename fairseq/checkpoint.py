@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint_upgrade, distributed
+from fairseq import checkpoint_upgrade, distributed, options
 
 logger = logging.getLogger(__name__)
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
@@ -201,12 +201,7 @@ def model_state(model) -> Dict[str, torch.Tensor]:
     """fairseq-keyed fp32 CPU state dict (a collective under FSDP: every rank must call it)."""
     inner = distributed.unwrap(model)
     if distributed.get_world_size() == 1 or not distributed._is_fsdp(inner):
-        try:
-            from fairseq.models.roberta.model import fairseq_compatible_state_dict
-
-            sd = fairseq_compatible_state_dict(inner)
-        except (ImportError, AttributeError, KeyError):
-            sd = inner.state_dict()
+        sd = inner.fairseq_state_dict()  # fairseq's keys, so real fairseq loads our checkpoints
     else:
         sd = distributed.model_state_dict(model)
     out = {}
@@ -219,8 +214,6 @@ def model_state(model) -> Dict[str, torch.Tensor]:
 
 
 def build_state(args, trainer, epoch_itr, val_loss: Optional[float], best: Optional[float]) -> Dict:
-    from fairseq import options
-
     extra = {
         "metrics": [],
         "previous_training_time": trainer.cumulative_training_time(),

@@ -15,7 +15,8 @@ import ast
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from fairseq import flag_audit, registry
+from fairseq import distributed, flag_audit, models, registry
+from fairseq.optim.adam import parse_betas
 
 DEFAULT_TASK = "masked_lm"
 
@@ -249,8 +250,6 @@ def _add_checkpoint(parser):
 
 
 def _add_distributed(parser):
-    from fairseq import distributed
-
     distributed.add_distributed_args(parser)
     g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
     if not _has(parser, "--distributed-num-procs"):
@@ -280,8 +279,6 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
 
 def _add_choice_args(parser, names: argparse.Namespace) -> None:
     """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
-    from fairseq import models
-
     if names.arch is None:
         raise ValueError("--arch/-a is required; choose from: " + ", ".join(models.arch_choices()))
     models.get_arch(names.arch)
@@ -326,8 +323,6 @@ def _check_sample_length(args: argparse.Namespace) -> None:
 
 
 def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    from fairseq import models
-
     args.lr = str_list(args.lr, float)
     args.update_freq = str_list(args.update_freq, int)
     if not args.lr or not args.update_freq:
@@ -352,8 +347,6 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if args.max_tokens is None and args.batch_size is None:
         raise ValueError("specify a batch size with --max-tokens or --batch-size")
     if "adam_betas" in args:
-        from fairseq.optim.adam import parse_betas
-
         parse_betas(args.adam_betas)
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
     _check_sample_length(args)

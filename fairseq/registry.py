@@ -20,6 +20,10 @@ CRITERIA = {
     "sentence_prediction": "fairseq.criterions.sentence_prediction:SentencePredictionCriterion",
 }
 
+MODELS = {  # --arch names map to these through fairseq.models.architectures.ARCH_MODEL
+    "roberta": "fairseq.models.roberta.model:RobertaModel",
+}
+
 OPTIMIZERS = {
     "adam": "fairseq.optim.adam:FairseqAdam",
 }
@@ -33,6 +37,7 @@ LR_SCHEDULERS = {
 _TABLES = {
     "task": TASKS,
     "criterion": CRITERIA,
+    "model": MODELS,
     "optimizer": OPTIMIZERS,
     "lr-scheduler": LR_SCHEDULERS,
 }

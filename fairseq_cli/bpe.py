@@ -11,20 +11,20 @@ import os
 import sys
 from typing import List
 
+from fairseq.data.bpe import encode_lines, load_tokenizer, train_bpe
+
 _WORKER_TOK = None
 CHUNK_LINES = 2000
 
 
 def _init_worker(encoder_json, vocab_bpe, tokenizer_json):
     global _WORKER_TOK
-    from fairseq.data.bpe import load_tokenizer
 
     _WORKER_TOK = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
 
 
 def _encode_chunk(chunk: List[List[str]]) -> List[List[str]]:
     """chunk: rows of parallel lines (one per input file); returns rows of encoded lines."""
-    from fairseq.data.bpe import encode_lines
 
     cols = list(zip(*chunk))
     enc = [encode_lines(_WORKER_TOK, list(c)) for c in cols]
@@ -87,7 +87,6 @@ def encode_main(args) -> None:
 
 
 def train_main(args) -> None:
-    from fairseq.data.bpe import train_bpe
 
     train_bpe(args.inputs, args.vocab_size, args.min_frequency, args.output_dir)
     print(f"wrote tokenizer.json, encoder.json, vocab.bpe to {args.output_dir}")

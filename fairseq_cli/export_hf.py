@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from fairseq.checkpoint import load_checkpoint_file
+from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
 
 logger = logging.getLogger("fairseq_cli.export_hf")
@@ -57,7 +58,6 @@ def model_cfg(state: dict) -> dict:
 
 def read_dict_symbols(path: str | os.PathLike) -> list[str]:
     """Symbols of a fairseq dict.txt by index (specials first)."""
-    from fairseq.data.dictionary import Dictionary
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--dict file not found: {path}")

@@ -19,7 +19,9 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from fairseq.data.bpe import encode_lines, load_tokenizer
 from fairseq.logging.progress_bar import setup_logging
+from fairseq_cli import preprocess
 
 logger = logging.getLogger("fairseq_cli.glue_prep")
 
@@ -103,14 +105,12 @@ def _write(path: str, lines: List[str]) -> None:
 
 
 def _preprocess(argv: List[str]) -> None:
-    from fairseq_cli import preprocess
 
     preprocess.main(preprocess.get_parser().parse_args(argv))
 
 
 def prepare(task_name: str, glue_dir: str, dict_path: str, out: str, tokenizer_json: Optional[str] = None,
             bpe_dir: Optional[str] = None, workers: int = 1) -> None:
-    from fairseq.data.bpe import encode_lines, load_tokenizer
 
     if task_name not in TASKS:
         raise ValueError(f"unknown --task {task_name!r}; choose from: {', '.join(TASKS)}")

@@ -25,6 +25,9 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from fairseq import options
+from fairseq_cli import train
+
 GROUPS = (
     "common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
     "bmuf", "model", "task", "criterion", "optimizer", "lr_scheduler", "ema", "token_drop",
@@ -157,8 +160,6 @@ def config_to_argv(cfg: DictConfig | dict, source: str = "config") -> list[str]:
 
 def parse_train_argv(argv: Sequence[str], source: str = "fairseq-train") -> argparse.Namespace:
     """Parse argv with fairseq-train's parser; argparse errors become a one-line ValueError."""
-    from fairseq import options
-
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -218,8 +219,6 @@ def cli_main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as exc:
         print(f"fairseq-hydra-train: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    from fairseq_cli import train
-
     train.cli_main(train_argv)  # fairseq-train itself: same logging, distributed launch and errors
 
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from fairseq import quickstart_corpus
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.flops import ideal_step_ratio
 from fairseq.side_by_side import Lane, check_no_loop_flags, interleave
@@ -70,8 +71,6 @@ def _run_cli(module: str, argv: list[str], prog: str) -> None:
 
 def prepare_corpus(args, out: Path) -> tuple[Path, Path]:
     """(train.txt, valid.txt): the embedded stdlib corpus, or --corpus (a file or a dir)."""
-    from fairseq import quickstart_corpus
-
     corpus_dir = out / "corpus"
     if args.corpus is None:
         stats = quickstart_corpus.write_corpus(corpus_dir, seed=1234, valid_fraction=0.05,

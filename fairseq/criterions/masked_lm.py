@@ -12,6 +12,8 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
+from fairseq import sctd
+
 LN2 = math.log(2.0)
 
 
@@ -44,8 +46,6 @@ def masked_nll(model, sample, pad: int, token_drop_keep=None, per_token: bool = 
 
 def reduce_mlm_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
     """loss in bits per sample_size unit, [nll_loss per token when they differ], ppl, ScTD extras."""
-    from fairseq import sctd
-
     def total(key):
         return sum(float(lo.get(key, 0.0)) for lo in logging_outputs)
 

@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 import torch
 
+from fairseq.criterions import build_criterion
 from fairseq.data import iterators
 
 
@@ -58,8 +59,6 @@ class FairseqTask:
                                             shard_id=shard_id, epoch=epoch, num_workers=num_workers)
 
     def build_criterion(self, args):
-        from fairseq.criterions import build_criterion
-
         return build_criterion(args, self)
 
     def autocast_context(self, optimizer=None):

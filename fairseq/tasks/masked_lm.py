@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import os
 
-from fairseq import distributed, flops, token_drop
+from fairseq import distributed, flops, models, sctd, token_drop
+from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.dictionary import Dictionary
-from fairseq.data.indexed_dataset import dataset_exists
+from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
+from fairseq.data.mlm_dataset import MaskedLMDataset
+from fairseq.data.token_blocks import TokenBlockDataset
 from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
@@ -125,8 +128,6 @@ class MaskedLMTask(FairseqTask):
     def _whole_word_mask(self):
         if not getattr(self.args, "mask_whole_words", False):
             return None
-        from fairseq.data.bpe import GPT2BPE, word_begins
-
         data_dir = self.data_paths[0]
         tok_json = self.args.bpe_tokenizer_json or os.path.join(data_dir, "tokenizer.json")
         if self.args.gpt2_encoder_json and self.args.gpt2_vocab_bpe:
@@ -140,10 +141,6 @@ class MaskedLMTask(FairseqTask):
         return word_begins(self.dictionary, bpe)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
-        from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
-        from fairseq.data.mlm_dataset import MaskedLMDataset
-        from fairseq.data.token_blocks import TokenBlockDataset
-
         data_path = self.data_paths[(epoch - 1) % len(self.data_paths)]
         prefix = os.path.join(data_path, split)
         if not dataset_exists(prefix):
@@ -162,8 +159,6 @@ class MaskedLMTask(FairseqTask):
         return self.datasets[split]
 
     def build_model(self, args):
-        from fairseq import models
-
         models.get_arch(getattr(args, "arch", None) or "roberta_base")(args)
         if getattr(args, "max_positions", None) is None:
             args.max_positions = args.tokens_per_sample
@@ -181,8 +176,6 @@ class MaskedLMTask(FairseqTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if self.token_dropper is not None:
-            from fairseq import sctd
-
             return sctd.train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 

@@ -27,7 +27,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from fairseq import models
 from fairseq.data.dictionary import Dictionary
+from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
+from fairseq.data.mlm_dataset import collate_tokens
 from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
@@ -108,8 +111,6 @@ class SentencePredictionDataset(torch.utils.data.Dataset):
     def collater(self, samples):
         if len(samples) == 0:
             return {}
-        from fairseq.data.mlm_dataset import collate_tokens
-
         src = [s["source"] for s in samples]
         lengths = torch.tensor([v.numel() for v in src], dtype=torch.long)
         return {
@@ -196,8 +197,6 @@ class SentencePredictionTask(FairseqTask):
         return int(getattr(self.args, "max_positions", None) or 512)
 
     def _indexed(self, kind: str, split: str, required: bool = True):
-        from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
-
         prefix = os.path.join(str(self.args.data).split(":")[0], kind, split)
         if not dataset_exists(prefix):
             if required:
@@ -247,8 +246,6 @@ class SentencePredictionTask(FairseqTask):
 
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, args):
-        from fairseq import models
-
         model = models.build_model(args, self)
         model.register_classification_head(self.head_name, num_classes=int(args.num_classes))
         plain_load = model.load_state_dict

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from fairseq.compile import call_layer
+from fairseq.models.architectures import add_model_args, get_arch
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split
 
@@ -228,24 +229,28 @@ class RobertaModel(nn.Module):
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
-        from fairseq.models import add_model_args
         add_model_args(parser)
 
     @classmethod
     def build_model(cls, args, task) -> "RobertaModel":
         """args: argparse.Namespace with fairseq names; task: anything with .source_dictionary."""
-        from fairseq.models import get_arch
         get_arch(getattr(args, "arch", None) or "roberta_base")(args)
         dictionary = getattr(task, "source_dictionary", task)
         return cls(args, RobertaEncoder(args, len(dictionary), dictionary.pad()))
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+        # the one import inside a function: fairseq's API puts the hub (which loads checkpoints, tasks
+        # and this model) on the model class, so the hub is imported when it is called, not before
         from fairseq.models.roberta.hub_interface import from_pretrained
         return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
     def max_positions(self) -> int:
         return self.encoder.sentence_encoder.max_positions
+
+    def fairseq_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """The state dict checkpoints store: fairseq 0.12's keys and order (fairseq_compatible_state_dict)."""
+        return fairseq_compatible_state_dict(self)
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
                 masked_tokens=None, token_drop_keep=None, cls_only=False, **unused):
