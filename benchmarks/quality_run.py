@@ -38,6 +38,9 @@ Step times are comparable between runs that trained in the same session; the tab
 
     # the study (hours of CPU; run it across sessions, the same command each time)
     python benchmarks/quality_run.py --work-dir runs/quality --session-minutes 170
+    # the longer runs of 2026-12-03 (one seed, ~28 min of step time per run on a quiet 2-core machine)
+    python benchmarks/quality_run.py --work-dir /root/sctd-long --results benchmarks/results/quality-long \\
+        --variants full,drop,sctd --seeds 1 --ablations '' --updates 2250 --evals 12
     # smoke: tiny model, a few updates, then the same command again continues and finishes
     python benchmarks/quality_run.py --work-dir /tmp/q --results /tmp/q/quality --books 3 --valid-books 1 \\
         --layers 4 --dim 32 --tokens-per-sample 64 --updates 12 --evals 3 --valid-batches 2 --session-updates 6
