@@ -136,8 +136,8 @@ def ideal_ratio(a, variant: str, updates: int) -> float:
     args = options.parse_args_and_arch(options.get_training_parser(), train_argv(a, Path("."), variant, 1, updates))
     return schedule_ideal_ratio(a.layers, a.tokens_per_sample, a.dim, 4 * a.dim, float(args.token_drop or 0.0),
                                 sctd_interval(args), updates, getattr(args, "token_drop_warmup_updates", 0) or 0,
-                                getattr(args, "token_drop_final_full_updates", 0) or 0, None,
-                                float(getattr(args, "sctd_full_mlm_weight", 0.0) or 0.0))
+                                getattr(args, "token_drop_final_full_updates", 0) or 0,
+                                full_mlm_weight=float(args.sctd_full_mlm_weight or 0.0))
 
 
 def run_updates(a, variant: str) -> int:

@@ -19,13 +19,11 @@ CHUNK_LINES = 2000
 
 def _init_worker(encoder_json, vocab_bpe, tokenizer_json):
     global _WORKER_TOK
-
     _WORKER_TOK = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
 
 
 def _encode_chunk(chunk: List[List[str]]) -> List[List[str]]:
     """chunk: rows of parallel lines (one per input file); returns rows of encoded lines."""
-
     cols = list(zip(*chunk))
     enc = [encode_lines(_WORKER_TOK, list(c)) for c in cols]
     return [list(r) for r in zip(*enc)]
@@ -87,7 +85,6 @@ def encode_main(args) -> None:
 
 
 def train_main(args) -> None:
-
     train_bpe(args.inputs, args.vocab_size, args.min_frequency, args.output_dir)
     print(f"wrote tokenizer.json, encoder.json, vocab.bpe to {args.output_dir}")
 

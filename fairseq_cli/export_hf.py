@@ -58,7 +58,6 @@ def model_cfg(state: dict) -> dict:
 
 def read_dict_symbols(path: str | os.PathLike) -> list[str]:
     """Symbols of a fairseq dict.txt by index (specials first)."""
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--dict file not found: {path}")
     return list(Dictionary.load(str(path)).symbols)

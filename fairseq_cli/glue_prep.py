@@ -105,13 +105,11 @@ def _write(path: str, lines: List[str]) -> None:
 
 
 def _preprocess(argv: List[str]) -> None:
-
     preprocess.main(preprocess.get_parser().parse_args(argv))
 
 
 def prepare(task_name: str, glue_dir: str, dict_path: str, out: str, tokenizer_json: Optional[str] = None,
             bpe_dir: Optional[str] = None, workers: int = 1) -> None:
-
     if task_name not in TASKS:
         raise ValueError(f"unknown --task {task_name!r}; choose from: {', '.join(TASKS)}")
     if not os.path.isfile(dict_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Dict
 
+from fairseq import registry
 from fairseq.models.architectures import (  # noqa: F401  (the package's public names)
     ARCH_MODEL,
     ARCH_REGISTRY,
@@ -14,7 +15,6 @@ from fairseq.models.architectures import (  # noqa: F401  (the package's public 
     base_architecture,
     get_arch,
 )
-from fairseq import registry
 
 MODEL_REGISTRY: Dict[str, str] = registry.MODELS
 

@@ -240,8 +240,8 @@ class RobertaModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        # the one import inside a function: fairseq's API puts the hub (which loads checkpoints, tasks
-        # and this model) on the model class, so the hub is imported when it is called, not before
+        # imported here, not at the top: fairseq's API puts the hub (which loads checkpoints, tasks and
+        # this model) on the model class, so a top-level import would be a cycle
         from fairseq.models.roberta.hub_interface import from_pretrained
         return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
