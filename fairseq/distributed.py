@@ -478,7 +478,12 @@ def _run_in_group(args, init: DistInit, main_fn: Callable, worker_init, kwargs: 
         worker_init(args)
     init_process_group(args, init)
     try:
-        return main_fn(args, **kwargs)
+        result = main_fn(args, **kwargs)
+        # Every rank's last collective completes before any rank closes its connections: gloo aborts
+        # (SIGABRT) a rank whose peer tears down a pair it is still using. Not on the error path,
+        # where the peers may never arrive.
+        barrier()
+        return result
     finally:
         if is_initialized():
             dist.destroy_process_group()

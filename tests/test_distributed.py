@@ -257,13 +257,13 @@ def _e2e_worker(rank, world, port, data, out_dir, backend):
         D.init_process_group(a, D.DistInit(mode="spawn", world_size=world, rank=rank, local_rank=rank,
                                            master_port=port))
         res["full"] = _snapshot(train.main(a))
-        if True:
-            # resume the same job from its update-2 checkpoint, into a fresh save dir
-            b = _train_args(data, os.path.join(out_dir, "resumed"), "--max-update", "4", "--ddp-backend", backend,
-                            "--distributed-world-size", str(world),
-                            "--restore-file", os.path.join(out_dir, f"run_{backend}", "checkpoint_1_2.pt"))
-            b.distributed_rank, b.device_id = rank, rank
-            res["resumed"] = _snapshot(train.main(b))
+        # resume the same job from its update-2 checkpoint, into a fresh save dir
+        b = _train_args(data, os.path.join(out_dir, "resumed"), "--max-update", "4", "--ddp-backend", backend,
+                        "--distributed-world-size", str(world),
+                        "--restore-file", os.path.join(out_dir, f"run_{backend}", "checkpoint_1_2.pt"))
+        b.distributed_rank, b.device_id = rank, rank
+        res["resumed"] = _snapshot(train.main(b))
+        D.barrier()  # no rank tears the group down while a peer still uses it (gloo aborts then)
     finally:
         torch.save(res, os.path.join(out_dir, f"e2e{rank}.pt"))
         if D.is_initialized():

@@ -123,6 +123,8 @@ def _two_rank_worker(rank, world, port, data, out_dir):
             want = hand_grads(ref, task, criterion, batches)  # the global batch: both ranks' micro-batches
             trainer.train_step([batches[rank]])
             res[criterion] = max_diff(model, want)
+            D.barrier()  # both ranks done with this trainer's collectives before the next one (or teardown)
+            del trainer, model
     finally:
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
         if D.is_initialized():
