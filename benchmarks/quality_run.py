@@ -63,9 +63,11 @@ sys.path.insert(0, str(REPO))
 
 from fairseq import options  # noqa: E402
 from fairseq.cpu_memory import keep_freed_memory  # noqa: E402
+from fairseq.data.bpe import train_bpe  # noqa: E402
 from fairseq.flops import schedule_ideal_ratio  # noqa: E402
 from fairseq.side_by_side import Lane, interleave  # noqa: E402
 from fairseq.token_drop import sctd_interval  # noqa: E402
+from fairseq_cli import bpe, preprocess  # noqa: E402
 
 SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", REPO.parent / "shared"))
 DEFAULT_CORPUS = SHARED / "data" / "gutenberg_rcdm" / "books"
@@ -107,8 +109,6 @@ def prepare_data(a) -> Path:
                 for line in f.read_text(encoding="utf-8").splitlines():
                     if line.strip():
                         out.write(line.strip() + "\n")
-    from fairseq.data.bpe import train_bpe
-    from fairseq_cli import bpe, preprocess
     train_bpe([str(raw / "train.txt")], a.vocab_size, 2, str(work / "bpe"))
     for split in ("train", "valid"):
         bpe.cli_main(["encode", "--tokenizer-json", str(work / "bpe" / "tokenizer.json"), "--inputs",

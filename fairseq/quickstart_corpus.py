@@ -15,6 +15,7 @@ the Python version (its standard library) and the arguments.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import random
@@ -229,8 +230,6 @@ def _shuffle_split_write(documents: list[list[str]], out_dir, seed: int, valid_f
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m fairseq.quickstart_corpus OUT_DIR`: write the corpus and print its size."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=1234)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing as mp
 import os
 import sys
 from typing import List
@@ -64,8 +65,6 @@ def encode_main(args) -> None:
             stack.enter_context(open(p, "w", encoding="utf-8")) if p != "-" else sys.stdout for p in args.outputs
         ]
         if args.workers > 1:
-            import multiprocessing as mp
-
             # fork is cheap; the parent has only loaded (never run) a tokenizer, so no Rayon pool exists yet
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -211,8 +212,6 @@ def cli_main(argv: Sequence[str] | None = None) -> None:
         source = str(_config_path(args.config_dir, args.config_name))
         train_argv = config_to_argv(cfg, source)
         if args.print_argv:
-            import shlex
-
             print("fairseq-train " + " ".join(shlex.quote(a) for a in train_argv))
             return
         _check_false_booleans(cfg, parse_train_argv(train_argv, source), source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import multiprocessing as mp
 import os
 import sys
 import uuid
@@ -111,8 +112,6 @@ def _binarize_chunk(args) -> Tuple[int, int, int]:
 
 def _run(fn, jobs, workers):
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(workers) as pool:
             return pool.map(fn, jobs)
     return [fn(j) for j in jobs]

@@ -25,7 +25,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -35,6 +35,7 @@ from fairseq.cpu_memory import keep_freed_memory
 from fairseq.flops import ideal_step_ratio
 from fairseq.side_by_side import Lane, check_no_loop_flags, interleave
 from fairseq.token_drop import sctd_interval
+from fairseq_cli import bpe, preprocess
 
 VARIANTS = {
     "full": [],
@@ -50,11 +51,8 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
-def _call_cli(module: str, argv: list[str], prog: str) -> None:
+def _call_cli(entry: Callable[[list[str]], None], argv: list[str], prog: str) -> None:
     """Call another CLI's cli_main(argv) in-process; a non-zero exit becomes a RuntimeError."""
-    import importlib
-
-    entry = getattr(importlib.import_module(module), "cli_main")
     try:
         entry(argv)
     except SystemExit as exc:
@@ -63,10 +61,10 @@ def _call_cli(module: str, argv: list[str], prog: str) -> None:
             raise RuntimeError(reason) from None
 
 
-def _run_cli(module: str, argv: list[str], prog: str) -> None:
+def _run_cli(entry: Callable[[list[str]], None], argv: list[str], prog: str) -> None:
     """Echo the equivalent shell command, then run it in-process."""
     _say(f"$ {prog} " + " ".join(shlex.quote(a) for a in argv))
-    _call_cli(module, argv, prog)
+    _call_cli(entry, argv, prog)
 
 
 def prepare_corpus(args, out: Path) -> tuple[Path, Path]:
@@ -103,17 +101,17 @@ def prepare_data(args, out: Path) -> Path:
     train_txt, valid_txt = prepare_corpus(args, out)
     bpe_dir = out / "bpe"
     bpe_dir.mkdir(parents=True, exist_ok=True)
-    _run_cli("fairseq_cli.bpe", ["train", "--inputs", str(train_txt), "--vocab-size", str(args.vocab_size),
+    _run_cli(bpe.cli_main, ["train", "--inputs", str(train_txt), "--vocab-size", str(args.vocab_size),
                                  "--output-dir", str(bpe_dir)], "fairseq-bpe")
     # --keep-empty: the blank lines between documents stay (as in the fairseq-peer fixtures).
     # One call per file: several --inputs are parallel columns of one corpus.
     for split, text in (("train", train_txt), ("valid", valid_txt)):
-        _run_cli("fairseq_cli.bpe", ["encode", "--tokenizer-json", str(bpe_dir / "tokenizer.json"), "--keep-empty",
+        _run_cli(bpe.cli_main, ["encode", "--tokenizer-json", str(bpe_dir / "tokenizer.json"), "--keep-empty",
                                      "--inputs", str(text), "--outputs", str(bpe_dir / f"{split}.bpe")],
                  "fairseq-bpe")
     if data_bin.exists():
         shutil.rmtree(data_bin)
-    _run_cli("fairseq_cli.preprocess", ["--only-source", "--trainpref", str(bpe_dir / "train.bpe"),
+    _run_cli(preprocess.cli_main, ["--only-source", "--trainpref", str(bpe_dir / "train.bpe"),
                                         "--validpref", str(bpe_dir / "valid.bpe"), "--destdir", str(data_bin),
                                         "--workers", "1"], "fairseq-preprocess")
     stamp_path.write_text(json.dumps(stamp))

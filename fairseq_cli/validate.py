@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 import sys
 from typing import Dict, List, Optional
@@ -121,8 +122,6 @@ def main(args) -> List[Dict]:
         stats = window.stats(criterion.reduce_metrics, None)
         formatted = meters.format_stats(stats)
         if args.log_format == "json":
-            import json
-
             logging.getLogger(subset).info(json.dumps(formatted))
         else:
             body = " | ".join(f"{k} {v}" for k, v in formatted.items())

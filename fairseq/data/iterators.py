@@ -11,6 +11,7 @@ import math
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +142,6 @@ class CountingIterator:
         return sample
 
     def _worker_loader(self):
-        import torch
-
         return torch.utils.data.DataLoader(
             self.dataset, batch_sampler=[b.tolist() for b in self.batches[self.n:self.total]],
             collate_fn=self.dataset.collater, num_workers=self.num_workers,

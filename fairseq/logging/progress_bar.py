@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import OrderedDict
 from typing import Dict, Iterable, Optional
@@ -134,8 +135,6 @@ class ProgressLogger:
                 logging.getLogger(__name__).warning("--tensorboard-logdir given but tensorboard is not installed")
                 self.tensorboard_logdir = None
                 return
-            import os
-
             writer = self._tb[tag] = SummaryWriter(os.path.join(self.tensorboard_logdir, tag))
         for key, value in stats.items():
             try:
