@@ -197,8 +197,8 @@ class Run:
             self.sessions = json.loads((self.dir / "sessions.json").read_text())
         else:
             self.lane.validate()  # the initial point (0 s): every curve starts from the same weights
-        self.session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "from_update": self.lane.num_updates,
-                        "to_update": self.lane.num_updates}
+        self.session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "process": a.process,
+                        "from_update": self.lane.num_updates, "to_update": self.lane.num_updates}
         self.session_start_clock = self.lane.clock
 
     @property
@@ -241,6 +241,31 @@ def committed_records(a) -> dict[str, dict]:
     return out
 
 
+def other_records(a, names: set[str]) -> list[dict]:
+    """Every record of the results file that this command does not train (another variant list, an older
+    configuration): written back unchanged, so a command with fewer variants never drops committed runs."""
+    path = Path(f"{a.results}.json")
+    if not path.is_file():
+        return []
+    return [rec for rec in json.loads(path.read_text()).get("runs", []) if rec["name"] not in names]
+
+
+def same_sessions(r: dict, ref: dict) -> bool:
+    """Step-time clocks compare only between runs interleaved in the same process(es). Sessions recorded
+    before the "process" key: started within 15 minutes of each other (a process starts its runs one after
+    another, each after an initial validation; the seed-2 runs of 2026-12-02 started 6 minutes apart)."""
+    if len(r["sessions"]) != len(ref["sessions"]):
+        return False
+    for s, t in zip(r["sessions"], ref["sessions"]):
+        if "process" in s and "process" in t:
+            if s["process"] != t["process"]:
+                return False
+        elif abs(time.mktime(time.strptime(s["started"], "%Y-%m-%d %H:%M:%S"))
+                 - time.mktime(time.strptime(t["started"], "%Y-%m-%d %H:%M:%S"))) > 15 * 60:
+            return False
+    return True
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -274,7 +299,7 @@ def summarize(records: list[dict]) -> dict:
         ratios = []
         for r in rs:  # paired by seed: this seed's time to reach the same seed's full model's final loss
             ref = next((f for f in full if f["seed"] == r["seed"]), None)
-            if ref is not None:
+            if ref is not None and same_sessions(r, ref):
                 t = crossing_time(r["points"], ref["points"][-1]["valid_loss"])
                 ratios.append(math.inf if t is None else t / ref["step_seconds_total"])
         if ratios:  # the goal: <= 0.85 (median over seeds; a seed that never gets there counts as infinite)
@@ -290,12 +315,13 @@ def markdown(records: list[dict], summary: dict, a) -> str:
              "Time = the run's own step time: updates of the runs of one session interleaved in one process, each "
              "run's clock the sum of its own update wall times (validation excluded). 'to full's loss' = the "
              "time at which a seed first reaches the final loss of the full model with the same seed, / that full "
-             "run's time; median over seeds (goal <= 0.85).", "",
+             "run's time; median over seeds (goal <= 0.85); '-' where no full run of that seed trained in the "
+             "same session (clocks of different sessions do not compare).", "",
              "| variant | seeds done | final valid loss | drop fwd | step time s | ideal FLOP ratio | to full's loss |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for v, row in summary.items():
         drop = f"{row['final_valid_loss_drop']:.3f}" if row["final_valid_loss_drop"] is not None else "-"
-        ratio = row.get("time_to_full_loss_ratio", False)  # False: no finished full run with that seed
+        ratio = row.get("time_to_full_loss_ratio", False)  # False: no full run of that seed in its session
         lines.append(f"| {v} | {row['seeds']} | {row['final_valid_loss']:.3f} | {drop} | {row['step_seconds']:.0f} | "
                      f"{row['ideal_step_ratio']:.3f} | {'-' if ratio is False else 'not reached' if ratio is None else f'{ratio:.3f}'} |")
     lines += ["", "| run | updates | step time s | median step s | final valid loss | sessions (updates) |",
@@ -319,16 +345,20 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    full_time = {r["seed"]: r["step_seconds_total"] for r in records
-                 if r["variant"] == "full" and r["finished"] and r["step_seconds_total"] > 0}
+    fulls = [r for r in records if r["variant"] == "full" and r["finished"] and r["step_seconds_total"] > 0]
+
+    def full_time(r: dict) -> float | None:
+        ref = next((f for f in fulls if f["seed"] == r["seed"] and same_sessions(r, f)), None)
+        return ref["step_seconds_total"] if ref else None
+
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     lows = []
     for i, variant in enumerate(VARIANTS):
-        rs = [r for r in records if r["variant"] == variant and r["points"] and r["seed"] in full_time]
+        rs = [r for r in records if r["variant"] == variant and r["points"] and full_time(r)]
         if not rs:
             continue
         color = f"C{i}"
-        curves = [([p["seconds"] / full_time[r["seed"]] for p in r["points"]], [p["valid_loss"] for p in r["points"]])
+        curves = [([p["seconds"] / full_time(r) for p in r["points"]], [p["valid_loss"] for p in r["points"]])
                   for r in rs]
         for x, y in curves:
             ax.plot(x, y, color=color, lw=0.8, alpha=0.6)
@@ -359,7 +389,7 @@ def write_results(a, records: list[dict]) -> None:
     prefix = Path(a.results)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     summary = summarize(records)
-    config = {k: v for k, v in vars(a).items() if k not in ("session_minutes", "session_updates")}
+    config = {k: v for k, v in vars(a).items() if k not in ("session_minutes", "session_updates", "process")}
     Path(f"{prefix}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": records},
                                                  indent=1))
     Path(f"{prefix}.md").write_text(markdown(records, summary, a))
@@ -431,11 +461,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
     a = parse_args(argv)
+    a.process = f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}"  # this session's runs share it
     torch.set_num_threads(a.threads)
     keep_freed_memory()
     data = prepare_data(a)
     names = study_runs(a)
     committed = committed_records(a)
+    others = other_records(a, {f"{v}-s{s}" for v, s in names})
     records, runs = {}, []
     for v, s in names:
         done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json")
@@ -475,7 +507,7 @@ def main(argv=None) -> list[dict]:
         run.save()
         records[(run.variant, run.seed)] = rec = run.record()
         (run.dir / "record.json").write_text(json.dumps(rec, indent=1))
-        write_results(a, list(records.values()))
+        write_results(a, list(records.values()) + others)
 
     # the next update goes to the run with the least step time this session: the runs advance together
     interleave([run.lane for run in runs], done=done,
@@ -483,7 +515,7 @@ def main(argv=None) -> list[dict]:
     for run in runs:
         if run.lane.num_updates > run.session["to_update"] or not (run.dir / "record.json").is_file():
             checkpoint_and_report(run)
-    write_results(a, list(records.values()))
+    write_results(a, list(records.values()) + others)
     for name in a.retrain:
         old, new = committed.get(name), next(r for r in records.values() if r["name"] == name)
         if old and new["finished"]:

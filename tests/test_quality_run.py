@@ -60,6 +60,11 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     capsys.readouterr()
     q.main(_flags(split))
     assert capsys.readouterr().out.count("finished earlier") == 2
+    q.main(_flags(split, "--variants", "full"))  # fewer variants: drop-s3 stays in the results file as it was
+    kept = json.loads((split / "results" / "quality.json").read_text())["runs"]
+    assert [r["name"] for r in kept] == ["full-s3", "drop-s3"] and kept[1] == by_name["drop-s3"]
+    assert "| drop-s3 | 8/8 |" in (split / "results" / "quality.md").read_text()
+    capsys.readouterr()
 
     shutil.rmtree(split / "runs")  # a new machine: no checkpoints, only the committed results file
     again = q.main(_flags(split))
@@ -129,3 +134,26 @@ def test_ablations_take_the_first_seed_and_unknown_ones_are_refused(capsys):
     with pytest.raises(SystemExit):
         q.parse_args(["--ablations", "nope"])
     assert "unknown variant 'nope'" in capsys.readouterr().err
+
+
+def _record(variant, seconds, losses, sessions):
+    return {"name": f"{variant}-s1", "variant": variant, "seed": 1, "finished": True, "step_seconds_total": seconds,
+            "ideal_step_ratio": 1.0, "sessions": sessions,
+            "points": [{"seconds": seconds * i / (len(losses) - 1), "valid_loss": v} for i, v in enumerate(losses)]}
+
+
+def test_time_ratios_pair_only_runs_of_the_same_session():
+    """A run trained in another session (another machine speed) gets no time ratio against this full run."""
+    q = _module()
+    here = [{"started": "2026-12-04 01:36:08", "process": "2026-12-04 01:36:00 pid 7"}]
+    there = [{"started": "2026-12-04 01:36:08", "process": "2026-12-05 09:00:00 pid 9"}]
+    full = _record("full", 100.0, [10.0, 9.0], here)
+    assert q.summarize([full, _record("drop", 90.0, [10.0, 8.0], here)])["drop"]["time_to_full_loss_ratio"] \
+        == pytest.approx(0.45)  # reaches 9.0 halfway through its 90 s
+    assert "time_to_full_loss_ratio" not in q.summarize([full, _record("drop", 90.0, [10.0, 8.0], there)])["drop"]
+    # records from before the "process" key: runs of one session started within minutes of each other
+    legacy = [{"started": "2026-12-02 06:38:33"}]
+    assert q.same_sessions(_record("drop", 1, [1, 1], [{"started": "2026-12-02 06:44:28"}]),
+                           _record("full", 1, [1, 1], legacy))
+    assert not q.same_sessions(_record("drop", 1, [1, 1], [{"started": "2026-12-02 18:48:17"}]),
+                               _record("full", 1, [1, 1], legacy))
