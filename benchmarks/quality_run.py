@@ -34,7 +34,9 @@ Resumable and spread across sessions: OUT (--work-dir) holds data-bin/ and runs/
 finished runs and continues unfinished ones from their checkpoints, bit-identically on CPU;
 --session-minutes / --session-updates end a session cleanly (saved). The results (--results PREFIX:
 .json, .md and .png) are rewritten after every checkpoint, so they can be committed between sessions.
-Step times are comparable between runs that trained in the same session; the table says which did.
+Step times are comparable between runs that trained in the same session; the table says which did, and
+the time ratios and the plot pair a run only with the full run of its own session. A command naming fewer
+variants keeps the results file's other runs unchanged.
 
     # the study (hours of CPU; run it across sessions, the same command each time)
     python benchmarks/quality_run.py --work-dir runs/quality --session-minutes 170
