@@ -43,6 +43,9 @@ variants keeps the results file's other runs unchanged.
     # the longer runs of 2026-12-03 (one seed, ~28 min of step time per run on a quiet 2-core machine)
     python benchmarks/quality_run.py --work-dir /root/sctd-long --results benchmarks/results/quality-long \\
         --variants full,drop,sctd --seeds 1 --ablations '' --updates 2250 --evals 12
+    # ... and drop-phases beside the full model retrained (2026-12-04, ~42 min per run at 1.08 s per full update)
+    python benchmarks/quality_run.py --work-dir /root/sctd-long2 --results benchmarks/results/quality-long-phases \\
+        --variants full,drop-phases --seeds 1 --ablations '' --updates 2250 --evals 12
     # smoke: tiny model, a few updates, then the same command again continues and finishes
     python benchmarks/quality_run.py --work-dir /tmp/q --results /tmp/q/quality --books 3 --valid-books 1 \\
         --layers 4 --dim 32 --tokens-per-sample 64 --updates 12 --evals 3 --valid-batches 2 --session-updates 6
