@@ -271,6 +271,11 @@ def same_sessions(r: dict, ref: dict) -> bool:
     return True
 
 
+def paired_full(r: dict, fulls: list[dict]) -> dict | None:
+    """The full run whose clock `r`'s time ratios divide by: same seed, same session(s)."""
+    return next((f for f in fulls if f["seed"] == r["seed"] and same_sessions(r, f)), None)
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -303,8 +308,8 @@ def summarize(records: list[dict]) -> dict:
         row["final_valid_loss_drop"] = float(np.median(drops)) if drops else None
         ratios = []
         for r in rs:  # paired by seed: this seed's time to reach the same seed's full model's final loss
-            ref = next((f for f in full if f["seed"] == r["seed"]), None)
-            if ref is not None and same_sessions(r, ref):
+            ref = paired_full(r, full)
+            if ref is not None:
                 t = crossing_time(r["points"], ref["points"][-1]["valid_loss"])
                 ratios.append(math.inf if t is None else t / ref["step_seconds_total"])
         if ratios:  # the goal: <= 0.85 (median over seeds; a seed that never gets there counts as infinite)
@@ -353,7 +358,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     fulls = [r for r in records if r["variant"] == "full" and r["finished"] and r["step_seconds_total"] > 0]
 
     def full_time(r: dict) -> float | None:
-        ref = next((f for f in fulls if f["seed"] == r["seed"] and same_sessions(r, f)), None)
+        ref = paired_full(r, fulls)
         return ref["step_seconds_total"] if ref else None
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)

@@ -102,18 +102,18 @@ def prepare_data(args, out: Path) -> Path:
     bpe_dir = out / "bpe"
     bpe_dir.mkdir(parents=True, exist_ok=True)
     _run_cli(bpe.cli_main, ["train", "--inputs", str(train_txt), "--vocab-size", str(args.vocab_size),
-                                 "--output-dir", str(bpe_dir)], "fairseq-bpe")
+                            "--output-dir", str(bpe_dir)], "fairseq-bpe")
     # --keep-empty: the blank lines between documents stay (as in the fairseq-peer fixtures).
     # One call per file: several --inputs are parallel columns of one corpus.
     for split, text in (("train", train_txt), ("valid", valid_txt)):
         _run_cli(bpe.cli_main, ["encode", "--tokenizer-json", str(bpe_dir / "tokenizer.json"), "--keep-empty",
-                                     "--inputs", str(text), "--outputs", str(bpe_dir / f"{split}.bpe")],
+                                "--inputs", str(text), "--outputs", str(bpe_dir / f"{split}.bpe")],
                  "fairseq-bpe")
     if data_bin.exists():
         shutil.rmtree(data_bin)
     _run_cli(preprocess.cli_main, ["--only-source", "--trainpref", str(bpe_dir / "train.bpe"),
-                                        "--validpref", str(bpe_dir / "valid.bpe"), "--destdir", str(data_bin),
-                                        "--workers", "1"], "fairseq-preprocess")
+                                   "--validpref", str(bpe_dir / "valid.bpe"), "--destdir", str(data_bin),
+                                   "--workers", "1"], "fairseq-preprocess")
     stamp_path.write_text(json.dumps(stamp))
     return data_bin
 
