@@ -228,17 +228,21 @@ def load_record(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def committed_records(a) -> dict[str, dict]:
-    """Finished runs of the results file (--results PREFIX.json, committed between sessions), by name.
+def results_file_runs(a) -> list[dict]:
+    """The run records of the results file (--results PREFIX.json, committed between sessions); [] before
+    its first write."""
+    path = Path(f"{a.results}.json")
+    return json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+
+
+def committed_records(a, runs: list[dict]) -> dict[str, dict]:
+    """The finished runs among the results file's `runs`, by name.
 
     A session's checkpoints may not outlive it (a fresh machine has none of them); the results file does,
     so a finished run is not trained again. Only runs with this configuration's exact fairseq-train
     arguments count (the data-bin path aside): a change of a study flag trains again."""
-    path = Path(f"{a.results}.json")
-    if not path.is_file():
-        return {}
     out = {}
-    for rec in json.loads(path.read_text()).get("runs", []):
+    for rec in runs:
         if rec.get("finished") and rec["variant"] in VARIANTS:
             expected = train_argv(a, Path("."), rec["variant"], rec["seed"], rec["target_updates"])
             if rec["train_argv"][1:] == expected[1:] and rec["target_updates"] == run_updates(a, rec["variant"]):
@@ -246,13 +250,10 @@ def committed_records(a) -> dict[str, dict]:
     return out
 
 
-def other_records(a, names: set[str]) -> list[dict]:
-    """Every record of the results file that this command does not train (another variant list, an older
+def other_records(runs: list[dict], names: set[str]) -> list[dict]:
+    """The results file's records that this command does not train (another variant list, an older
     configuration): written back unchanged, so a command with fewer variants never drops committed runs."""
-    path = Path(f"{a.results}.json")
-    if not path.is_file():
-        return []
-    return [rec for rec in json.loads(path.read_text()).get("runs", []) if rec["name"] not in names]
+    return [rec for rec in runs if rec["name"] not in names]
 
 
 def same_sessions(r: dict, ref: dict) -> bool:
@@ -476,8 +477,9 @@ def main(argv=None) -> list[dict]:
     keep_freed_memory()
     data = prepare_data(a)
     names = study_runs(a)
-    committed = committed_records(a)
-    others = other_records(a, {f"{v}-s{s}" for v, s in names})
+    in_results = results_file_runs(a)
+    committed = committed_records(a, in_results)
+    others = other_records(in_results, {f"{v}-s{s}" for v, s in names})
     records, runs = {}, []
     for v, s in names:
         done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json")

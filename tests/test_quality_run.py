@@ -71,7 +71,7 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     assert capsys.readouterr().out.count("finished earlier") == 2
     assert [r["points"] for r in again] == [r["points"] for r in second]
     changed = q.parse_args(_flags(split, "--lr", "0.002"))  # another configuration does not count as done
-    assert q.committed_records(changed) == {}
+    assert q.committed_records(changed, q.results_file_runs(changed)) == {}
 
     # --retrain: train a committed run again (for its checkpoint), with the same losses
     shutil.rmtree(split / "runs", ignore_errors=True)
