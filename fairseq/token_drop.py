@@ -377,20 +377,13 @@ class TokenImportance:
 
 
 def special_ids_of(dictionary) -> list:
-    """Ids that are never dropped: <s>, </s>, <unk>, <mask> and any other nspecial symbol (not <pad>)."""
-    ids = set(range(getattr(dictionary, "nspecial", 4)))
-    for name in ("bos", "eos", "unk"):
-        fn = getattr(dictionary, name, None)
-        if callable(fn):
-            ids.add(int(fn()))
-    try:
-        ids.add(int(dictionary.index("<mask>")))
-    except (KeyError, AttributeError):
-        pass
-    if "<mask>" in getattr(dictionary, "symbols", []):
-        ids.add(dictionary.symbols.index("<mask>"))
-    ids.discard(int(dictionary.pad()))
-    return sorted(i for i in ids if 0 <= i < len(dictionary))
+    """Ids that are never dropped: the dictionary's special symbols (<s>, </s>, <unk> and any extra one
+    it was built with) and <mask>; not <pad>, which is dropped first."""
+    ids = set(range(dictionary.nspecial))
+    if "<mask>" in dictionary:
+        ids.add(dictionary.index("<mask>"))
+    ids.discard(dictionary.pad())
+    return sorted(ids)
 
 
 class TokenDropper:
