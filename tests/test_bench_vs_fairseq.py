@@ -1,0 +1,31 @@
+"""benchmarks/bench_vs_fairseq.py: its smoke mode runs our fairseq-train end to end (the reference fairseq
+lives in its own venv outside the repo, so only --dry-run can run here), and its roofline FLOP count is the
+hand count of the C2 model."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_vs_fairseq  # noqa: E402
+
+
+def test_dry_run_times_our_fairseq_train(peer_dir):
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_vs_fairseq.py"), "--dry-run",
+                        "--configs", "C1", "--data", str(peer_dir / "data-bin")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"^ours: .* -> fairseq 0\.1\.0 .*/fairseq/__init__\.py", p.stdout, re.M), p.stdout
+    assert re.search(r"^C1 ours [\d.]+ s/update \(CPU; wall [\d.]+\)$", p.stdout, re.M), p.stdout
+
+
+def test_roofline_flops_are_the_hand_count_of_c2(peer_dir):
+    data = peer_dir / "data-bin"
+    assert bench_vs_fairseq.update_flops(data, "C1") is None  # complete blocks: no single batch shape
+    words = sum(1 for line in open(data / "dict.txt", encoding="utf-8") if line.strip())
+    vocab = 4 + words + 1  # <s> <pad> </s> <unk>, dict.txt, <mask>
+    L, T, d, f, B = 12, 512, 256, 1024, 4
+    per_layer = T * (4 * d * d + 2 * d * f) + 2 * T * T * d   # q/k/v/out + FFN, scores + weighted sum
+    head = 0.15 * T * (d * d + d * vocab)                       # LM head on the masked rows only
+    assert bench_vs_fairseq.update_flops(data, "C2") == 6 * B * (L * per_layer + head)
