@@ -46,6 +46,11 @@ variants keeps the results file's other runs unchanged.
     # ... and drop-phases beside the full model retrained (2026-12-04, ~42 min per run at 1.08 s per full update)
     python benchmarks/quality_run.py --work-dir /root/sctd-long2 --results benchmarks/results/quality-long-phases \\
         --variants full,drop-phases --seeds 1 --ablations '' --updates 2250 --evals 12
+    # seed 1 of ScTD beside full-s1 trained again (2026-12-04 evening), then one table and plot of all long runs
+    python benchmarks/quality_run.py --work-dir /root/sctd-long3 --results benchmarks/results/quality-long-sctd \
+        --variants full,sctd-phases --seeds 1 --ablations '' --updates 2250 --evals 12
+    python benchmarks/quality_run.py --merge benchmarks/results/quality-long-phases \
+        benchmarks/results/quality-long-sctd --results benchmarks/results/quality-long-all
     # smoke: tiny model, a few updates, then the same command again continues and finishes
     python benchmarks/quality_run.py --work-dir /tmp/q --results /tmp/q/quality --books 3 --valid-books 1 \\
         --layers 4 --dim 32 --tokens-per-sample 64 --updates 12 --evals 3 --valid-batches 2 --session-updates 6
@@ -299,7 +304,11 @@ def summarize(records: list[dict]) -> dict:
     done = [r for r in records if r["finished"] and r["points"]]
     full = [r for r in done if r["variant"] == "full"]
     for variant in VARIANTS:
-        rs = [r for r in done if r["variant"] == variant]
+        sessions = [r for r in done if r["variant"] == variant]  # a run retrained in another session: twice
+        first = {}
+        for r in sessions:
+            first.setdefault(r["name"], r)
+        rs = list(first.values())  # once per run: its first record
         if not rs:
             continue
         row = {"seeds": len(rs), "final_valid_loss": float(np.median([r["points"][-1]["valid_loss"] for r in rs])),
@@ -307,12 +316,13 @@ def summarize(records: list[dict]) -> dict:
                "ideal_step_ratio": rs[0]["ideal_step_ratio"]}
         drops = [r["points"][-1]["valid_loss_drop"] for r in rs if "valid_loss_drop" in r["points"][-1]]
         row["final_valid_loss_drop"] = float(np.median(drops)) if drops else None
-        ratios = []
-        for r in rs:  # paired by seed: this seed's time to reach the same seed's full model's final loss
+        ratios = {}
+        for r in sessions:  # paired by seed: this seed's time to reach the same seed's full model's final loss
             ref = paired_full(r, full)
-            if ref is not None:
+            if ref is not None and r["name"] not in ratios:  # a run's first session with its own full run
                 t = crossing_time(r["points"], ref["points"][-1]["valid_loss"])
-                ratios.append(math.inf if t is None else t / ref["step_seconds_total"])
+                ratios[r["name"]] = math.inf if t is None else t / ref["step_seconds_total"]
+        ratios = list(ratios.values())
         if ratios:  # the goal: <= 0.85 (median over seeds; a seed that never gets there counts as infinite)
             median = float(np.median(ratios))
             row["time_to_full_loss_ratio"] = median if math.isfinite(median) else None
@@ -378,7 +388,8 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             grid = np.linspace(0.0, min(x[-1] for x, _ in curves), 50)
             ys = np.array([np.interp(grid, x, y) for x, y in curves])
             ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.2)
-        ax.plot([], [], color=color, label=f"{variant} ({len(rs)} seed{'s' * (len(rs) > 1)})")
+        seeds = len({r["seed"] for r in rs})
+        ax.plot([], [], color=color, label=f"{variant} ({seeds} seed{'s' * (seeds > 1)})")
     ax.axvline(0.85, color="gray", ls=":", lw=1)
     ax.set_xlabel("the run's own step time / the full run's (same seed and session; dotted: goal 0.85)")
     ax.set_ylabel("validation MLM loss (bits, full model)")
@@ -437,6 +448,9 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4, help="ELECTRA-Small's lr, unscaled (see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--merge", nargs="+", default=[], metavar="PREFIX",
+                    help="train nothing: write --results from the runs of these results files (PREFIX.json), "
+                    "e.g. seeds or variants that trained in different sessions")
     ap.add_argument("--retrain", default="", help="comma-separated finished runs (e.g. full-s1) to train again, "
                     "for their checkpoints (GLUE); the new record replaces the committed one, and the valid "
                     "losses of the two are compared")
@@ -470,8 +484,38 @@ def parse_args(argv=None):
     return a
 
 
+SHAPE = ("layers", "dim", "tokens_per_sample", "batch_size", "books", "valid_books", "vocab_size", "lr")
+
+
+def merge_results(a) -> list[dict]:
+    """--merge: the runs of several results files of one study shape, as one table and plot (--results).
+
+    A run retrained in another session (to pair it with a run of that session) appears once per session in
+    the run table; its loss counts once in the medians, and each run's time ratio pairs it with the full
+    run of its own session."""
+    records, shape = [], None
+    for prefix in a.merge:
+        path = Path(f"{prefix}.json")
+        if not path.is_file():
+            raise SystemExit(f"quality_run: --merge {prefix}: {path} not found")
+        data = json.loads(path.read_text())
+        this = {k: data["config"].get(k) for k in SHAPE}
+        if shape is not None and this != shape:
+            differ = ", ".join(f"{k} {shape[k]} vs {this[k]}" for k in SHAPE if shape[k] != this[k])
+            raise SystemExit(f"quality_run: --merge {prefix}: another study shape than {a.merge[0]} ({differ})")
+        shape = this
+        records += data["runs"]
+    for k, v in shape.items():
+        setattr(a, k, v)
+    write_results(a, records)
+    print(Path(f"{a.results}.md").read_text(), flush=True)
+    return records
+
+
 def main(argv=None) -> list[dict]:
     a = parse_args(argv)
+    if a.merge:
+        return merge_results(a)
     a.process = f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}"  # this session's runs share it
     torch.set_num_threads(a.threads)
     keep_freed_memory()

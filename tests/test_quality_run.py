@@ -157,3 +157,30 @@ def test_time_ratios_pair_only_runs_of_the_same_session():
                            _record("full", 1, [1, 1], legacy))
     assert not q.same_sessions(_record("drop", 1, [1, 1], [{"started": "2026-12-02 18:48:17"}]),
                                _record("full", 1, [1, 1], legacy))
+
+
+def test_merge_counts_a_retrained_run_once_and_pairs_each_run_with_its_own_session(tmp_path, capsys):
+    """--merge: seeds and variants trained in different sessions become one table; a full run retrained in
+    a second session (to pair a new run with it) is one seed in the medians, not two."""
+    q = _module()
+    one = [{"started": "2026-12-04 01:36:08", "process": "2026-12-04 01:36:00 pid 7", "from_update": 0, "to_update": 9}]
+    two = [{"started": "2026-12-04 16:07:44", "process": "2026-12-04 16:07:40 pid 9", "from_update": 0, "to_update": 9}]
+    shape = {k: 1 for k in q.SHAPE}
+
+    def run(*args):
+        return dict(_record(*args), updates=9, target_updates=9, median_step_s=1.0)
+
+    first = [run("full", 100.0, [10.0, 9.0], one), run("drop-phases", 100.0, [10.0, 8.0], one)]
+    second = [run("full", 80.0, [10.0, 9.0], two), run("sctd-phases", 80.0, [10.0, 8.5, 8.8], two)]
+    for name, runs in (("a", first), ("b", second)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"config": shape, "runs": runs}))
+    q.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--results", str(tmp_path / "all")])
+    summary = json.loads((tmp_path / "all.json").read_text())["summary"]
+    assert summary["full"]["seeds"] == 1 and summary["full"]["step_seconds"] == 100.0
+    assert summary["drop-phases"]["time_to_full_loss_ratio"] == pytest.approx(0.5)   # 9.0 at 50 of its 100 s
+    # 9.0 at 26.7 s (between 10.0 at 0 s and 8.5 at 40 s) over its own session's full run, 80 s (not 100 s)
+    assert summary["sctd-phases"]["time_to_full_loss_ratio"] == pytest.approx(1 / 3)
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "c.json").write_text(json.dumps({"config": dict(shape, dim=2), "runs": []}))
+    with pytest.raises(SystemExit, match=r"--merge .*c: another study shape than .*a \(dim 1 vs 2\)"):
+        q.main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--results", str(tmp_path / "x")])
