@@ -26,7 +26,13 @@ making our code faster, only by making the reference slower.
     python benchmarks/bench_vs_fairseq.py --configs C1 --extra='--num-workers 0' --threads 2   # any flag, both
 
 The reference: fairseq 0.12.2 in its own venv outside this repository (default /root/fairseq-ref; it needs
-small local fixes to import on Python 3.11 / numpy 2, see ../shared/fixtures/fairseq-peer/README.md). Its
+small local fixes to import on Python 3.11 / numpy 2, see ../shared/fixtures/fairseq-peer/README.md). Built on
+2026-12-04 as: venv with torch==2.13.0, numpy, cython, hydra-core==1.0.7, omegaconf==2.0.6, bitarray, sacrebleu,
+regex, tqdm, cffi; the sdist installed with --no-build-isolation --no-deps after making setup.py skip the torch
+C++ extensions (the sdist lacks libbase's sources; masked_lm does not use them); then, in site-packages,
+`X = X()` dataclass defaults -> field(default_factory=X) in fairseq/dataclass/configs.py,
+fairseq/models/transformer/transformer_config.py and hydra/conf/__init__.py, hydra_init() in
+fairseq/dataclass/initialize.py calling a field's default_factory, np.int -> int, np.float -> float. Its
 `python -m fairseq_cli.train` runs from a scratch directory with PYTHONPATH unset, so it cannot import ours;
 the version and path each interpreter imports are printed first.
 
