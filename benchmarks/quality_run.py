@@ -47,9 +47,9 @@ variants keeps the results file's other runs unchanged.
     python benchmarks/quality_run.py --work-dir /root/sctd-long2 --results benchmarks/results/quality-long-phases \\
         --variants full,drop-phases --seeds 1 --ablations '' --updates 2250 --evals 12
     # seed 1 of ScTD beside full-s1 trained again (2026-12-04 evening), then one table and plot of all long runs
-    python benchmarks/quality_run.py --work-dir /root/sctd-long3 --results benchmarks/results/quality-long-sctd \
+    python benchmarks/quality_run.py --work-dir /root/sctd-long3 --results benchmarks/results/quality-long-sctd \\
         --variants full,sctd-phases --seeds 1 --ablations '' --updates 2250 --evals 12
-    python benchmarks/quality_run.py --merge benchmarks/results/quality-long-phases \
+    python benchmarks/quality_run.py --merge benchmarks/results/quality-long-phases \\
         benchmarks/results/quality-long-sctd --results benchmarks/results/quality-long-all
     # smoke: tiny model, a few updates, then the same command again continues and finishes
     python benchmarks/quality_run.py --work-dir /tmp/q --results /tmp/q/quality --books 3 --valid-books 1 \\
