@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import shlex
@@ -62,6 +61,8 @@ import torch
 
 from fairseq.data.dictionary import Dictionary
 from fairseq.flops import roberta_train_flops
+
+from bench_vs_hf import matmul_peak_flops  # the same peak measurement, on CPU time here
 
 SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "fixtures" / "fairseq-peer" / "data-bin"
@@ -109,19 +110,6 @@ def run_once(python: str, argv: list[str], updates: int, threads: int, workdir: 
     return (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime), wall
 
 
-def matmul_peak_flops(threads: int, n: int = 2048, tries: int = 5) -> float:
-    """fp32 FLOP per CPU second of the best of `tries` n^3 torch.mm calls with `threads` threads."""
-    torch.set_num_threads(threads)
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(x, y)  # allocation and library warm-up
-    best = math.inf
-    for _ in range(tries):
-        t0 = time.process_time()
-        torch.mm(x, y)
-        best = min(best, time.process_time() - t0)
-    return 2.0 * n ** 3 / best
-
-
 def update_flops(data: Path, config: str) -> float | None:
     """Model FLOPs of one update of a fixed-shape config (break mode none), None for variable shapes."""
     flags, mode, _, _ = CONFIGS[config]
@@ -155,7 +143,7 @@ def main(argv=None):
     p.add_argument("--ours-python", default=sys.executable)
     p.add_argument("--fairseq-python", default="/root/fairseq-ref/bin/python")
     p.add_argument("--dry-run", action="store_true", help="ours only, 1 round of 2 vs 1 updates (a smoke test)")
-    p.add_argument("--keep-logs", type=Path, default=None, help="copy every process's log into this folder")
+    p.add_argument("--keep-logs", type=Path, default=None, help="write every process's log into this folder (default: the temporary work folder)")
     a = p.parse_args(argv)
     impls = {"ours": a.ours_python} if a.dry_run else {"ours": a.ours_python, "fairseq": a.fairseq_python}
     rounds = 1 if a.dry_run else a.rounds
@@ -200,7 +188,8 @@ def main(argv=None):
         print(line, flush=True)
         flops = update_flops(a.data, config) if a.break_mode in (None, "none") else None
         if flops is not None:
-            peak = matmul_peak_flops(a.threads)
+            torch.set_num_threads(a.threads)
+            peak = matmul_peak_flops(clock=time.process_time)
             rates = {k: flops / v / peak for k, v in med.items()}
             print(f"{config} roofline: {flops / 1e9:.1f} GFLOP per update; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s "
                   f"per CPU second ({a.threads} thread(s)); " + ", ".join(f"{k} {r:.0%} of peak" for k, r in
