@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import resource
 import shlex
@@ -122,6 +123,7 @@ def timed_update_flops(data: Path, config: str, break_mode: str | None, n_long: 
     args = options.parse_args_and_arch(options.get_training_parser(),
                                        train_argv(data, config, n_long, break_mode, extra))
     args.num_workers = 0
+    logging.getLogger("fairseq").setLevel(logging.ERROR)  # the timed runs' logs already said it
     task = tasks.setup_task(args)
     epoch_itr = load_train_epoch(args, task, SimpleNamespace(model=task.build_model(args)), epoch=1)
     pad = task.source_dictionary.pad()
