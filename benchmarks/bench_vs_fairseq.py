@@ -123,7 +123,6 @@ def timed_update_flops(data: Path, config: str, break_mode: str | None, n_long: 
     args = options.parse_args_and_arch(options.get_training_parser(),
                                        train_argv(data, config, n_long, break_mode, extra))
     args.num_workers = 0
-    logging.getLogger("fairseq").setLevel(logging.ERROR)  # the timed runs' logs already said it
     task = tasks.setup_task(args)
     epoch_itr = load_train_epoch(args, task, SimpleNamespace(model=task.build_model(args)), epoch=1)
     pad = task.source_dictionary.pad()
@@ -170,6 +169,7 @@ def main(argv=None):
     print(f"threads {a.threads}, CPU time (user + sys of each process and its children), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}; data {a.data}", flush=True)
     results = {}
+    logging.getLogger("fairseq").setLevel(logging.ERROR)  # timed_update_flops's loading: the runs' logs said it
     for config in a.configs:
         n_long = 2 if a.dry_run else a.updates or CONFIGS[config][2]
         n_short = 1 if a.dry_run else a.short or CONFIGS[config][3]
