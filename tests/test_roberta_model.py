@@ -364,3 +364,17 @@ def test_vocab_logits_padded_rows_gemm_equals_plain_linear(shape):
     (y * g).sum().backward()
     for a, e in zip(got, [y.detach(), x.grad, w.grad, b.grad]):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_add_is_residual_plus_cheap_dropout_bit_for_bit():
+    """The encoder layer's one-pass residual + dropout (addcmul) draws the same mask from the same RNG state
+    and gives the same bits as residual + cheap_dropout(x)."""
+    from fairseq.modules.transformer_layer import dropout_add
+    g = torch.Generator().manual_seed(0)
+    residual, x = torch.randn(4, 33, 24, generator=g), torch.randn(4, 33, 24, generator=g)
+    torch.manual_seed(7)
+    fused = dropout_add(residual, x, 0.1, True)
+    torch.manual_seed(7)
+    plain = residual + cheap_dropout(x, 0.1, True)
+    assert torch.equal(fused, plain) and not torch.equal(fused, residual + x)
+    assert torch.equal(dropout_add(residual, x, 0.1, False), residual + x)
