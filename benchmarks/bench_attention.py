@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench_vs_hf import matmul_peak_flops
+from bench_vs_hf import matmul_peak_flops, timed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.modules.transformer_layer import MultiheadSelfAttention
 
@@ -63,10 +63,9 @@ def main(argv=None):
     times = {name: [] for name in variants}
     for r in range(a.warmup + a.repeats):
         for name, fn in variants.items():
-            t0 = clock()
-            fn()
+            seconds = timed(fn, clock)
             if r >= a.warmup:
-                times[name].append(clock() - t0)
+                times[name].append(seconds)
     flops = 6 * 2 * b * h * t * t * d
     peak = matmul_peak_flops(clock=clock)
     ideal = flops / peak

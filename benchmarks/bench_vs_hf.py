@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import statistics
 import time
 
@@ -95,25 +94,21 @@ def step_hf(model, opt, batch, ctx):
 def matmul_peak_flops(n: int = 2048, tries: int = 5, clock=None) -> float:
     """fp32 FLOP/s of the best of `tries` n x n x n matmuls (what MKL/oneDNN reach on this CPU and threads),
     on `clock` (default: this benchmark's --clock; bench_vs_fairseq passes time.process_time)."""
-    clock = clock or _clock
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)  # first call: allocation and library warm-up
-    best = math.inf
-    for _ in range(tries):
-        t0 = clock()
-        torch.mm(a, b)
-        best = min(best, clock() - t0)
-    return 2.0 * n ** 3 / best
+    return max(2.0 * n ** 3 / timed(lambda: torch.mm(a, b), clock) for _ in range(tries))
 
 
 CLOCK = {"wall": time.perf_counter, "process": time.process_time}
 _clock = time.perf_counter
 
 
-def timed(fn):
-    t = _clock()
+def timed(fn, clock=None):
+    """Seconds of one call of fn on `clock` (default: this benchmark's --clock)."""
+    clock = clock or _clock
+    t = clock()
     fn()
-    return _clock() - t
+    return clock() - t
 
 
 def run_config(name, c, repeats, warmup, compiled=False, peak=None):

@@ -11,7 +11,8 @@ from fairseq import checkpoint, options
 from fairseq.data.dictionary import Dictionary, placeholder_dictionary
 from fairseq.models import ARCH_REGISTRY, add_model_args, build_model, get_arch
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
-from fairseq.modules.transformer_layer import cheap_dropout, drop_mask, drop_threshold
+from fairseq.models.roberta.model import vocab_logits
+from fairseq.modules.transformer_layer import cheap_dropout, drop_mask, drop_threshold, dropout_add
 
 V = 53
 
@@ -349,7 +350,6 @@ def test_vocab_logits_padded_rows_gemm_equals_plain_linear(shape):
     """The LM head's output GEMM written into 16-float-aligned rows (fairseq.models.roberta.model.vocab_logits)
     gives plain linear's logits and gradients, for masked rows [N,C] and whole batches [B,T,C]; the tied
     weight's gradient is accumulated as usual."""
-    from fairseq.models.roberta.model import vocab_logits
     torch.manual_seed(0)
     x = torch.randn(*shape, requires_grad=True)
     w = torch.randn(7713, 24, requires_grad=True)  # an odd vocabulary, like the fixture's with <mask>
@@ -369,7 +369,6 @@ def test_vocab_logits_padded_rows_gemm_equals_plain_linear(shape):
 def test_dropout_add_is_residual_plus_cheap_dropout_bit_for_bit():
     """The encoder layer's one-pass residual + dropout (addcmul) draws the same mask from the same RNG state
     and gives the same bits as residual + cheap_dropout(x)."""
-    from fairseq.modules.transformer_layer import dropout_add
     g = torch.Generator().manual_seed(0)
     residual, x = torch.randn(4, 33, 24, generator=g), torch.randn(4, 33, 24, generator=g)
     torch.manual_seed(7)
