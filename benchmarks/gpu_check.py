@@ -39,7 +39,8 @@ import torch.distributed as dist
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fairseq import distributed, sctd  # noqa: E402
+from fairseq import sctd  # noqa: E402
+from fairseq.distributed import utils as distributed
 from fairseq.compile import compile_model  # noqa: E402
 from fairseq.data.dictionary import placeholder_dictionary  # noqa: E402
 from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting_dtype  # noqa: E402

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint_upgrade, distributed, options
+from fairseq import checkpoint_upgrade, options
+from fairseq.distributed import utils as distributed
 
 logger = logging.getLogger(__name__)
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"

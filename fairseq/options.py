@@ -15,7 +15,8 @@ import ast
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from fairseq import distributed, flag_audit, models, registry
+from fairseq import flag_audit, models, registry
+from fairseq.distributed import utils as distributed
 from fairseq.optim.adam import parse_betas
 
 DEFAULT_TASK = "masked_lm"

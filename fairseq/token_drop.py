@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from fairseq import distributed
+from fairseq.distributed import utils as distributed
 
 SPECIAL_SCORE = 1e4
 DEFAULT_INIT = 10.0

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import distributed
+from fairseq.distributed import utils as distributed
 from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
 from fairseq.optim import build_lr_scheduler, build_optimizer

@@ -19,7 +19,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint, distributed, options, tasks
+from fairseq import checkpoint, options, tasks
+from fairseq.distributed import utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging

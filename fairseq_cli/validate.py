@@ -15,7 +15,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import checkpoint, distributed, flag_audit, options, registry, tasks
+from fairseq import checkpoint, flag_audit, options, registry, tasks
+from fairseq.distributed import utils as distributed
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.trainer import move_to, pick_device

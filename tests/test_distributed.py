@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from fairseq import distributed as D
+from fairseq.distributed import utils as D
 
 WORLD = 2
 

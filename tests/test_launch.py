@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from fairseq import checkpoint
-from fairseq import distributed as D
+from fairseq.distributed import utils as D
 
 REPO = Path(__file__).resolve().parents[1]
 UPDATES = 3

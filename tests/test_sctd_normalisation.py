@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from fairseq import distributed as D
+from fairseq.distributed import utils as D
 from fairseq import options, tasks
 from fairseq.trainer import Trainer
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from fairseq import distributed, flops, models, sctd, token_drop
+from fairseq import flops, models, sctd, token_drop
+from fairseq.distributed import utils as distributed
 from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists

@@ -1,0 +1,5 @@
+"""Distributed training: process-group set-up, launch (spawn, torchrun, SLURM) and model wrapping.
+
+fairseq's public path is ``fairseq.distributed.utils`` (``import fairseq.distributed.utils as
+distributed_utils``); everything lives in that one module.
+"""
