@@ -2,7 +2,7 @@
 vs torch's fused scaled_dot_product_attention without dropout, beside the matmul-only ideal.
 
 Why: on C2 (12 x 256, T = 512) attention is about a third of an update and runs far below the matmul peak,
-which decides how close a whole update can get to the peak (README "Training speed vs fairseq 0.12.2").
+which decides how close a whole update can get to the peak (docs/results.md "Training speed vs fairseq 0.12.2").
 The two dropout-free lines bound what any change to our dropout could buy: torch's fused kernel is the
 fastest attention torch offers on CPU, and it cannot drop attention probabilities (with dropout_p > 0 it
 falls back to the unfused maths).

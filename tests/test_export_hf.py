@@ -232,7 +232,7 @@ TEXTS = ["The cat sat on the <mask>.", "a <mask>", "a<mask> b", "<mask> starts h
          "tab\tseparated\tvalues <mask>", "digits 1234567 and 3.14159", "naïve café, Straße — ünïcödé ✓ 日本",
          "\tleading tab", "x  <mask>  y"]
 # (fairseq's fill_mask also right-strips the text after the last <mask>, so "a <mask> " loses its trailing
-# space where HF keeps it as 'Ġ'; that one fairseq quirk is kept and documented in the README.)
+# space where HF keeps it as 'Ġ'; that one fairseq quirk is kept and documented in docs/hf.md.)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The README's ```python blocks run exactly as printed, against files a tiny training run makes here."""
+"""The Python API page's ```python blocks (docs/python-api.md, linked from the README) run exactly as printed,
+against files a tiny training run makes here."""
 import os
 import re
 from pathlib import Path
@@ -9,6 +10,7 @@ from fairseq import options
 from fairseq_cli import export_hf, import_hf, train
 
 REPO = Path(__file__).resolve().parents[1]
+PYTHON_API_DOC = REPO / "docs" / "python-api.md"
 
 
 def python_blocks(text):
@@ -16,7 +18,7 @@ def python_blocks(text):
 
 
 def test_readme_python_blocks_run_as_printed(peer_dir, tmp_path, monkeypatch, capsys):
-    blocks = python_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+    blocks = python_blocks(PYTHON_API_DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= 2 and "from_pretrained" in blocks[0]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data-bin").mkdir()
@@ -33,10 +35,10 @@ def test_readme_python_blocks_run_as_printed(peer_dir, tmp_path, monkeypatch, ca
         assert (tmp_path / "checkpoints" / "checkpoint_best.pt").is_file()
         export_hf.cli_main(["checkpoints/checkpoint_best.pt", "roberta-hf", "--dict", "data-bin/dict.txt",
                             "--tokenizer-json", "data-bin/tokenizer.json"])
-        import_hf.cli_main(["roberta-hf", "roberta-fairseq"])  # the command the README's second block names
+        import_hf.cli_main(["roberta-hf", "roberta-fairseq"])  # the command the page's second block names
         scope = {}
         for i, block in enumerate(blocks):
-            exec(compile(block, f"README.md python block {i + 1}", "exec"), scope)
+            exec(compile(block, f"docs/python-api.md python block {i + 1}", "exec"), scope)
     finally:
         torch.set_num_threads(n)
     printed = capsys.readouterr().out
