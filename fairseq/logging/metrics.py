@@ -44,8 +44,7 @@ def aggregate(name: Optional[str] = None, new_root: bool = False):
     """Activate the aggregator `name` (a fresh, unnamed one if None) for the block; yields its MetersDict."""
     if name is None:
         name = str(uuid.uuid4())
-        agg = MetersDict()
-        _aggregators[name] = agg  # unnamed aggregators are not meant to be found again
+        agg = MetersDict()  # unnamed: not kept in _aggregators, so it is gone once the caller drops it
     else:
         agg = _aggregators.setdefault(name, MetersDict())
     if new_root:
