@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import warnings
 from typing import Callable, Iterable, List, Optional, Union
 
 import numpy as np
@@ -47,6 +49,19 @@ def eval_bool(x, default: bool = False) -> bool:
         return bool(eval(x))
     except TypeError:
         return default
+
+
+def split_paths(paths: str, separator: str = os.pathsep) -> List[str]:
+    """The directories of a data argument: 'a:b' -> ['a', 'b'] ('|' separates paths that hold '://')."""
+    return paths.split(separator) if "://" not in paths else paths.split("|")
+
+
+def csv_str_list(x: str) -> List[str]:
+    return x.split(",")
+
+
+def deprecation_warning(message: str, stacklevel: int = 3) -> None:
+    warnings.warn(message, stacklevel=stacklevel)
 
 
 # ---- tensors and samples ---------------------------------------------------------------------
@@ -248,6 +263,11 @@ def set_torch_seed(seed):
         torch.set_rng_state(cpu_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def fill_with_neg_inf(t: torch.Tensor) -> torch.Tensor:
+    """t filled with -inf in place (fp32 first, so half tensors get a true -inf)."""
+    return t.float().fill_(float("-inf")).type_as(t)
 
 
 def index_put(tensor: torch.Tensor, indices, value):

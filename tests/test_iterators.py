@@ -6,9 +6,14 @@ import pytest
 import torch
 
 from fairseq.data import data_utils
-from fairseq.data.data_utils import check_ignored_sizes, ordered_indices
+from fairseq.data.data_utils import check_ignored_sizes
 from fairseq.data.iterators import EpochBatchIterator
 from test_masking import build_valid
+
+
+def ordered_indices(sizes, seed):
+    """By size, ties in a permutation seeded by `seed` (what masked_lm's SortDataset does)."""
+    return np.lexsort((np.random.RandomState(seed).permutation(len(sizes)), sizes))
 
 
 def batch_by_size(indices, sizes, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):

@@ -82,14 +82,6 @@ def batch_by_size(indices, num_tokens_fn: Optional[Callable[[int], int]], num_to
     return batch_by_size_fn(indices, num_tokens_fn, max_tokens, max_sentences, required_batch_size_multiple)
 
 
-def ordered_indices(sizes, seed: int) -> np.ndarray:
-    """Indices sorted by size ascending, ties broken by a permutation drawn with numpy seed `seed`
-    (masked_lm's SortDataset order: sort_order=[shuffle, sizes])."""
-    sizes = np.asarray(sizes)
-    perm = np.random.RandomState(seed).permutation(len(sizes))
-    return np.lexsort((perm, sizes))
-
-
 def check_ignored_sizes(ignored, size_fn: Callable[[int], int], max_positions, raise_on_invalid: bool,
                         split_name: str = "") -> None:
     """After filtering by --max-positions: raise on the first too-long sample (fairseq's text, naming

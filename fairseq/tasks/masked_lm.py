@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from fairseq import flops, models, sctd, token_drop
+from fairseq import flops, models, sctd, token_drop, utils
 from fairseq.distributed import utils as distributed
 from fairseq.data import (
     Dictionary,
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 def data_paths(data: str) -> list:
     """The shards of the data argument, fairseq's rule: split on ':' (epoch k reads shard (k-1) mod n,
     the dictionary and the valid split come from the first)."""
-    paths = [p for p in str(data).split(":") if p]
+    paths = [p for p in utils.split_paths(str(data)) if p]
     if not paths:
         raise ValueError("no data directory given")
     return paths
