@@ -115,3 +115,20 @@ def test_add_file_to_dictionary_workers_agree(tmp_path):
     Dictionary.add_file_to_dictionary(str(p), two, tokenizer.tokenize_line, 2)
     assert one.symbols == two.symbols and one.count == two.count
     assert one.get_count(one.index("x")) == 500 and one.get_count(one.eos()) == 501  # one </s> per line (+1 own)
+
+
+def test_add_file_to_dictionary_counts_text_mode_lines(tmp_path):
+    from fairseq import tokenizer
+
+    p = tmp_path / "mixed.txt"
+    p.write_bytes(b"a b\r\nc\rd\n\nlast")  # 5 lines as Python's text mode reads them
+    d = Dictionary()
+    Dictionary.add_file_to_dictionary(str(p), d, tokenizer.tokenize_line, 3)
+    assert d.symbols[4:] == ["a", "b", "c", "d", "last"] and d.get_count(d.eos()) == 1 + 5
+
+
+def test_negative_count_is_an_error(tmp_path):
+    p = tmp_path / "dict.txt"
+    p.write_text("a 3\nb -1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dict.txt:2: negative count -1"):
+        Dictionary.load(str(p))

@@ -182,6 +182,8 @@ class Dictionary:
                     f"{name}:{lineno}: incorrect dictionary format, expected "
                     f"'<token> <cnt> [flags]', got {line!r}"
                 ) from None
+            if n < 0:
+                raise ValueError(f"{name}:{lineno}: negative count {n} for {word!r}; counts must be >= 0")
             if word in self and not overwrite:
                 raise RuntimeError(
                     f"{name}:{lineno}: Duplicate word found when loading Dictionary: {word!r} "
@@ -268,15 +270,26 @@ def _line_offsets(filename: str, num_chunks: int) -> List[int]:
 
 
 def _count_words(filename: str, tokenize: Callable[[str], List[str]], eos_word: str, start: int, end: int) -> Counter:
+    """Word counts (and one eos per line) of the lines that start in bytes [start, end); lines end at
+    \n, \r\n or \r, as Python's text mode reads them."""
     counter = Counter()
     with open(filename, "rb") as f:
         f.seek(start)
         while f.tell() < end:
+            pos = f.tell()
             raw = f.readline()
             if not raw:
                 break
-            counter.update(tokenize(raw.decode("utf-8")))
-            counter[eos_word] += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{filename}: not valid UTF-8 (byte {pos + e.start})") from None
+            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            if lines[-1] == "":
+                lines.pop()  # the text after the final newline
+            for line in lines:
+                counter.update(tokenize(line))
+                counter[eos_word] += 1
     return counter
 
 
