@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from fairseq import utils
 from fairseq.distributed import utils as distributed
 from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
@@ -163,7 +164,7 @@ class Trainer:
             factor = factor / self.scaler.loss_scale
         if grads:
             torch._foreach_mul_(grads, factor)
-        gnorm = self._grad_norm(grads)
+        gnorm = utils.grad_norm(grads)
         clip = float(getattr(self.args, "clip_norm", 0.0) or 0.0)
         clipped = False
         if clip > 0 and grads:
@@ -195,16 +196,6 @@ class Trainer:
         seconds = time.perf_counter() - start
         self._train_time += seconds
         return {"log": logs, "gnorm": gnorm.detach(), "clipped": clipped, "seconds": seconds}
-
-    @staticmethod
-    def _grad_norm(grads: List[torch.Tensor]) -> torch.Tensor:
-        """fairseq's gnorm: the L2 norm of the per-tensor L2 norms (fp32)."""
-        if not grads:
-            return torch.tensor(0.0)
-        if len(grads) == 1:
-            return torch.linalg.vector_norm(grads[0], dtype=torch.float32)
-        norms = torch._foreach_norm(grads)
-        return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
     # ---- validation ---------------------------------------------------------------------------
     def valid_step(self, sample: Dict) -> Optional[Dict]:

@@ -46,7 +46,7 @@ def test_overwrite_flag_and_duplicates(tmp_path):
     d = Dictionary.load(str(p))
     assert d.index("x") == 6 and d.count[6] == 7 and len(d) == 7
     p.write_text("x 5\ny 2\nx 7\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"dict.txt:3: duplicate"):
+    with pytest.raises(RuntimeError, match=r"dict.txt:3: Duplicate word"):  # fairseq raises RuntimeError
         Dictionary.load(str(p))
 
 
@@ -79,3 +79,56 @@ def test_placeholder_dictionary_shape():
     assert (d.bos(), d.pad(), d.eos(), d.unk()) == (0, 1, 2, 3)
     with pytest.raises(ValueError, match="size 4"):
         placeholder_dictionary(4)
+
+
+def test_file_objects_roundtrip():
+    import io
+
+    d = Dictionary()
+    for w, n in [("b", 3), ("a", 7)]:
+        d.add_symbol(w, n)
+    out = io.StringIO()
+    d.save(out)
+    assert out.getvalue() == "b 3\na 7\n"
+    assert Dictionary.load(io.StringIO(out.getvalue())) == d
+
+
+def test_string_follows_fairseq():
+    d = Dictionary()
+    for w in ["he@@", "llo", "world", "\u2581a", "\u2581b"]:
+        d.add_symbol(w)
+    ids = torch.tensor([0, 4, 5, 3, 6, 1, 2])  # <s> he@@ llo <unk> world <pad> </s>
+    assert d.string(ids) == "he@@ llo <unk> world <pad>"  # <s> and </s> dropped, <pad> kept
+    assert d.string(ids, bpe_symbol="@@ ") == "hello <unk> world <pad>"
+    assert d.string(ids, escape_unk=True, extra_symbols_to_ignore=[1]) == "he@@ llo <<unk>> world"
+    assert d.string(ids, unk_string="?", include_eos=True, separator="|") == "he@@|llo|?|world|<pad>|</s>"
+    assert d.string(torch.tensor([[7, 8], [8, 2]]), bpe_symbol="sentencepiece") == "a b\nb"
+
+
+def test_add_file_to_dictionary_workers_agree(tmp_path):
+    from fairseq import tokenizer
+
+    p = tmp_path / "text.txt"
+    p.write_text("".join(f"w{i % 7} w{i % 3} x\n" for i in range(500)), encoding="utf-8")
+    one, two = Dictionary(), Dictionary()
+    Dictionary.add_file_to_dictionary(str(p), one, tokenizer.tokenize_line, 1)
+    Dictionary.add_file_to_dictionary(str(p), two, tokenizer.tokenize_line, 2)
+    assert one.symbols == two.symbols and one.count == two.count
+    assert one.get_count(one.index("x")) == 500 and one.get_count(one.eos()) == 501  # one </s> per line (+1 own)
+
+
+def test_add_file_to_dictionary_counts_text_mode_lines(tmp_path):
+    from fairseq import tokenizer
+
+    p = tmp_path / "mixed.txt"
+    p.write_bytes(b"a b\r\nc\rd\n\nlast")  # 5 lines as Python's text mode reads them
+    d = Dictionary()
+    Dictionary.add_file_to_dictionary(str(p), d, tokenizer.tokenize_line, 3)
+    assert d.symbols[4:] == ["a", "b", "c", "d", "last"] and d.get_count(d.eos()) == 1 + 5
+
+
+def test_negative_count_is_an_error(tmp_path):
+    p = tmp_path / "dict.txt"
+    p.write_text("a 3\nb -1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dict.txt:2: negative count -1"):
+        Dictionary.load(str(p))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fairseq import checkpoint, options, tasks
-from fairseq.data.mlm_dataset import collate_tokens
+from fairseq.data.data_utils import collate_tokens
 from fairseq.logging import wandb_log
 from fairseq.trainer import empty_cache_due
 from fairseq_cli import train
@@ -145,8 +145,8 @@ def test_spectral_norm_classification_head(peer_dir):
 
 def test_required_seq_len_multiple_pads_the_batch(peer_dir):
     values = [torch.tensor([5, 6, 7]), torch.tensor([8])]
-    assert collate_tokens(values, 1, 8).tolist() == [[5, 6, 7, 1, 1, 1, 1, 1], [8, 1, 1, 1, 1, 1, 1, 1]]
-    assert collate_tokens(values, 1, 3).shape == (2, 3) and collate_tokens(values, 1).shape == (2, 3)
+    assert collate_tokens(values, 1, pad_to_multiple=8).tolist() == [[5, 6, 7, 1, 1, 1, 1, 1], [8, 1, 1, 1, 1, 1, 1, 1]]
+    assert collate_tokens(values, 1, pad_to_multiple=3).shape == (2, 3) and collate_tokens(values, 1).shape == (2, 3)
     args = parse([peer_dir / "data-bin", *TINY, "--batch-size", "8", "--required-seq-len-multiple", "16"])
     task = tasks.setup_task(args)
     ds = task.load_dataset("valid")

@@ -5,8 +5,23 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq.data.iterators import EpochBatchIterator, batch_by_size, filter_by_size, ordered_indices
+from fairseq.data import data_utils
+from fairseq.data.data_utils import check_ignored_sizes
+from fairseq.data.iterators import EpochBatchIterator
 from test_masking import build_valid
+
+
+def ordered_indices(sizes, seed):
+    """By size, ties in a permutation seeded by `seed` (what masked_lm's SortDataset does)."""
+    return np.lexsort((np.random.RandomState(seed).permutation(len(sizes)), sizes))
+
+
+def batch_by_size(indices, sizes, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+    """fairseq's data_utils.batch_by_size with the sizes of `indices` taken from `sizes`."""
+    indices = np.asarray(indices, dtype=np.int64)
+    return data_utils.batch_by_size(indices, None, num_tokens_vec=np.asarray(sizes)[indices], max_tokens=max_tokens,
+                                    max_sentences=max_sentences,
+                                    required_batch_size_multiple=required_batch_size_multiple)
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +35,10 @@ def summary(peer_dir):
 
 
 def valid_batches(ds):
-    idx = ordered_indices(ds.sizes, seed=1)
-    idx, ignored = filter_by_size(idx, ds.sizes, 128, raise_on_invalid=False, split_name="valid")
-    return idx, ignored, batch_by_size(idx, ds.sizes, max_sentences=8, required_batch_size_multiple=8)
+    """What the task's get_batch_iterator does: the dataset's order, size filter, batches."""
+    idx = ds.ordered_indices()
+    idx, ignored = ds.filter_indices_by_size(idx, 128)
+    return idx, ignored, ds.batch_by_size(idx, max_sentences=8, required_batch_size_multiple=8)
 
 
 def _assert_batch(batch, want):
@@ -37,7 +53,8 @@ def _assert_batch(batch, want):
 
 def test_order_filter_batches_equal_fairseq(peer_dir, ref, summary):
     ds, _ = build_valid(peer_dir)
-    assert ordered_indices(ds.sizes, 1).tolist() == ref["ordered_indices_after_sort"]
+    assert ds.ordered_indices().tolist() == ref["ordered_indices_after_sort"]
+    assert ordered_indices(ds.dataset.sizes[0], 1).tolist() == ref["ordered_indices_after_sort"]
     idx, ignored, batches = valid_batches(ds)
     assert len(ignored) == 19
     assert ignored[:10] == summary["full_split_through_task"]["valid"]["complete"][
@@ -49,7 +66,8 @@ def test_order_filter_batches_equal_fairseq(peer_dir, ref, summary):
 def test_filter_error_text_equals_fairseq(peer_dir, summary):
     ds, _ = build_valid(peer_dir)
     with pytest.raises(ValueError) as e:
-        filter_by_size(ordered_indices(ds.sizes, 1), ds.sizes, 128, raise_on_invalid=True, split_name="valid")
+        _, ignored = ds.filter_indices_by_size(ds.ordered_indices(), 128)
+        check_ignored_sizes(ignored, ds.size, 128, raise_on_invalid=True, split_name="valid")
     assert "Exception: " + str(e.value) == summary["valid_without_skip_flag"]
 
 
@@ -57,16 +75,16 @@ def test_validation_batch_A(peer_dir, ref):
     ds, _ = build_valid(peer_dir)
     _, _, batches = valid_batches(ds)
     ds.set_epoch(1)
-    itr = EpochBatchIterator(ds, batches, seed=1).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
+    itr = EpochBatchIterator(ds, ds.collater, batches, seed=1).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
     _assert_batch(next(itr), ref["A_validation_iterator_first_batch"])
 
 
 def test_training_batch_B(peer_dir, ref):
     ds, _ = build_valid(peer_dir)
     _, _, batches = valid_batches(ds)
-    epoch_itr = EpochBatchIterator(ds, batches, seed=1)
+    epoch_itr = EpochBatchIterator(ds, ds.collater, batches, seed=1)
     itr = epoch_itr.next_epoch_itr(shuffle=True)
-    assert ds.epoch == 1 and epoch_itr.epoch == 1
+    assert ds.dataset.defn["target"].dataset.epoch == 1 and epoch_itr.epoch == 1  # the masks' epoch
     _assert_batch(next(itr), ref["B_training_style_iterator_first_batch"])
 
 
@@ -97,19 +115,19 @@ def _ids(batch):
 def test_resume_mid_epoch_equals_uninterrupted():
     ds = ToyDataset(103)
     batches = batch_by_size(ordered_indices(ds.sizes, 1), ds.sizes, max_tokens=64)
-    full = EpochBatchIterator(ds, batches, seed=3)
+    full = EpochBatchIterator(ds, ds.collater, batches, seed=3)
     want = []
     for _ in range(3):
         want.append([_ids(b) for b in full.next_epoch_itr(shuffle=True)])
     assert want[0] != want[1]  # shuffled differently per epoch
     for stop_epoch, stop_at in [(1, 5), (2, 1), (2, len(batches) - 1), (1, len(batches))]:
-        a = EpochBatchIterator(ds, batches, seed=3)
+        a = EpochBatchIterator(ds, ds.collater, batches, seed=3)
         for _ in range(stop_epoch - 1):
             list(a.next_epoch_itr())
         itr = a.next_epoch_itr()
         seen = [_ids(next(itr)) for _ in range(stop_at)]
         sd = a.state_dict()
-        b = EpochBatchIterator(ds, batches, seed=3)
+        b = EpochBatchIterator(ds, ds.collater, batches, seed=3)
         b.load_state_dict(sd)
         rest = [_ids(x) for x in b.next_epoch_itr()]
         if stop_at < len(batches):
@@ -121,7 +139,7 @@ def test_resume_mid_epoch_equals_uninterrupted():
 
 def test_state_dict_fields_and_set_epoch():
     ds = ToyDataset(20)
-    it = EpochBatchIterator(ds, batch_by_size(np.arange(20), ds.sizes, max_sentences=4), seed=1)
+    it = EpochBatchIterator(ds, ds.collater, batch_by_size(np.arange(20), ds.sizes, max_sentences=4), seed=1)
     e = it.next_epoch_itr()
     next(e)
     assert it.state_dict() == {"version": 2, "epoch": 1, "iterations_in_epoch": 1, "shuffle": True}
@@ -136,7 +154,7 @@ def test_sharding_disjoint_equal_length():
     batches = batch_by_size(np.arange(50), ds.sizes, max_sentences=3)  # 17 batches
     shards = []
     for k in range(4):
-        it = EpochBatchIterator(ds, batches, seed=1, num_shards=4, shard_id=k)
+        it = EpochBatchIterator(ds, ds.collater, batches, seed=1, num_shards=4, shard_id=k)
         shards.append([_ids(b) for b in it.next_epoch_itr(shuffle=True)])
         assert len(it) == 5
     assert all(len(s) == 5 for s in shards)

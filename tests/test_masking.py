@@ -5,16 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq.data import Dictionary, MaskedLMDataset, MMapIndexedDataset, TokenBlockDataset
+from fairseq.data import Dictionary, MMapIndexedDataset, PrependTokenDataset, TokenBlockDataset
 from fairseq.data.masking import mask_tokens, replacement_weights, sample_seed
+from fairseq.tasks.masked_lm import masked_lm_dataset
 
 
 def build_valid(peer_dir, **kw):
+    """The valid split as the masked_lm task builds it (blocks of 127 + <s>), and the dictionary."""
     d = Dictionary.load(str(peer_dir / "data-bin" / "dict.txt"))
-    d.add_symbol("<mask>")
+    mask_idx = d.add_symbol("<mask>")
     ds = MMapIndexedDataset(str(peer_dir / "data-bin" / "valid"))
-    blocks = TokenBlockDataset(ds, ds.sizes, 127, d.pad(), d.eos(), "complete")
-    return MaskedLMDataset(blocks, d, seed=1, **kw), d
+    blocks = PrependTokenDataset(TokenBlockDataset(ds, ds.sizes, 127, d.pad(), d.eos(), "complete"), d.bos())
+    return masked_lm_dataset(blocks, d, mask_idx, seed=1, **kw), d
+
+
+def _masked(ds):
+    """The MaskTokensDataset pair (source, target) inside the batch definition."""
+    fields = ds.dataset.defn
+    return fields["net_input.src_tokens"].dataset, fields["target"].dataset
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +31,19 @@ def ref(peer_dir):
 
 
 def _check(ds, samples):
+    src, _ = _masked(ds)
     for s in samples:
         item = ds[s["index"]]
-        assert ds.sizes[s["index"]] == s["length"]
-        assert ds.original(s["index"]).tolist() == s["original"]
-        assert item["source"].tolist() == s["source"], s["index"]
+        assert ds.size(s["index"]) == s["length"]
+        assert src.dataset[s["index"]].tolist() == s["original"]
+        assert item["net_input.src_tokens"].tolist() == s["source"], s["index"]
         assert item["target"].tolist() == s["target"], s["index"]
         assert item["id"] == s["index"]
 
 
 def test_masking_equals_fairseq_epoch1(peer_dir, ref):
     ds, d = build_valid(peer_dir)
-    assert ds.mask_idx == ref["mask_idx"] == 7712 and len(d) == ref["vocab_size_with_mask"]
+    assert _masked(ds)[0].mask_idx == ref["mask_idx"] == 7712 and len(d) == ref["vocab_size_with_mask"]
     ds.set_epoch(1)
     _check(ds, ref["samples"])
 
@@ -125,8 +134,8 @@ def test_collater_and_empty(peer_dir):
     ds, _ = build_valid(peer_dir)
     ds.set_epoch(1)
     b = ds.collater([ds[3], ds[7]])
-    assert b["nsentences"] == 2 and b["ntokens"] == int(ds.sizes[3] + ds.sizes[7])
-    assert b["net_input"]["src_tokens"].shape == (2, int(max(ds.sizes[3], ds.sizes[7])))
+    assert b["nsentences"] == 2 and b["ntokens"] == int(ds.size(3) + ds.size(7))
+    assert b["net_input"]["src_tokens"].shape == (2, int(max(ds.size(3), ds.size(7))))
     assert b["target"].dtype == torch.long and b["id"].tolist() == [3, 7]
     assert ds.collater([]) == {}
 

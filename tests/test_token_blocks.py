@@ -5,7 +5,8 @@ import torch
 
 from fairseq.data import token_blocks
 from fairseq.data.indexed_dataset import MMapIndexedDataset
-from fairseq.data.token_blocks import TokenBlockDataset, build_blocks
+from fairseq.data import TokenBlockDataset
+from fairseq.data.token_blocks import build_blocks
 
 MODES = ["none", "complete", "complete_doc", "eos"]
 

@@ -153,7 +153,7 @@ def test_nan_loss_is_a_clear_error(peer_dir):
     args, task, trainer = _tiny_trainer(peer_dir / "data-bin")
     task.load_dataset("valid")
     ds = task.dataset("valid")
-    batch = ds.collater([ds[i] for i in range(4) if ds.sizes[i] <= 64] or [ds[0]])
+    batch = ds.collater([ds[i] for i in range(4) if ds.size(i) <= 64] or [ds[0]])
     real = trainer.criterion.forward
 
     def nan_forward(*a, **k):

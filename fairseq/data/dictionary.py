@@ -6,19 +6,18 @@ checkpoints and binarized data refer to symbols by index: any drift silently scr
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
-from typing import Callable, Iterable, List, Optional
+from multiprocessing import Pool
+from typing import Callable, List, Optional
 
 import torch
 
-_SPACES = re.compile(r"\s+")
+from fairseq import utils
+from fairseq.data.data_utils import post_process
+from fairseq.file_io import PathManager
+from fairseq.tokenizer import tokenize_line
+
 OVERWRITE_FLAG = "#fairseq:overwrite"
-
-
-def tokenize_line(line: str) -> List[str]:
-    """Split on runs of whitespace, as fairseq does for pre-tokenized (BPE id) text."""
-    return _SPACES.sub(" ", line).strip().split()
 
 
 class Dictionary:
@@ -67,9 +66,40 @@ class Dictionary:
     def unk(self) -> int:
         return self.unk_index
 
-    def string(self, ids: Iterable[int]) -> str:
-        """Space-joined symbols, leaving out padding (for logs and debugging)."""
-        return " ".join(self[int(i)] for i in ids if int(i) != self.pad_index)
+    def get_count(self, idx: int) -> int:
+        return self.count[idx]
+
+    def unk_string(self, escape: bool = False) -> str:
+        """The unknown symbol; escaped as <<unk>> so it cannot be mistaken for text that spells <unk>."""
+        return f"<{self.unk_word}>" if escape else self.unk_word
+
+    def string(self, tensor, bpe_symbol=None, escape_unk: bool = False, extra_symbols_to_ignore=None,
+               unk_string: Optional[str] = None, include_eos: bool = False, separator: str = " ") -> str:
+        """Ids -> text, fairseq's rules: <s> and (unless include_eos) </s> are left out, as is every id in
+        extra_symbols_to_ignore; <unk> is written as unk_string (or unk_string(escape_unk)); the symbols
+        are joined by `separator` and the BPE marker `bpe_symbol` is removed (data_utils.post_process).
+        A 2-D tensor gives one line per row."""
+        if torch.is_tensor(tensor) and tensor.dim() == 2:
+            return "\n".join(self.string(t, bpe_symbol, escape_unk, extra_symbols_to_ignore, include_eos=include_eos)
+                             for t in tensor)
+        ignore = set(extra_symbols_to_ignore or [])
+        if not include_eos:
+            ignore.add(self.eos())
+        ignore.add(self.bos())
+        unk = unk_string if unk_string is not None else self.unk_string(escape_unk)
+
+        def token_string(i):
+            return unk if i == self.unk_index else self[i]
+
+        ids = [int(utils.item(i)) for i in tensor]
+        sent = separator.join(token_string(i) for i in ids if i not in ignore)
+        return post_process(sent, bpe_symbol)
+
+    def dummy_sentence(self, length: int) -> torch.Tensor:
+        """`length` random non-special ids ending in </s> (for tests and dummy batches)."""
+        t = torch.Tensor(length).uniform_(self.nspecial + 1, len(self)).long()
+        t[-1] = self.eos()
+        return t
 
     # -- building ----------------------------------------------------------------------------
     def add_symbol(self, word: str, n: int = 1, overwrite: bool = False) -> int:
@@ -119,40 +149,57 @@ class Dictionary:
 
     # -- file io -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str) -> "Dictionary":
+    def load(cls, f) -> "Dictionary":
+        """A dictionary from a dict.txt path or an open text file."""
         d = cls()
-        d.add_from_file(path)
+        d.add_from_file(f)
         return d
 
-    def add_from_file(self, path: str) -> None:
-        """Read `<symbol> <count> [#fairseq:overwrite]` lines; specials are implicit."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"dictionary file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                line = raw.rstrip()
-                try:
-                    word, field = line.rsplit(" ", 1)
-                    overwrite = False
-                    if field == OVERWRITE_FLAG:
-                        overwrite = True
-                        word, field = word.rsplit(" ", 1)
-                    n = int(field)
-                except ValueError:
-                    raise ValueError(
-                        f"{path}:{lineno}: incorrect dictionary format, expected "
-                        f"'<token> <cnt> [flags]', got {line!r}"
-                    ) from None
-                if word in self and not overwrite:
-                    raise ValueError(
-                        f"{path}:{lineno}: duplicate word {word!r} in dictionary "
-                        f"(add ' {OVERWRITE_FLAG}' to the line to allow it)"
-                    )
-                self.add_symbol(word, n=n, overwrite=overwrite)
+    def add_from_file(self, f) -> None:
+        """Read `<symbol> <count> [#fairseq:overwrite]` lines (a path or an open text file); specials
+        are implicit. A symbol may be a space; a duplicate needs the overwrite flag."""
+        if isinstance(f, str):
+            if not os.path.isfile(f):
+                raise FileNotFoundError(f"dictionary file not found: {f}")
+            try:
+                with open(f, "r", encoding="utf-8") as fd:
+                    self.add_from_file(fd)
+            except UnicodeError:
+                raise ValueError(f"{f}: incorrect encoding (dict.txt must be UTF-8), please rebuild the dataset") from None
+            return
+        name = getattr(f, "name", "<dictionary file>")
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip()
+            try:
+                word, field = line.rsplit(" ", 1)
+                overwrite = False
+                if field == OVERWRITE_FLAG:
+                    overwrite = True
+                    word, field = word.rsplit(" ", 1)
+                n = int(field)
+            except ValueError:
+                raise ValueError(
+                    f"{name}:{lineno}: incorrect dictionary format, expected "
+                    f"'<token> <cnt> [flags]', got {line!r}"
+                ) from None
+            if n < 0:
+                raise ValueError(f"{name}:{lineno}: negative count {n} for {word!r}; counts must be >= 0")
+            if word in self and not overwrite:
+                raise RuntimeError(
+                    f"{name}:{lineno}: Duplicate word found when loading Dictionary: {word!r} "
+                    f"(add ' {OVERWRITE_FLAG}' at the end of the line to let it overwrite the earlier one)"
+                )
+            self.add_symbol(word, n=n, overwrite=overwrite)
 
-    def save(self, path: str) -> None:
-        """Write every non-special symbol with its count (fairseq drops overwrite flags too)."""
-        with open(path, "w", encoding="utf-8") as f:
+    def save(self, f) -> None:
+        """Write every non-special symbol with its count to a path (its directory is created) or an open
+        text file (fairseq drops overwrite flags too)."""
+        if isinstance(f, str):
+            if os.path.dirname(f):
+                PathManager.mkdirs(os.path.dirname(f))
+            with open(f, "w", encoding="utf-8") as fd:
+                fd.write(self.dumps())
+        else:
             f.write(self.dumps())
 
     def dumps(self) -> str:
@@ -185,6 +232,65 @@ class Dictionary:
         """Fast path for binarization: indices of pre-split words, no eos."""
         get, unk = self.indices.get, self.unk_index
         return [get(w, unk) for w in words]
+
+
+    # -- counting a text file --------------------------------------------------------------
+    @staticmethod
+    def add_file_to_dictionary(filename: str, dict: "Dictionary", tokenize: Callable[[str], List[str]],
+                               num_workers: int) -> None:
+        """Add the words of every line of `filename` (and one </s> per line) to `dict` with their counts,
+        in sorted word order; num_workers > 1 counts byte ranges of the file in that many processes
+        (same counts)."""
+        offsets = _line_offsets(filename, max(int(num_workers), 1))
+        jobs = [(filename, tokenize, dict.eos_word, offsets[i], offsets[i + 1]) for i in range(len(offsets) - 1)]
+        if len(jobs) > 1:
+            with Pool(processes=len(jobs)) as pool:
+                counters = pool.starmap(_count_words, jobs)
+        else:
+            counters = [_count_words(*job) for job in jobs]
+        total = Counter()
+        for c in counters:
+            total.update(c)
+        for word, n in sorted(total.items()):
+            dict.add_symbol(word, n)
+
+
+def _line_offsets(filename: str, num_chunks: int) -> List[int]:
+    """num_chunks + 1 byte offsets that cut the file at line starts (first 0, last the file size)."""
+    size = os.path.getsize(filename)
+    offsets = [0]
+    with open(filename, "rb") as f:
+        for i in range(1, num_chunks):
+            f.seek(max(size * i // num_chunks, offsets[-1]))
+            if f.tell() > 0:
+                f.readline()  # move to the start of the next line
+            offsets.append(max(f.tell(), offsets[-1]))
+    offsets.append(size)
+    return offsets
+
+
+def _count_words(filename: str, tokenize: Callable[[str], List[str]], eos_word: str, start: int, end: int) -> Counter:
+    """Word counts (and one eos per line) of the lines that start in bytes [start, end); lines end at
+    \n, \r\n or \r, as Python's text mode reads them."""
+    counter = Counter()
+    with open(filename, "rb") as f:
+        f.seek(start)
+        while f.tell() < end:
+            pos = f.tell()
+            raw = f.readline()
+            if not raw:
+                break
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{filename}: not valid UTF-8 (byte {pos + e.start})") from None
+            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            if lines[-1] == "":
+                lines.pop()  # the text after the final newline
+            for line in lines:
+                counter.update(tokenize(line))
+                counter[eos_word] += 1
+    return counter
 
 
 def placeholder_dictionary(size: int) -> Dictionary:

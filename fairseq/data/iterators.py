@@ -1,124 +1,41 @@
-"""Sample ordering, size filtering, batching and the resumable epoch iterator (fairseq semantics).
+"""fairseq.data.iterators: the epoch iterator the trainer consumes, with fairseq 0.12.2's classes.
 
-Resuming mid-epoch must give exactly the batches an uninterrupted run would have seen, so the
-batch list is frozen once, each epoch's order is a pure function of (seed + epoch), and the
-position inside the epoch is the only other state.
+Resuming mid-epoch must give exactly the batches an uninterrupted run would have seen, so the batch
+list is frozen once, each epoch's order is a pure function of (seed + epoch), and the position inside
+the epoch (`iterations_in_epoch`) is the only other state. Batches are built by a torch DataLoader
+over the remaining batches of the epoch: in this process for num_workers = 0, in N worker processes
+that run ahead of training for --num-workers N (same batches either way: every sample's masking is
+seeded by (seed, epoch, index), never by global RNG). The loader gets its own generator, so building
+it does not consume the main process's torch RNG (dropout).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from typing import List, Optional, Sequence
+import queue
+import threading
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
 
-
-def ordered_indices(sizes, seed: int) -> np.ndarray:
-    """Indices sorted by size ascending, ties broken by a permutation drawn with numpy seed `seed`."""
-    sizes = np.asarray(sizes)
-    perm = np.random.RandomState(seed).permutation(len(sizes))
-    return np.lexsort((perm, sizes))
-
-
-def filter_by_size(indices, sizes, max_positions, raise_on_invalid: bool, split_name: str = ""):
-    """Drop samples longer than max_positions; raise (fairseq's text) if raise_on_invalid."""
-    indices = np.asarray(indices, dtype=np.int64)
-    sizes = np.asarray(sizes)
-    if max_positions is None:
-        return indices, []
-    too_long = sizes[indices] > max_positions
-    ignored = indices[too_long].tolist()
-    kept = indices[~too_long]
-    if ignored:
-        if raise_on_invalid:
-            raise ValueError(
-                f"Size of sample #{ignored[0]} is invalid (={int(sizes[ignored[0]])}) since "
-                f"max_positions={max_positions}, skip this example with --skip-invalid-size-inputs-valid-test"
-            )
-        logger.warning(
-            f"{len(ignored):,} samples have invalid sizes and will be skipped, "
-            f"max_positions={max_positions}, first few sample ids={ignored[:10]}"
-            + (f" (split {split_name})" if split_name else "")
-        )
-    return kept, ignored
-
-
-def batch_by_size(
-    indices, sizes, max_tokens=None, max_sentences=None, required_batch_size_multiple: int = 1
-) -> List[np.ndarray]:
-    """Split `indices` (in order) into batches as fairseq 0.12.2 does.
-
-    A batch costs len(batch) * max size in it; it may not exceed max_tokens or max_sentences.
-    While growing, a batch is committed only at sizes that are a multiple of
-    required_batch_size_multiple (or below it); on overflow the uncommitted tail starts the next
-    batch (and if the tail alone overflows max_tokens, all but the current sample is closed too).
-    """
-    indices = np.asarray(indices, dtype=np.int64)
-    max_tokens = int(max_tokens) if max_tokens is not None else -1
-    max_sentences = int(max_sentences) if max_sentences is not None else -1
-    bsz_mult = int(required_batch_size_multiple)
-    if bsz_mult < 1:
-        raise ValueError(f"--required-batch-size-multiple must be >= 1, got {bsz_mult}")
-    n = len(indices)
-    if n == 0:
-        return []
-    ntok = np.asarray(sizes, dtype=np.int64)[indices]
-    if max_tokens > 0 and int(ntok.max()) > max_tokens:
-        raise ValueError(f"Sentences lengths should not exceed max_tokens={max_tokens}")
-    ends = [0] * (n + 1)
-    count = 0
-    batch_start = 0
-    tail_max = 0
-    batch_max = 0
-    for pos in range(n):
-        t = int(ntok[pos])
-        tail_max = max(tail_max, t)
-        new_end = pos + 1
-        new_max = max(batch_max, tail_max)
-        new_sents = new_end - batch_start
-        overflow = (max_sentences > 0 and new_sents > max_sentences) or (
-            max_tokens > 0 and new_sents * new_max > max_tokens
-        )
-        size_ok = new_sents < bsz_mult or new_sents % bsz_mult == 0
-        if overflow:
-            tail_tokens = tail_max * (new_end - ends[count])
-            if max_tokens > 0 and tail_tokens > max_tokens:
-                count += 1
-                ends[count] = pos
-                tail_max = t
-            batch_start = ends[count]
-            count += 1
-            new_max = tail_max
-        if overflow or size_ok:
-            ends[count] = new_end
-            batch_max = new_max
-            tail_max = 0
-    if ends[count] != n:
-        count += 1
-    return [b for b in np.split(indices, ends[:count])]
+_END = object()  # end-of-stream marker of BufferedIterator's queue
 
 
 class CountingIterator:
-    """Iterator over the remaining batches of an epoch that knows its position `n`.
+    """Wraps an iterable and counts the items taken (`n`); `total` is where it stops.
 
-    num_workers = 0 builds each batch in this process when it is asked for (fairseq's 0). N > 0 builds
-    them in N torch DataLoader worker processes that run ahead of the training loop (fairseq's
-    --num-workers), so collation overlaps with compute. Batches are the same either way: the batch
-    list is fixed and every sample's masking is seeded by (seed, epoch, index), never by global RNG;
-    the loader gets its own generator so the main process's torch RNG (dropout) is not consumed.
-    `n` counts batches handed out, so a checkpoint resumes exactly where training was.
+    start: the count of items already consumed before `iterable` (default: iterable.n or 0);
+    total: start + len(iterable) by default. An iterable shorter than `total` is an IndexError.
     """
 
-    def __init__(self, dataset, batches: Sequence, start: int = 0, num_workers: int = 0):
-        self.dataset = dataset
-        self.batches = batches  # all batches of this shard for the epoch
-        self.n = start
-        self.total = len(batches)
-        self.num_workers = int(num_workers)
-        self._loader = None
+    def __init__(self, iterable, start: Optional[int] = None, total: Optional[int] = None):
+        self._itr = iter(iterable)
+        self.n = start or getattr(iterable, "n", 0)
+        self.total = total if total is not None else self.n + len(iterable)
 
     def __len__(self) -> int:
         return self.total
@@ -126,61 +43,127 @@ class CountingIterator:
     def __iter__(self):
         return self
 
+    def __next__(self):
+        if not self.has_next():
+            raise StopIteration
+        try:
+            x = next(self._itr)
+        except StopIteration:
+            raise IndexError(f"Iterator expected to have length {self.total}, but exhausted at position {self.n}.")
+        self.n += 1
+        return x
+
     def has_next(self) -> bool:
         return self.n < self.total
 
-    def __next__(self):
-        if self.n >= self.total:
-            raise StopIteration
-        if self.num_workers > 0:
-            if self._loader is None:
-                self._loader = iter(self._worker_loader())
-            sample = next(self._loader)
+    def skip(self, n: int) -> "CountingIterator":
+        """Consume the next n items."""
+        for _ in range(n):
+            next(self)
+        return self
+
+    def take(self, n: int) -> None:
+        """Stop after n items in all (counting those already consumed); tells the wrapped iterable too."""
+        self.total = min(self.total, n)
+        remaining = max(n - self.n, 0)
+        if hasattr(self._itr, "take"):
+            self._itr.take(remaining)
         else:
-            sample = self.dataset.collater([self.dataset[int(i)] for i in self.batches[self.n]])
-        self.n += 1
-        return sample
-
-    def _worker_loader(self):
-        return torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[b.tolist() for b in self.batches[self.n:self.total]],
-            collate_fn=self.dataset.collater, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(0))
-
-    def skip(self, k: int) -> "CountingIterator":
-        self.n = min(self.n + k, self.total)
-        self._loader = None  # workers restart from the new position
-        return self
-
-    def take(self, k: int) -> "CountingIterator":
-        self.total = min(self.total, k)
-        self._loader = None
-        return self
+            self._itr = itertools.islice(self._itr, remaining)
 
 
-class EpochBatchIterator:
-    """Epoch-by-epoch iterator over fixed batches: shuffled with seed+epoch, sharded, resumable."""
+class EpochBatchIterating:
+    """What the trainer asks of an epoch iterator (fairseq's interface)."""
 
-    def __init__(self, dataset, batches, seed: int = 1, num_shards: int = 1, shard_id: int = 0, epoch: int = 1,
-                 disable_shuffling: bool = False, num_workers: int = 0):
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def next_epoch_idx(self) -> int:
+        raise NotImplementedError
+
+    def next_epoch_itr(self, shuffle: bool = True, fix_batches_to_gpus: bool = False,
+                       set_dataset_epoch: bool = True) -> CountingIterator:
+        raise NotImplementedError
+
+    def end_of_epoch(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def iterations_in_epoch(self) -> int:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        raise NotImplementedError
+
+    @property
+    def first_batch(self):
+        return "DUMMY"
+
+
+class EpochBatchIterator(EpochBatchIterating):
+    """Batches of `dataset` epoch by epoch: shuffled with seed + epoch, sharded, resumable.
+
+    batch_sampler: the batches (lists of indices), or a function (dataset, epoch) -> batches that is
+    asked again each new epoch. skip_remainder_batch drops each epoch's last batch (fairseq: for
+    update_freq > 1 so that no update sees a partial group). buffer_size > 0 prefetches that many
+    batches in a background thread.
+    """
+
+    def __init__(self, dataset, collate_fn: Callable, batch_sampler: Union[Sequence, Callable], seed: int = 1,
+                 num_shards: int = 1, shard_id: int = 0, num_workers: int = 0, epoch: int = 1,
+                 buffer_size: int = 0, timeout: int = 0, disable_shuffling: bool = False,
+                 skip_remainder_batch: bool = False, grouped_shuffling: bool = False,
+                 reuse_dataloader: bool = False, persistent_workers: bool = False):
+        if not isinstance(dataset, torch.utils.data.Dataset) and not hasattr(dataset, "__getitem__"):
+            raise TypeError(f"EpochBatchIterator: dataset must be indexable, got {type(dataset).__name__}")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id {shard_id} must be in [0, {num_shards})")
         if epoch < 1:
             raise ValueError(f"epoch must be >= 1, got {epoch}")
+        if grouped_shuffling:
+            raise ValueError("--grouped-shuffling is not supported")
         self.dataset = dataset
-        self.frozen_batches = tuple(np.asarray(b, dtype=np.int64) for b in batches)
+        self.collate_fn = collate_fn
+        self.batch_sampler = batch_sampler
+        self._frozen_batches = None if callable(batch_sampler) else tuple(
+            np.asarray(b, dtype=np.int64) for b in batch_sampler)
         self.seed = seed
         self.num_shards = num_shards
         self.shard_id = shard_id
-        self.epoch = epoch
-        self.shuffle = True
+        self.num_workers = int(num_workers)
+        self.buffer_size = min(int(buffer_size), 20)
+        self.timeout = timeout
         self.disable_shuffling = disable_shuffling
-        self.num_workers = num_workers
+        self.skip_remainder_batch = skip_remainder_batch
+        self.persistent_workers = persistent_workers and self.num_workers > 0
+        self.epoch = max(epoch, 1)
+        self.shuffle = not disable_shuffling
         self._cur_epoch_itr: Optional[CountingIterator] = None
         self._next_epoch_itr: Optional[CountingIterator] = None
 
+    @property
+    def frozen_batches(self):
+        if self._frozen_batches is None:
+            self._frozen_batches = tuple(np.asarray(b, dtype=np.int64)
+                                         for b in self.batch_sampler(self.dataset, self.epoch))
+        return self._frozen_batches
+
+    @property
+    def first_batch(self):
+        if len(self.frozen_batches) == 0:
+            return {}
+        return self.collate_fn([self.dataset[int(i)] for i in self.frozen_batches[0]])
+
     def __len__(self) -> int:
         return int(math.ceil(len(self.frozen_batches) / float(self.num_shards)))
+
+    @property
+    def n(self) -> int:
+        return self.iterations_in_epoch
 
     @property
     def next_epoch_idx(self) -> int:
@@ -190,32 +173,24 @@ class EpochBatchIterator:
             return self.epoch + 1
         return self.epoch
 
-    @property
-    def first_batch(self):
-        if len(self.frozen_batches) == 0:
-            return {}
-        return self.dataset.collater([self.dataset[int(i)] for i in self.frozen_batches[0]])
-
-    def epoch_batches(self, epoch: int, shuffle: bool) -> List[np.ndarray]:
-        """This shard's batches for `epoch`, in order; shorter shards end with empty batches."""
-        batches = list(self.frozen_batches)
-        if shuffle and not self.disable_shuffling:
-            np.random.RandomState(self.seed + epoch).shuffle(batches)
-        shard = batches[self.shard_id :: self.num_shards]
-        shard += [np.zeros(0, dtype=np.int64)] * (len(self) - len(shard))
-        return shard
-
-    def next_epoch_itr(self, shuffle: bool = True, set_dataset_epoch: bool = True, **_ignored) -> CountingIterator:
+    def next_epoch_itr(self, shuffle: bool = True, fix_batches_to_gpus: bool = False,
+                       set_dataset_epoch: bool = True) -> CountingIterator:
+        """The iterator of the next epoch (or the resumed one after load_state_dict); sets the dataset's
+        epoch first unless set_dataset_epoch is False (validation keeps epoch-1 masks)."""
+        if fix_batches_to_gpus:
+            raise ValueError("fix_batches_to_gpus is not supported")
         if self.disable_shuffling:
             shuffle = False
+        prev_epoch = self.epoch
         self.epoch = self.next_epoch_idx
         if set_dataset_epoch and hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
         if self._next_epoch_itr is not None:
             self._cur_epoch_itr, self._next_epoch_itr = self._next_epoch_itr, None
         else:
-            self._cur_epoch_itr = CountingIterator(self.dataset, self.epoch_batches(self.epoch, shuffle),
-                                                   num_workers=self.num_workers)
+            if callable(self.batch_sampler) and prev_epoch != self.epoch:
+                self._frozen_batches = None  # ask the sampler again for the new epoch
+            self._cur_epoch_itr = self._get_iterator_for_epoch(self.epoch, shuffle)
         self.shuffle = shuffle
         return self._cur_epoch_itr
 
@@ -240,16 +215,128 @@ class EpochBatchIterator:
     def load_state_dict(self, state_dict: dict) -> None:
         self.epoch = int(state_dict["epoch"])
         pos = int(state_dict.get("iterations_in_epoch", 0))
-        shuffle = bool(state_dict.get("shuffle", True))
         self._cur_epoch_itr = None
         if pos > 0:
-            batches = self.epoch_batches(self.epoch, shuffle)
-            if pos >= len(batches):
-                raise RuntimeError(
-                    f"Cannot resume training: the checkpoint is at batch {pos} of epoch {self.epoch} but an "
-                    f"epoch has only {len(batches)} batches (dataloader mismatch); relaunch with --reset-dataloader"
-                )
-            self._next_epoch_itr = CountingIterator(self.dataset, batches, start=pos, num_workers=self.num_workers)
+            shuffle = bool(state_dict.get("shuffle", True))
+            self._next_epoch_itr = self._get_iterator_for_epoch(self.epoch, shuffle, offset=pos)
+            if self._next_epoch_itr is None:
+                if int(state_dict.get("version", 1)) == 1:
+                    self.epoch += 1  # fairseq's legacy state: the epoch had finished
+                else:
+                    raise RuntimeError(
+                        f"Cannot resume training: the checkpoint is at batch {pos} of epoch {self.epoch} but "
+                        f"an epoch has only {len(self)} batches (dataloader mismatch); relaunch with "
+                        "--reset-dataloader")
             self.shuffle = shuffle
         else:
             self._next_epoch_itr = None
+
+    def epoch_batches(self, epoch: int, shuffle: bool):
+        """This shard's batches for `epoch`, in order; shorter shards end with empty batches."""
+        batches = list(self.frozen_batches)
+        if shuffle and not self.disable_shuffling:
+            np.random.RandomState(self.seed + epoch).shuffle(batches)  # = fairseq's numpy_seed(seed + epoch)
+        return list(ShardedIterator(batches, self.num_shards, self.shard_id, fill_value=np.zeros(0, np.int64)))
+
+    def _get_iterator_for_epoch(self, epoch: int, shuffle: bool, offset: int = 0) -> Optional[CountingIterator]:
+        batches = self.epoch_batches(epoch, shuffle)
+        if offset > 0 and offset >= len(batches):
+            return None
+        loader = torch.utils.data.DataLoader(
+            self.dataset, collate_fn=self.collate_fn, batch_sampler=[b.tolist() for b in batches[offset:]],
+            num_workers=self.num_workers, timeout=self.timeout, persistent_workers=self.persistent_workers,
+            generator=torch.Generator().manual_seed(0))
+        itr = BufferedIterator(self.buffer_size, loader) if self.buffer_size > 0 else loader
+        itr = CountingIterator(itr, start=offset)
+        if self.skip_remainder_batch:
+            itr.take(len(batches) - 1)  # fairseq drops the last batch whether it is full or not
+            logger.info(f"skip final residual batch, total_num_itrs = {len(batches) - 1}")
+        return itr
+
+
+class GroupedIterator(CountingIterator):
+    """Items of `iterable` in lists of chunk_size (the last one shorter, or dropped with
+    skip_remainder_batch): the update_freq groups of one update."""
+
+    def __init__(self, iterable, chunk_size: int, skip_remainder_batch: bool = False):
+        if skip_remainder_batch:
+            total = int(math.floor(len(iterable) / float(chunk_size)))
+        else:
+            total = int(math.ceil(len(iterable) / float(chunk_size)))
+        start = int(math.ceil(getattr(iterable, "n", 0) / float(chunk_size)))
+        super().__init__(_chunks(iterable, chunk_size, skip_remainder_batch), start=start, total=total)
+        self.chunk_size = chunk_size
+        if skip_remainder_batch:
+            self.take(total)
+            iterable.take(total * chunk_size)  # the source stops with the last full group
+
+
+def _chunks(itr, chunk_size: int, skip_remainder_batch: bool):
+    chunk = []
+    for x in itr:
+        chunk.append(x)
+        if len(chunk) == chunk_size:
+            yield chunk
+            chunk = []
+    if not skip_remainder_batch and len(chunk) > 0:
+        yield chunk
+
+
+class ShardedIterator(CountingIterator):
+    """Every num_shards-th item starting at shard_id; shorter shards are padded with fill_value so all
+    shards have ceil(len / num_shards) items."""
+
+    def __init__(self, iterable, num_shards: int, shard_id: int, fill_value=None, skip_remainder_batch=None):
+        if shard_id < 0 or shard_id >= num_shards:
+            raise ValueError(f"shard_id {shard_id} must be in [0, {num_shards})")
+        sharded_len = int(math.ceil(len(iterable) / float(num_shards)))
+        itr = map(lambda pair: pair[1], itertools.zip_longest(
+            range(sharded_len), itertools.islice(iterable, shard_id, len(iterable), num_shards),
+            fillvalue=fill_value))
+        super().__init__(itr, start=int(math.ceil(getattr(iterable, "n", 0) / float(num_shards))),
+                         total=sharded_len)
+
+
+class BufferedIterator:
+    """Prefetches up to `size` items of `iterable` in a background thread (overlaps batch building
+    with training). len() is the number of items it yields in all; take(n) lowers it to n."""
+
+    def __init__(self, size: int, iterable):
+        self._queue: "queue.Queue" = queue.Queue(size)
+        self._iterable = iterable
+        self._consumer: Optional[threading.Thread] = None
+        self.total = len(iterable)
+        self.count = 0
+
+    def _fill(self) -> None:
+        try:
+            for item in self._iterable:
+                self._queue.put(item)
+        except Exception as e:  # handed to the consumer, which raises it
+            self._queue.put(e)
+        self._queue.put(_END)
+
+    def __iter__(self):
+        return self
+
+    def __len__(self) -> int:
+        return self.total
+
+    def take(self, n: int) -> None:
+        self.total = min(self.total, n)
+        if hasattr(self._iterable, "take"):
+            self._iterable.take(n)
+
+    def __next__(self):
+        if self.count >= self.total:
+            raise StopIteration
+        if self._consumer is None:
+            self._consumer = threading.Thread(target=self._fill, daemon=True)
+            self._consumer.start()
+        item = self._queue.get(True)
+        if isinstance(item, Exception):
+            raise item
+        if item is _END:
+            raise StopIteration
+        self.count += 1
+        return item

@@ -1,6 +1,7 @@
-"""Cutting a stream of sentences into training blocks, exactly as fairseq's TokenBlockDataset.
+"""Cutting a stream of sentences into training blocks, exactly as fairseq's TokenBlockDataset
+(fairseq.data.token_block_dataset wraps this).
 
-Modes (block_size excludes the <s> that MaskedLMDataset prepends):
+Modes (masked_lm passes block_size = tokens_per_sample - 1, leaving room for the <s> it prepends):
   none          cut the concatenated stream every block_size tokens; the last block may be shorter.
   complete      pack whole sentences greedily; a sentence joins the block if the block stays
                 <= block_size or is empty (so a long sentence is its own oversized block).
@@ -16,7 +17,6 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
-import torch
 
 try:  # built by setup.py; optional
     from fairseq.data import _token_blocks as _fast
@@ -125,46 +125,3 @@ def build_blocks(
 
 def has_fast_path() -> bool:
     return _fast is not None
-
-
-class TokenBlockDataset(torch.utils.data.Dataset):
-    """Blocks of a sentence dataset; ds[i] -> LongTensor of block tokens (no <s>)."""
-
-    def __init__(self, dataset, sizes, block_size, pad, eos, break_mode="none", document_sep_len=1):
-        super().__init__()
-        self.dataset = dataset
-        self.pad, self.eos = pad, eos
-        self.break_mode = break_mode
-        sizes = np.asarray(sizes)
-        if len(sizes) != len(dataset):
-            raise ValueError(f"sizes has {len(sizes)} entries but the dataset has {len(dataset)} sentences")
-        self.slice_indices, self.block_to_dataset_index = build_blocks(
-            sizes, block_size, break_mode, document_sep_len
-        )
-        self._sizes = (self.slice_indices[:, 1] - self.slice_indices[:, 0]).astype(np.int64)
-        self._direct = hasattr(dataset, "read_span")
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return self._sizes
-
-    def __len__(self) -> int:
-        return len(self.slice_indices)
-
-    def size(self, i: int) -> int:
-        return int(self._sizes[i])
-
-    def num_tokens(self, i: int) -> int:
-        return int(self._sizes[i])
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        start_ds, offset, end_ds = (int(x) for x in self.block_to_dataset_index[i])
-        length = int(self._sizes[i])
-        if self._direct:
-            return torch.from_numpy(self.dataset.read_span(start_ds, offset, length))
-        buf = torch.cat([torch.as_tensor(self.dataset[j]).long() for j in range(start_ds, end_ds + 1)])
-        return buf[offset : offset + length]
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)

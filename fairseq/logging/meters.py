@@ -156,3 +156,232 @@ def sum_logs(logs: Iterable[Dict]) -> Dict:
     for log in logs:
         add_logs(total, log)
     return total
+
+
+# ---- fairseq's meter classes (fairseq.logging.meters), used by fairseq.logging.metrics ----------------
+class Meter:
+    """A value that accumulates updates and reports one smoothed number."""
+
+    def state_dict(self) -> Dict:
+        return {}
+
+    def load_state_dict(self, state_dict: Dict) -> None:
+        pass
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def smoothed_value(self) -> float:
+        raise NotImplementedError
+
+
+class AverageMeter(Meter):
+    """Weighted running average: update(val, n) adds val with weight n."""
+
+    def __init__(self, round: Optional[int] = None):
+        self.round = round
+        self.reset()
+
+    def reset(self) -> None:
+        self.val = None  # the most recent update
+        self.sum = 0
+        self.count = 0
+
+    def update(self, val, n=1) -> None:
+        if val is not None:
+            self.val = val
+            if n > 0:
+                self.sum = self.sum + val * n
+                self.count = self.count + n
+
+    def state_dict(self) -> Dict:
+        return {"val": self.val, "sum": self.sum, "count": self.count, "round": self.round}
+
+    def load_state_dict(self, state_dict: Dict) -> None:
+        self.val, self.sum, self.count = state_dict["val"], state_dict["sum"], state_dict["count"]
+        self.round = state_dict.get("round", None)
+
+    @property
+    def avg(self):
+        return self.sum / self.count if self.count > 0 else self.val
+
+    @property
+    def smoothed_value(self) -> float:
+        val = self.avg
+        if self.round is not None and val is not None:
+            val = safe_round(val, self.round)
+        return val
+
+
+class SumMeter(Meter):
+    """Running sum."""
+
+    def __init__(self, round: Optional[int] = None):
+        self.round = round
+        self.reset()
+
+    def reset(self) -> None:
+        self.sum = 0
+
+    def update(self, val) -> None:
+        if val is not None:
+            self.sum = self.sum + val
+
+    def state_dict(self) -> Dict:
+        return {"sum": self.sum, "round": self.round}
+
+    def load_state_dict(self, state_dict: Dict) -> None:
+        self.sum = state_dict["sum"]
+        self.round = state_dict.get("round", None)
+
+    @property
+    def smoothed_value(self) -> float:
+        val = self.sum
+        if self.round is not None and val is not None:
+            val = safe_round(val, self.round)
+        return val
+
+
+class TimeMeter(Meter):
+    """Events per second since the meter started (e.g. words per second)."""
+
+    def __init__(self, init: int = 0, n: int = 0, round: Optional[int] = None):
+        self.round = round
+        self.reset(init, n)
+
+    def reset(self, init: int = 0, n: int = 0) -> None:
+        self.init = init
+        self.start = time.perf_counter()
+        self.n = n
+        self.i = 0
+
+    def update(self, val=1) -> None:
+        self.n = self.n + val
+        self.i += 1
+
+    def state_dict(self) -> Dict:
+        return {"init": self.elapsed_time, "n": self.n, "round": self.round}
+
+    def load_state_dict(self, state_dict: Dict) -> None:
+        self.reset(init=state_dict["init"], n=state_dict["n"])
+        self.round = state_dict.get("round", None)
+
+    @property
+    def avg(self) -> float:
+        return self.n / self.elapsed_time
+
+    @property
+    def elapsed_time(self) -> float:
+        return self.init + (time.perf_counter() - self.start)
+
+    @property
+    def smoothed_value(self) -> float:
+        val = self.avg
+        if self.round is not None and val is not None:
+            val = safe_round(val, self.round)
+        return val
+
+
+class StopwatchMeter(Meter):
+    """Total (and average) seconds between start() and stop() calls."""
+
+    def __init__(self, round: Optional[int] = None):
+        self.round = round
+        self.sum = 0
+        self.n = 0
+        self.start_time = None
+
+    def start(self) -> None:
+        self.start_time = time.perf_counter()
+
+    def stop(self, n: int = 1, prehook: Optional[Callable] = None) -> None:
+        if self.start_time is not None:
+            if prehook is not None:
+                prehook()
+            self.sum = self.sum + (time.perf_counter() - self.start_time)
+            self.n = self.n + n
+
+    def reset(self) -> None:
+        self.sum = 0
+        self.n = 0
+        self.start()
+
+    def state_dict(self) -> Dict:
+        return {"sum": self.sum, "n": self.n, "round": self.round}
+
+    def load_state_dict(self, state_dict: Dict) -> None:
+        self.sum, self.n = state_dict["sum"], state_dict["n"]
+        self.start_time = None
+        self.round = state_dict.get("round", None)
+
+    @property
+    def avg(self) -> float:
+        return self.sum / self.n if self.n > 0 else self.sum
+
+    @property
+    def elapsed_time(self) -> float:
+        return 0.0 if self.start_time is None else time.perf_counter() - self.start_time
+
+    @property
+    def smoothed_value(self) -> float:
+        val = self.avg if self.sum > 0 else self.elapsed_time
+        if self.round is not None and val is not None:
+            val = safe_round(val, self.round)
+        return val
+
+
+class MetersDict(OrderedDict):
+    """Meters by key, kept in (priority, insertion) order; derived meters are computed on read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.priorities = []
+
+    def add_meter(self, key, meter, priority) -> None:
+        """Add `meter` under `key` (a key that exists keeps its meter)."""
+        if key in self:
+            return
+        self.priorities.append((priority, len(self.priorities), key))
+        self.priorities.sort()
+        super().__setitem__(key, meter)
+        for _, _, k in self.priorities:  # keep the dict itself in priority order
+            self.move_to_end(k)
+
+    def state_dict(self):
+        return [(pri, key, self[key].__class__.__name__, self[key].state_dict())
+                for pri, _, key in self.priorities
+                if not isinstance(self[key], MetersDict._DerivedMeter)]  # derived meters are rebuilt by code
+
+    def load_state_dict(self, state_dict):
+        self.clear()
+        self.priorities.clear()
+        for pri, key, meter_cls, meter_state in state_dict:
+            meter = globals()[meter_cls]()
+            meter.load_state_dict(meter_state)
+            self.add_meter(key, meter, pri)
+
+    def get_smoothed_value(self, key: str) -> float:
+        meter = self[key]
+        if isinstance(meter, MetersDict._DerivedMeter):
+            return meter.fn(self)
+        return meter.smoothed_value
+
+    def get_smoothed_values(self) -> "OrderedDict[str, float]":
+        """Every meter's value, except keys starting with '_' (internal sums a derived meter reads)."""
+        return OrderedDict((key, self.get_smoothed_value(key)) for key in self.keys() if not key.startswith("_"))
+
+    def reset(self) -> None:
+        for meter in self.values():
+            if isinstance(meter, MetersDict._DerivedMeter):
+                continue
+            meter.reset()
+
+    class _DerivedMeter(Meter):
+        """A value computed from the other meters when read (fn(meters))."""
+
+        def __init__(self, fn):
+            self.fn = fn
+
+        def reset(self) -> None:
+            pass

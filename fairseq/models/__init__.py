@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Dict
 
 from fairseq import registry
+from fairseq.models.fairseq_encoder import FairseqEncoder  # noqa: F401  (placeholder, see file)
 from fairseq.models.architectures import (  # noqa: F401  (the package's public names)
     ARCH_MODEL,
     ARCH_REGISTRY,

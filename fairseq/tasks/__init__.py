@@ -1,5 +1,6 @@
 """Tasks, built by --task name through fairseq.registry."""
 from fairseq import registry
+from fairseq.tasks.fairseq_task import LegacyFairseqTask  # noqa: F401  (placeholder, see file)
 
 
 def setup_task(args):

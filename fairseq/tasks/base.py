@@ -2,7 +2,8 @@
 
 train_step does its own backward (fairseq semantics) through `optimizer.backward(loss)`, which applies
 the fp16 loss scale when one is active, under the autocast the trainer configured. Tasks override
-`ordered_indices` (masked_lm sorts by length, sentence_prediction keeps a seeded permutation) and the
+`ordered_indices` (by default the dataset's own: masked_lm's SortDataset sorts by length, sentence_prediction
+keeps a seeded permutation) and the
 hooks the trainer calls once per update (`after_update`, `discard_update`) when they keep state.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from fairseq.criterions import build_criterion
-from fairseq.data import iterators
+from fairseq.data import data_utils, iterators
 
 
 def backward(optimizer, loss: torch.Tensor) -> None:
@@ -37,7 +38,9 @@ class FairseqTask:
         return False
 
     def ordered_indices(self, dataset, seed: int) -> np.ndarray:
-        return iterators.ordered_indices(dataset.sizes, seed)
+        """The dataset's own batching order (fairseq: under numpy_seed(seed), for datasets that draw it)."""
+        with data_utils.numpy_seed(seed):
+            return dataset.ordered_indices()
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1,
@@ -50,13 +53,14 @@ class FairseqTask:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         indices = self.ordered_indices(dataset, seed)
-        indices, _ = iterators.filter_by_size(indices, dataset.sizes, max_positions,
-                                              raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
-        batches = iterators.batch_by_size(indices, dataset.sizes, max_tokens=max_tokens,
-                                          max_sentences=max_sentences,
-                                          required_batch_size_multiple=required_batch_size_multiple)
-        return iterators.EpochBatchIterator(dataset, batches, seed=seed, num_shards=num_shards,
-                                            shard_id=shard_id, epoch=epoch, num_workers=num_workers)
+        indices, ignored = dataset.filter_indices_by_size(indices, max_positions)
+        data_utils.check_ignored_sizes(ignored, dataset.size, max_positions,
+                                       raise_on_invalid=not ignore_invalid_inputs, split_name=split_name)
+        batches = dataset.batch_by_size(indices, max_tokens=max_tokens, max_sentences=max_sentences,
+                                        required_batch_size_multiple=required_batch_size_multiple)
+        return iterators.EpochBatchIterator(dataset=dataset, collate_fn=dataset.collater, batch_sampler=batches,
+                                            seed=seed, num_shards=num_shards, shard_id=shard_id, epoch=epoch,
+                                            num_workers=num_workers)
 
     def build_criterion(self, args):
         return build_criterion(args, self)

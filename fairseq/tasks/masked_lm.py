@@ -10,13 +10,25 @@ from __future__ import annotations
 import logging
 import os
 
-from fairseq import flops, models, sctd, token_drop
+import numpy as np
+
+from fairseq import flops, models, sctd, token_drop, utils
 from fairseq.distributed import utils as distributed
+from fairseq.data import (
+    Dictionary,
+    IdDataset,
+    MaskTokensDataset,
+    NestedDictionaryDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    PrependTokenDataset,
+    RightPadDataset,
+    SortDataset,
+    TokenBlockDataset,
+    data_utils,
+)
 from fairseq.data.bpe import GPT2BPE, word_begins
-from fairseq.data.dictionary import Dictionary
-from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
-from fairseq.data.mlm_dataset import MaskedLMDataset
-from fairseq.data.token_blocks import TokenBlockDataset
+from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
@@ -25,7 +37,7 @@ logger = logging.getLogger(__name__)
 def data_paths(data: str) -> list:
     """The shards of the data argument, fairseq's rule: split on ':' (epoch k reads shard (k-1) mod n,
     the dictionary and the valid split come from the first)."""
-    paths = [p for p in str(data).split(":") if p]
+    paths = [p for p in utils.split_paths(str(data)) if p]
     if not paths:
         raise ValueError("no data directory given")
     return paths
@@ -59,6 +71,39 @@ def describe_schedule(args, dropper) -> str:
                                            dropper.final_full_updates, dropper.split, dropper.full_mlm_weight)
         msg += f"; ideal FLOP ratio of the {total}-update schedule {ratio:.3f}"
     return msg
+
+
+def masked_lm_dataset(dataset, dictionary: Dictionary, mask_idx: int, seed: int = 1, mask_prob: float = 0.15,
+                      leave_unmasked_prob: float = 0.1, random_token_prob: float = 0.1,
+                      freq_weighted_replacement: bool = False, mask_whole_words=None, pad_to_multiple: int = 1):
+    """fairseq's masked-LM batches over `dataset` (items already start with <s>), from the public wrappers.
+
+    A batch is {id, net_input: {src_tokens, src_lengths}, target, nsentences, ntokens}; batches are
+    built by length with ties in a permutation seeded by `seed` (SortDataset). pad_to_multiple pads
+    src_tokens and target to a multiple of it (--required-seq-len-multiple).
+    """
+    src, tgt = MaskTokensDataset.apply_mask(
+        dataset, dictionary, pad_idx=dictionary.pad(), mask_idx=mask_idx, seed=seed, mask_prob=mask_prob,
+        leave_unmasked_prob=leave_unmasked_prob, random_token_prob=random_token_prob,
+        freq_weighted_replacement=freq_weighted_replacement, mask_whole_words=mask_whole_words)
+    shuffle = np.random.RandomState(seed).permutation(len(src))  # = fairseq's numpy_seed(seed) permutation
+    pad = dictionary.pad()
+    return SortDataset(
+        NestedDictionaryDataset(
+            {
+                "id": IdDataset(),
+                "net_input": {
+                    "src_tokens": RightPadDataset(src, pad, pad_to_multiple=pad_to_multiple),
+                    "src_lengths": NumelDataset(src, reduce=False),
+                },
+                "target": RightPadDataset(tgt, pad, pad_to_multiple=pad_to_multiple),
+                "nsentences": NumSamplesDataset(),
+                "ntokens": NumelDataset(src, reduce=True),
+            },
+            sizes=[src.sizes],
+        ),
+        sort_order=[shuffle, src.sizes],
+    )
 
 
 class MaskedLMTask(FairseqTask):
@@ -141,21 +186,26 @@ class MaskedLMTask(FairseqTask):
                 f"--bpe-tokenizer-json (looked for {tok_json})")
         return word_begins(self.dictionary, bpe)
 
-    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
+    def _load_dataset_split(self, split: str, epoch: int, combine: bool):
+        """<s> + token blocks of `split` from the epoch's data shard (fairseq's method of this name)."""
         data_path = self.data_paths[(epoch - 1) % len(self.data_paths)]
-        prefix = os.path.join(data_path, split)
-        if not dataset_exists(prefix):
-            raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r} of {data_path})")
-        sentences = MMapIndexedDataset(prefix)
-        blocks = TokenBlockDataset(sentences, sentences.sizes, int(self.args.tokens_per_sample) - 1,
+        split_path = os.path.join(data_path, split)
+        dataset = data_utils.load_indexed_dataset(split_path, self.source_dictionary, combine=combine)
+        if dataset is None:
+            raise FileNotFoundError(f"dataset not found: {split_path}.bin/.idx (split {split!r} of {data_path})")
+        blocks = TokenBlockDataset(dataset, dataset.sizes, int(self.args.tokens_per_sample) - 1,  # room for <s>
                                    pad=self.dictionary.pad(), eos=self.dictionary.eos(),
                                    break_mode=self.args.sample_break_mode)
-        logger.info(f"loaded {len(blocks)} blocks from: {prefix}")
-        self.datasets[split] = MaskedLMDataset(
-            blocks, self.dictionary, seed=self.seed, mask_prob=self.args.mask_prob,
+        logger.info(f"loaded {len(blocks)} blocks from: {split_path}")
+        return PrependTokenDataset(blocks, self.source_dictionary.bos())
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
+        dataset = self._load_dataset_split(split, epoch, combine)
+        self.datasets[split] = masked_lm_dataset(
+            dataset, self.dictionary, self.mask_idx, seed=self.seed, mask_prob=self.args.mask_prob,
             leave_unmasked_prob=self.args.leave_unmasked_prob, random_token_prob=self.args.random_token_prob,
-            mask_whole_words=self._whole_word_mask(),
             freq_weighted_replacement=bool(self.args.freq_weighted_replacement),
+            mask_whole_words=self._whole_word_mask(),
             pad_to_multiple=int(getattr(self.args, "required_seq_len_multiple", 1)))
         return self.datasets[split]
 

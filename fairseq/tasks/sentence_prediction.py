@@ -30,7 +30,8 @@ import torch
 from fairseq import models
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
-from fairseq.data.mlm_dataset import collate_tokens
+from fairseq.data.data_utils import collate_tokens
+from fairseq.data.fairseq_dataset import FairseqDataset
 from fairseq.tasks.base import FairseqTask
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def read_regression_labels(path: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-class SentencePredictionDataset(torch.utils.data.Dataset):
+class SentencePredictionDataset(FairseqDataset):
     """Item i: {"id", "source", "target"}; collater pads sources and stacks targets as [B, 1]."""
 
     def __init__(self, input0, input1, targets: np.ndarray, pad: int, init_token: Optional[int],
@@ -85,6 +86,9 @@ class SentencePredictionDataset(torch.utils.data.Dataset):
 
     def num_tokens(self, i: int) -> int:
         return int(self._sizes[i])
+
+    def num_tokens_vec(self, indices) -> np.ndarray:
+        return self._sizes[indices]
 
     def size(self, i: int) -> int:
         return int(self._sizes[i])

@@ -9,7 +9,7 @@ as fairseq does. Token dropping (Hou et al. 2022, SPEC section 2) is selected pe
 
 Two training-speed/memory switches act per encoder layer (`TransformerSentenceEncoder.layer_call`):
 `--checkpoint-activations` keeps only each layer's input and recomputes the layer in the backward
-(torch.utils.checkpoint, non-reentrant; it restores the CPU and CUDA RNG states before recomputing, so
+(fairseq.modules.checkpoint_activations, torch's non-reentrant checkpoint; it restores the CPU and CUDA RNG states before recomputing, so
 dropout masks, ours included, are replayed exactly); `--compile` runs every layer through one
 torch.compile'd function (fairseq/compile.py). Both leave parameters and state-dict keys untouched.
 """
@@ -22,12 +22,13 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from fairseq.compile import call_layer
 from fairseq.models.architectures import add_model_args, get_arch
+from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split
+from fairseq.utils import make_positions
 
 # per-layer "BetterTransformer" copies that fairseq 0.12 keeps in its state dicts (zero, unused in compute)
 BT_COPIES = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
@@ -45,12 +46,6 @@ def init_bert_params(module: nn.Module) -> None:
         module.weight.data.normal_(mean=0.0, std=0.02)
         if module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
-
-
-def make_positions(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
-    """fairseq's learned positions: padding_idx+1, padding_idx+2, ... for real tokens, padding_idx at pads."""
-    mask = tokens.ne(padding_idx).int()
-    return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
 
 
 def default_split(num_layers: int, token_drop_layers=None) -> Tuple[int, int]:
@@ -88,7 +83,7 @@ class TransformerSentenceEncoder(nn.Module):
         layer = self.layers[i]
         fn = self.compiled_layer_fn if self.training and self.compiled_layer_fn is not None else call_layer
         if self.checkpoint_activations and self.training and torch.is_grad_enabled():
-            return checkpoint(fn, layer, x, attn_mask, query_index, use_reentrant=False)
+            return checkpointed(fn, layer, x, attn_mask, query_index)
         return fn(layer, x, attn_mask, query_index)
 
     def embed(self, src_tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:

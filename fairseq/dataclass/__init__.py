@@ -1,0 +1,1 @@
+"""fairseq.dataclass (PLACEHOLDER from the data branch: the api branch provides the real package)."""
