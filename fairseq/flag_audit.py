@@ -32,7 +32,7 @@ _WORKS = """
 no_progress_bar log_interval log_format log_file tensorboard_logdir wandb_project seed cpu bf16
 memory_efficient_bf16 fp16 memory_efficient_fp16 fp16_init_scale fp16_scale_window fp16_scale_tolerance
 min_loss_scale threshold_loss_scale amp amp_init_scale amp_scale_window empty_cache_freq
-task arch criterion optimizer lr_scheduler
+task arch criterion optimizer lr_scheduler user_dir
 num_workers skip_invalid_size_inputs_valid_test max_tokens batch_size required_batch_size_multiple
 required_seq_len_multiple dataset_impl train_subset valid_subset validate_interval
 validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
@@ -95,7 +95,6 @@ _WARN = {
 
 _ERROR = {
     "tpu": "TPUs are not supported; train on CUDA or CPU",
-    "user_dir": "user directories are not supported: everything lives in the fairseq package",
     "model_parallel_size": "model parallelism is not supported; use --ddp-backend fully_sharded",
     "use_bmuf": "BMUF is not supported",
     "continue_once": "not supported: pass the checkpoint as --restore-file",
@@ -139,13 +138,16 @@ def _is_first_process(args: argparse.Namespace) -> bool:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
     """Raise ValueError for a non-default "error" flag; warn once per "warn" flag; return the warnings.
 
-    A dest missing from FLAGS is a bug in this package (the audit test catches it), so it raises.
+    A dest missing from FLAGS is a bug in this package (the audit test catches it), so it raises, unless
+    a --user-dir is loaded: then it is the plugin's own flag, whose meaning is the plugin's.
     """
     warnings = []
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction) or not hasattr(args, action.dest):
             continue
         status = FLAGS.get(action.dest)
+        if status is None and getattr(args, "user_dir", None):
+            continue
         if status is None:
             raise KeyError(f"{flag_name(action)} is not classified in fairseq/flag_audit.py FLAGS")
         value = getattr(args, action.dest)
