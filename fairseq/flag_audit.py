@@ -56,6 +56,7 @@ sctd_interval sctd_weight sctd_full_mlm_weight sctd_kl_reduction token_drop_warm
 token_drop_final_full_updates
 adam_betas adam_eps weight_decay warmup_updates warmup_init_lr end_learning_rate power total_num_update
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
+ranking_head_name save_predictions
 path model_overrides quiet
 source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc
 padding_factor workers only_source dict_only

@@ -162,10 +162,10 @@ registry.REGISTRIES["task"].base_class = FairseqTask
 
 
 def logged_metrics(task, criterion, logging_outputs) -> dict:
-    """Every value task.reduce_metrics logs for `logging_outputs` (the values it returns win)."""
+    """Every value task.reduce_metrics logs for `logging_outputs`: the values it returns (exact, in their
+    order) first, then any other value logged through fairseq.logging.metrics (a plugin's own keys)."""
     with metrics.aggregate(new_root=True) as agg:
         returned = task.reduce_metrics(logging_outputs, criterion)
-        values = dict(agg.get_smoothed_values())
-    if isinstance(returned, dict):
-        values.update(returned)
-    return values
+        logged = dict(agg.get_smoothed_values())
+    returned = returned if isinstance(returned, dict) else {}
+    return {**returned, **{k: v for k, v in logged.items() if k not in returned}}

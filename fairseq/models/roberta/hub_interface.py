@@ -13,6 +13,7 @@ caller); call .train() to re-enable dropout.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from typing import List, Optional
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from fairseq import checkpoint, options, tasks
 from fairseq.data.bpe import load_tokenizer
 from fairseq.models.roberta.model import RobertaModel
+from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,6 @@ class _Bpe:
         return "".join(out)
 
 
-HUB_TASKS = ("masked_lm", "sentence_prediction")
 _BPE_KWARGS = ("bpe", "bpe_tokenizer_json", "gpt2_encoder_json", "gpt2_vocab_bpe")
 
 
@@ -88,7 +89,10 @@ def resolve_data_dir(model_dir: str, data_name_or_path: str) -> str:
 def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **overrides):
     """RobertaHubInterface for `model_dir/checkpoint_file`, its task's dictionaries read from the data
     folder (see resolve_data_dir): dict.txt for masked_lm, input0/ and label/ for sentence_prediction.
-    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads)."""
+    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads).
+    user_dir: a --user-dir plugin to import first (its task, architecture or criterion may be the
+    checkpoint's)."""
+    import_user_module(argparse.Namespace(user_dir=overrides.pop("user_dir", None)))
     model_dir = str(model_name_or_path)
     state = checkpoint.load_checkpoint_file(os.path.join(model_dir, checkpoint_file))
     args = options.model_args_from_cfg(state["cfg"])
@@ -98,9 +102,7 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     for k, v in overrides.items():
         setattr(args, k, v)
     args.task = getattr(args, "task", None) or "masked_lm"
-    if args.task not in HUB_TASKS:
-        raise ValueError(f"from_pretrained: checkpoint task {args.task!r} is not supported; "
-                         f"choose from: {', '.join(HUB_TASKS)}")
+    tasks.get_task(args.task)  # unknown (e.g. a plugin's, without user_dir=): one line with the choices
     data_dir = resolve_data_dir(model_dir, str(data_name_or_path))
     args.data = data_dir
     task = tasks.setup_task(args)
