@@ -171,7 +171,7 @@ def test_plugin_checkpoint_loads_with_from_pretrained_user_dir(peer_dir, tmp_pat
     load = ("import sys; from fairseq.models.roberta import RobertaModel; "
             "kw = dict(user_dir=sys.argv[3]) if len(sys.argv) > 3 else {}; "
             "r = RobertaModel.from_pretrained(sys.argv[1], 'checkpoint_last.pt', sys.argv[2], **kw); "
-            "print(type(r.task).__name__, r.cfg.arch, len(r.model.encoder.sentence_encoder.layers))")
+            "print(type(r.task).__name__, r.cfg.model._name, len(r.model.encoder.sentence_encoder.layers))")
     where = [str(tmp_path), str(peer_dir / "data-bin")]
     out = _run(["-c", load, *where, str(PLUGIN)])  # a fresh process: only user_dir= registers the plugin
     assert out.split() == ["CountingMaskedLMTask", "roberta_plugin_tiny", "4"]

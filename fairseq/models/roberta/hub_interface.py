@@ -4,6 +4,7 @@
     tokens = roberta.encode("Hello world")          # needs tokenizer.json or encoder.json + vocab.bpe
     feats = roberta.extract_features(tokens)         # [1, T, C]
     roberta.fill_mask("The <mask> is here.", topk=3)
+    roberta.cfg.model.encoder_layers, roberta.cfg.task.data   # fairseq's omegaconf config, in groups
 
 Checkpoints are read through checkpoint.load_checkpoint_file, so every fairseq 0.9-0.12 layout and ours
 load (fairseq/checkpoint_upgrade.py). The data folder is found with fairseq's rule (resolve_data_dir) and
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from fairseq import checkpoint, options, tasks
 from fairseq.data.bpe import load_tokenizer
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.models.roberta.model import RobertaModel
 from fairseq.user_dir import import_user_module
 
@@ -109,7 +111,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     model = RobertaModel.build_model(args, task)
     checkpoint.check_vocab(state, model, os.path.join(model_dir, checkpoint_file))
     model.load_state_dict(state["model"])
-    return RobertaHubInterface(args, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
+    cfg = convert_namespace_to_omegaconf(args)
+    return RobertaHubInterface(cfg, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
 
 
 class RobertaHubInterface(nn.Module):
@@ -225,8 +228,12 @@ class RobertaHubInterface(nn.Module):
         d = self.task.source_dictionary
         results = []
         for p, i in zip(values.tolist(), index.tolist()):
-            token = bpe.decode(d[i])
-            if token.startswith(" ") and " " + mask in masked_input:
+            token_bpe = d[i]
+            token = bpe.decode(token_bpe)
+            if token_bpe.startswith("\u2581"):  # sentencepiece word start (fairseq's rule, kept for exactness)
+                token = " " + token
+            # fairseq's rule: a mask written after a space takes that space's place, whatever the token
+            if " " + mask in masked_input:
                 filled = masked_input.replace(" " + mask, token)
             else:
                 filled = masked_input.replace(mask, token)
