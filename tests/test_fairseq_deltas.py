@@ -1,0 +1,48 @@
+"""Behaviour that fairseq 0.12.2's tests and docs fix, each as fairseq does it."""
+import shutil
+
+import pytest
+
+from fairseq import options
+from fairseq_cli import validate
+
+BASE = ["--arch", "roberta_tiny", "--task", "masked_lm", "--criterion", "masked_lm", "--optimizer", "adam",
+        "--batch-size", "4", "--tokens-per-sample", "32"]
+
+
+def parse(*argv):
+    return options.parse_args_and_arch(options.get_training_parser(), list(argv))
+
+
+@pytest.mark.parametrize("reset", ["--reset-optimizer", "--reset-lr-scheduler", "--reset-meters", "--reset-dataloader"])
+def test_finetune_from_model_with_a_reset_flag_is_an_error(peer_dir, tmp_path, reset):
+    data = str(peer_dir / "data-bin")
+    ckpt = str(peer_dir / "checkpoint_last.no-optimizer-state.pt")
+    with pytest.raises(ValueError, match=f"--finetune-from-model can not be set together with {reset}"):
+        parse(data, *BASE, "--finetune-from-model", ckpt, reset)
+    assert parse(data, *BASE, "--finetune-from-model", ckpt).finetune_from_model == ckpt
+    assert parse(data, *BASE, reset).finetune_from_model is None
+
+
+def test_valid_splits_left_out_of_valid_subset_are_an_error(peer_dir, tmp_path):
+    data = tmp_path / "data-bin"
+    shutil.copytree(peer_dir / "data-bin", data)
+    for ext in ("bin", "idx"):
+        shutil.copy(data / f"valid.{ext}", data / f"valid1.{ext}")
+    with pytest.raises(ValueError, match=r"valid splits \['valid1'\] .* --ignore-unused-valid-subsets"):
+        parse(str(data), *BASE)
+    assert parse(str(data), *BASE, "--valid-subset", "valid,valid1").valid_subset == "valid,valid1"
+    assert parse(str(data), *BASE, "--ignore-unused-valid-subsets").ignore_unused_valid_subsets
+    assert parse(str(data), *BASE, "--disable-validation").disable_validation
+
+
+def test_validate_logs_in_its_own_log_format(peer_dir, caplog):
+    """fairseq's checkpoint was trained with --log-format json; fairseq-validate's own (default) format wins."""
+    caplog.set_level("INFO")
+    argv = [str(peer_dir / "data-bin"), "--path", str(peer_dir / "checkpoint_last.no-optimizer-state.pt"),
+            "--task", "masked_lm", "--batch-size", "32", "--max-valid-steps", "1"]
+    args = validate.parse_args(argv)
+    assert args.log_format is None and args.log_interval == 100  # not the checkpoint's json / 10
+    validate.main(args)
+    line = [r.getMessage() for r in caplog.records if r.name == "valid"][-1]
+    assert line.startswith("valid on 'valid' subset | loss ")
