@@ -165,15 +165,43 @@ def test_plugin_trains_under_torchrun(peer_dir, tmp_path, reference):
     _check_launch(out, tmp_path, reference)
 
 
-def test_plugin_checkpoint_loads_with_from_pretrained_user_dir(peer_dir, tmp_path):
-    _train_in_process([str(peer_dir / "data-bin"), *PLUGIN_FLAGS, *COMMON, "--max-update", "1",
-                       "--save-dir", str(tmp_path)])
+@pytest.fixture(scope="module")
+def plugin_checkpoint(peer_dir, tmp_path_factory):
+    save = tmp_path_factory.mktemp("plugin_ckpt")
+    _train_in_process([str(peer_dir / "data-bin"), *PLUGIN_FLAGS, *COMMON, "--max-update", "1", "--save-dir", str(save)])
+    return save
+
+
+def test_plugin_checkpoint_loads_with_from_pretrained_user_dir(peer_dir, plugin_checkpoint):
     load = ("import sys; from fairseq.models.roberta import RobertaModel; "
             "kw = dict(user_dir=sys.argv[3]) if len(sys.argv) > 3 else {}; "
             "r = RobertaModel.from_pretrained(sys.argv[1], 'checkpoint_last.pt', sys.argv[2], **kw); "
             "print(type(r.task).__name__, r.cfg.model._name, len(r.model.encoder.sentence_encoder.layers))")
-    where = [str(tmp_path), str(peer_dir / "data-bin")]
+    where = [str(plugin_checkpoint), str(peer_dir / "data-bin")]
     out = _run(["-c", load, *where, str(PLUGIN)])  # a fresh process: only user_dir= registers the plugin
     assert out.split() == ["CountingMaskedLMTask", "roberta_plugin_tiny", "4"]
     proc = subprocess.run([sys.executable, "-c", load, *where], env=_env(), cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "unknown --task 'counting_masked_lm'" in proc.stderr
+
+
+def test_plugin_checkpoint_validates_with_user_dir(peer_dir, plugin_checkpoint):
+
+    out = _run(["-m", "fairseq_cli.validate", str(peer_dir / "data-bin"), "--user-dir", str(PLUGIN),
+                "--task", "counting_masked_lm", "--path", str(plugin_checkpoint / "checkpoint_last.pt"),
+                "--batch-size", "8", "--max-valid-steps", "2", "--log-format", "json",
+                "--skip-invalid-size-inputs-valid-test"])
+    line = [ln for ln in out.splitlines() if " | valid | " in ln][-1]
+    assert set(json.loads(line.split(" | ", 3)[3])) >= {"loss", "accuracy", "ppl"}  # the plugin criterion's keys
+
+
+def test_plugin_from_a_hydra_config(tmp_path):
+    from fairseq_cli import hydra_train
+
+    (tmp_path / "plugin.yaml").write_text(
+        f"common:\n  user_dir: {PLUGIN}\n  cpu: true\ntask:\n  _name: counting_masked_lm\n  data: DATA\n"
+        "  count_every: 3\n  tokens_per_sample: 32\nmodel:\n  _name: roberta_plugin_tiny\n"
+        "criterion: masked_lm_with_accuracy\noptimizer:\n  _name: adam\ndataset:\n  batch_size: 4\n")
+    args = hydra_train.resolve_config(tmp_path, "plugin", ["optimization.max_update=2"])
+    assert (args.task, args.arch, args.criterion, args.count_every) == (
+        "counting_masked_lm", "roberta_plugin_tiny", "masked_lm_with_accuracy", 3)
+    assert args.encoder_layers == 4 and args.max_update == 2
