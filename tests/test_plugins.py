@@ -185,7 +185,6 @@ def test_plugin_checkpoint_loads_with_from_pretrained_user_dir(peer_dir, plugin_
 
 
 def test_plugin_checkpoint_validates_with_user_dir(peer_dir, plugin_checkpoint):
-
     out = _run(["-m", "fairseq_cli.validate", str(peer_dir / "data-bin"), "--user-dir", str(PLUGIN),
                 "--task", "counting_masked_lm", "--path", str(plugin_checkpoint / "checkpoint_last.pt"),
                 "--batch-size", "8", "--max-valid-steps", "2", "--log-format", "json",
