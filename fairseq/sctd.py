@@ -80,13 +80,24 @@ class ForwardCapture:
     def __init__(self, model):
         self.module = distributed.unwrap(model)
         self.logits, self.extra, self._handle = None, None, None
+        self.calls, self.dropping_calls = 0, 0
 
-    def _hook(self, module, inputs, output):
+    def _hook(self, module, args, kwargs, output):
         self.logits, self.extra = output[0], output[1]
+        self.calls += 1
+        self.dropping_calls += kwargs.get("token_drop_keep") is not None
 
     def __enter__(self):
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._handle = self.module.register_forward_hook(self._hook, with_kwargs=True)
         return self
+
+    def check_dropping(self, criterion) -> None:
+        """The criterion must have run the dropping forward: model(**sample["net_input"], ...) (fairseq's
+        MaskedLmLoss does). One that passes only src_tokens would silently train the full model."""
+        if self.dropping_calls != 1:
+            raise ValueError(f"--token-drop: criterion {type(criterion).__name__} ran {self.calls} forward(s) of the "
+                             f"model, {self.dropping_calls} with the kept positions; it must call the model once "
+                             f"as model(**sample['net_input'], ...), which carries them")
 
     def __exit__(self, *exc):
         self._handle.remove()
@@ -112,6 +123,8 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
     keep = None if dropper.is_full_update(update_num) else dropper.keep_positions(src, sample["id"], update_num)
     with ForwardCapture(model) as drop_pass:
         loss_drop, sample_size, log = criterion(model, with_kept_positions(sample, keep))
+    if keep is not None:
+        drop_pass.check_dropping(criterion)
     extra = drop_pass.extra
     if accumulate:
         targets, token_nll = drop_pass.token_nll(sample, dropper.pad)

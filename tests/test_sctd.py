@@ -376,3 +376,14 @@ def test_skipped_update_discards_its_importance_losses(peer_dir):
     imp.accumulate(torch.tensor([10]), torch.tensor([2.0]))
     task.after_update(2)
     assert float(imp.scores[10]) == pytest.approx(0.95 * float(before[10]) + 0.05 * 2.0)
+
+
+def test_a_criterion_that_bypasses_net_input_is_an_error_not_a_silent_full_model():
+    task, model, _ = setup()
+
+    def src_tokens_only(model, sample, reduce=True):  # drops sample["net_input"]'s other entries
+        logits, _ = model(sample["net_input"]["src_tokens"])
+        return logits.sum(), 1, {"loss": 0.0, "sample_size": 1}
+
+    with pytest.raises(ValueError, match=r"must call the model once as model\(\*\*sample\['net_input'\]"):
+        sctd.train_step(task, make_sample(), model, src_tokens_only, None, update_num=1)
