@@ -32,7 +32,7 @@ _WORKS = """
 no_progress_bar log_interval log_format log_file tensorboard_logdir wandb_project seed cpu bf16
 memory_efficient_bf16 fp16 memory_efficient_fp16 fp16_init_scale fp16_scale_window fp16_scale_tolerance
 min_loss_scale threshold_loss_scale amp amp_init_scale amp_scale_window empty_cache_freq
-task arch criterion optimizer lr_scheduler user_dir ignore_unused_valid_subsets
+task arch criterion optimizer lr_scheduler user_dir ignore_unused_valid_subsets combine_valid_subsets
 num_workers skip_invalid_size_inputs_valid_test max_tokens batch_size required_batch_size_multiple
 required_seq_len_multiple dataset_impl train_subset valid_subset validate_interval
 validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
@@ -77,7 +77,6 @@ _WARN = {
     "bpe": "training reads binarized data; --mask-whole-words takes --gpt2-encoder-json/--gpt2-vocab-bpe "
            "or --bpe-tokenizer-json",
     "data_buffer_size": "with --num-workers N > 0 each worker builds 2 batches ahead (torch DataLoader)",
-    "combine_valid_subsets": "each --valid-subset is validated and logged separately",
     "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
     "shard_id": "only fairseq-generate shards its input this way; data parallelism shards by rank",

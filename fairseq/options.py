@@ -188,7 +188,8 @@ def _add_dataset(parser, train: bool):
     add("--data-buffer-size", type=int, default=10, help="no effect here (warns)")
     add("--train-subset", default="train", help="training split")
     add("--valid-subset", default="valid", help="comma-separated validation splits")
-    add("--combine-valid-subsets", action="store_true", default=None, help="no effect here (warns)")
+    add("--combine-valid-subsets", "--combine-val", action="store_true", default=None,
+        help="validate on valid, valid1, valid2, ... as one subset 'valid'")
     add("--ignore-unused-valid-subsets", action="store_true",
         help="do not stop when the data directory holds valid splits (valid1, ...) missing from --valid-subset")
     add("--validate-interval", type=int, default=1, metavar="N", help="validate every N epochs")

@@ -232,8 +232,8 @@ def main(args) -> Optional[Trainer]:
     logger.info(args)
     task = tasks.setup_task(args)
     subsets = [s for s in args.valid_subset.split(",") if s] if not args.disable_validation else []
-    for s in subsets:
-        task.load_dataset(s, epoch=1)
+    for s in subsets:  # --combine-valid-subsets: fairseq's "valid" = valid + valid1 + ... (combine=True)
+        task.load_dataset(s, epoch=1, combine=bool(args.combine_valid_subsets) and s == "valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
     logger.info(f"task: {type(task).__name__}; model: {type(model).__name__}; criterion: {type(criterion).__name__}")

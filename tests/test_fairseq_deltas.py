@@ -46,3 +46,19 @@ def test_validate_logs_in_its_own_log_format(peer_dir, caplog):
     validate.main(args)
     line = [r.getMessage() for r in caplog.records if r.name == "valid"][-1]
     assert line.startswith("valid on 'valid' subset | loss ")
+
+
+def test_combine_valid_subsets_validates_valid_and_valid1_as_one(peer_dir, tmp_path):
+    from fairseq_cli import train
+
+    data = tmp_path / "data-bin"
+    shutil.copytree(peer_dir / "data-bin", data)
+    for ext in ("bin", "idx"):
+        shutil.copy(data / f"valid.{ext}", data / f"valid1.{ext}")
+    argv = [str(data), *BASE, "--max-update", "1", "--max-valid-steps", "1", "--save-dir", str(tmp_path / "ckpt"),
+            "--no-save", "--sample-break-mode", "eos", "--skip-invalid-size-inputs-valid-test"]  # a sample a sentence
+    alone = train.main(parse(*argv, "--ignore-unused-valid-subsets")).task.dataset("valid")
+    for flag in ("--combine-valid-subsets", "--combine-val"):
+        combined = train.main(parse(*argv, flag)).task.dataset("valid")
+        assert len(combined) == 2 * len(alone)
+        assert list(combined.sizes[len(alone):]) == list(alone.sizes)  # valid1 (a copy of valid) follows valid

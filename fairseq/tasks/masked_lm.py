@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+import torch
 from omegaconf import II
 
 from fairseq import flops, models, sctd, token_drop
@@ -46,6 +48,24 @@ def check_shards(paths: list, train_split: str) -> None:
             raise FileNotFoundError(f"data shard not found: {path} ({where})")
         if not dataset_exists(os.path.join(path, train_split)):
             raise FileNotFoundError(f"dataset not found: {os.path.join(path, train_split)}.bin/.idx ({where})")
+
+
+class ConcatSentences(torch.utils.data.ConcatDataset):
+    """Sentence datasets one after the other, with the `sizes` the token blocks read."""
+
+    def __init__(self, datasets):
+        super().__init__(datasets)
+        self.sizes = np.concatenate([d.sizes for d in datasets])
+
+
+def combined_splits(prefix: str):
+    """fairseq's combine=True: the split `prefix` followed by prefix1, prefix2, ... while they exist
+    (--combine-valid-subsets validates on valid + valid1 + ... as one subset)."""
+    parts, k = [MMapIndexedDataset(prefix)], 1
+    while dataset_exists(f"{prefix}{k}"):
+        parts.append(MMapIndexedDataset(f"{prefix}{k}"))
+        k += 1
+    return parts[0] if len(parts) == 1 else ConcatSentences(parts)
 
 
 def describe_schedule(args, dropper) -> str:
@@ -181,7 +201,7 @@ class MaskedLMTask(FairseqTask):
         prefix = os.path.join(data_path, split)
         if not dataset_exists(prefix):
             raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r} of {data_path})")
-        sentences = MMapIndexedDataset(prefix)
+        sentences = combined_splits(prefix) if combine else MMapIndexedDataset(prefix)
         blocks = TokenBlockDataset(sentences, sentences.sizes, int(self.args.tokens_per_sample) - 1,
                                    pad=self.dictionary.pad(), eos=self.dictionary.eos(),
                                    break_mode=self.args.sample_break_mode)

@@ -225,6 +225,9 @@ class SentencePredictionTask(FairseqTask):
         return out
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
+        if combine:
+            raise ValueError("--combine-valid-subsets: sentence_prediction reads one valid split; name each in "
+                             "--valid-subset instead")
         input0 = self._indexed("input0", split)
         input1 = self._indexed("input1", split, required=False)
         targets = self._targets(split)
