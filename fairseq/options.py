@@ -292,7 +292,8 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
                         help="task: " + ", ".join(registry.choices("task")))
     parser.add_argument("-a", "--arch", default=None, metavar="ARCH", help="model architecture")
     parser.add_argument("--criterion", default="cross_entropy", help="criterion (fairseq's default: cross_entropy)")
-    parser.add_argument("--optimizer", default="adam", help="optimizer: " + ", ".join(registry.choices("optimizer")))
+    parser.add_argument("--optimizer", default=None,
+                        help="optimizer (required, as in fairseq): " + ", ".join(registry.choices("optimizer")))
     parser.add_argument("--lr-scheduler", default="fixed",
                         help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
     parser.add_argument("--scoring", default="bleu", help="no effect here (warns)")
@@ -312,6 +313,9 @@ def _add_choice_args(parser, names: argparse.Namespace) -> None:
     model_cls = models.model_class(names.arch)
     task_cls = registry.lookup("task", names.task)
     criterion_cls = registry.lookup("criterion", names.criterion)
+    if names.optimizer is None:
+        raise ValueError("--optimizer is required (fairseq has no default); choose from: "
+                         + ", ".join(registry.choices("optimizer")))
     optimizer_cls = registry.lookup("optimizer", names.optimizer)
     scheduler_cls = registry.lookup("lr-scheduler", names.lr_scheduler)
     model_cls.add_args(parser)
@@ -442,6 +446,8 @@ def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Se
     names, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     if names.arch is None and _wants_help(argv):
         names.arch = "roberta_base"
+    if names.optimizer is None and _wants_help(argv):
+        names.optimizer = "adam"  # --help lists adam's flags; a run without --optimizer is an error
     _add_choice_args(parser, names)
     if parse_known:
         args, _ = parser.parse_known_args(argv)
@@ -463,8 +469,11 @@ def _plain(value):
 def args_to_cfg(args: argparse.Namespace) -> Dict[str, object]:
     """fairseq's grouped cfg as plain dicts (weights_only-loadable); cfg['model'] holds every flat arg."""
     parser = get_training_parser(getattr(args, "task", DEFAULT_TASK))
+    # the parser only tells which group each flag belongs to: a checkpoint's args without an optimizer
+    # (an imported model) are grouped with adam's flags
+    names = argparse.Namespace(**{**vars(args), "optimizer": getattr(args, "optimizer", None) or "adam"})
     try:
-        _add_choice_args(parser, args)
+        _add_choice_args(parser, names)
     except (ValueError, AttributeError):
         pass
     flat = {k: _plain(v) for k, v in vars(args).items()}

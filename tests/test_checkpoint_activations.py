@@ -111,7 +111,7 @@ def test_eval_and_no_grad_skip_checkpointing():
 # --------------------------------------------------------------------------- through fairseq-train
 
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
+        "--encoder-attention-heads", "2", "--optimizer", "adam"]
 
 
 def run_train(argv):

@@ -28,7 +28,7 @@ def test_readme_python_blocks_run_as_printed(peer_dir, tmp_path, monkeypatch, ca
         train.main(options.parse_args_and_arch(options.get_training_parser(), (
             "data-bin --arch roberta_base --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 "
             "--encoder-attention-heads 2 --tokens-per-sample 64 --max-positions 64 --batch-size 8 --max-update 3 "
-            "--lr 1e-3 --task masked_lm --criterion masked_lm --cpu --log-format none --save-dir checkpoints "
+            "--lr 1e-3 --optimizer adam --task masked_lm --criterion masked_lm --cpu --log-format none --save-dir checkpoints "
             "--no-epoch-checkpoints --max-valid-steps 2").split()))
         assert (tmp_path / "checkpoints" / "checkpoint_best.pt").is_file()
         export_hf.cli_main(["checkpoints/checkpoint_best.pt", "roberta-hf", "--dict", "data-bin/dict.txt",

@@ -301,7 +301,7 @@ def test_cls_only_full_pass_gives_the_full_models_cls_states_and_gradients(crite
 
 
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
+        "--encoder-attention-heads", "2", "--optimizer", "adam"]
 
 
 def run_train(argv):
