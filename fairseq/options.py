@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
-import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from fairseq import flag_audit, models, registry
+from fairseq import flag_audit, models, option_rules, registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import utils as distributed
 from fairseq.user_dir import import_user_module
@@ -382,8 +380,8 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if "adam_betas" in args:
         parse_betas(args.adam_betas)
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
-    check_finetune_resets(args)
-    check_valid_subsets(args)
+    option_rules.check_finetune_resets(args)
+    option_rules.check_valid_subsets(args)
     _check_sample_length(args)
     models.get_arch(args.arch)(args)
     if getattr(args, "max_source_positions", None) is None:
@@ -396,38 +394,6 @@ def parse_user_dir(argv: Sequence[str]) -> argparse.Namespace:
     user_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     user_parser.add_argument("--user-dir", default=None)
     return user_parser.parse_known_args(list(argv))[0]
-
-
-RESET_FLAGS = ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader")
-
-
-def check_finetune_resets(args: argparse.Namespace) -> None:
-    """fairseq's rule: --finetune-from-model already resets everything, so a --reset-* beside it is an error."""
-    if getattr(args, "finetune_from_model", None) and any(getattr(args, r, False) for r in RESET_FLAGS):
-        given = ", ".join("--" + r.replace("_", "-") for r in RESET_FLAGS if getattr(args, r, False))
-        raise ValueError(f"--finetune-from-model can not be set together with {given} (it resets the optimizer, "
-                         f"lr scheduler, meters and dataloader itself)")
-
-
-def unused_valid_subsets(data: str, valid_subset: str) -> List[str]:
-    """fairseq's rule: splits named valid<N>... in the data directories that --valid-subset leaves out."""
-    found = set()
-    for path in [p for p in str(data).split(":") if p]:
-        if os.path.isdir(path):
-            found |= {os.path.splitext(f)[0] for f in os.listdir(path) if re.match("valid*[0-9].*", f)}
-    return sorted(found - set(valid_subset.split(",")))
-
-
-def check_valid_subsets(args: argparse.Namespace) -> None:
-    """A valid split on disk that would silently go unvalidated is an error, unless
-    --ignore-unused-valid-subsets (or --combine-valid-subsets / --disable-validation) says it is meant."""
-    if (getattr(args, "ignore_unused_valid_subsets", False) or getattr(args, "combine_valid_subsets", False)
-            or getattr(args, "disable_validation", False) or not getattr(args, "data", None)):
-        return
-    ignored = unused_valid_subsets(args.data, getattr(args, "valid_subset", "valid"))
-    if ignored:
-        raise ValueError(f"valid splits {ignored} in {args.data} would be ignored by --valid-subset "
-                         f"{args.valid_subset!r}; name them there, or pass --ignore-unused-valid-subsets")
 
 
 def _wants_help(argv: Sequence[str]) -> bool:

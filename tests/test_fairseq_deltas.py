@@ -1,4 +1,5 @@
 """Behaviour that fairseq 0.12.2's tests and docs fix, each as fairseq does it."""
+import argparse
 import shutil
 
 import pytest
@@ -62,3 +63,36 @@ def test_combine_valid_subsets_validates_valid_and_valid1_as_one(peer_dir, tmp_p
         combined = train.main(parse(*argv, flag)).task.dataset("valid")
         assert len(combined) == 2 * len(alone)
         assert list(combined.sizes[len(alone):]) == list(alone.sizes)  # valid1 (a copy of valid) follows valid
+
+
+def test_sentence_ranking_criterion_scores_each_candidate_with_the_ranking_head(tmp_path):
+    import math
+
+    import torch
+
+    from fairseq import registry
+
+    class Scorer(torch.nn.Module):
+        """score of a candidate = its first token id / 10 (one output of the 'rank' head)."""
+
+        def __init__(self):
+            super().__init__()
+            self.classification_heads = {"rank": None}
+
+        def forward(self, src_tokens, src_lengths=None, classification_head_name=None, **unused):
+            assert classification_head_name == "rank"
+            return src_tokens[:, :1].float() / 10, None
+
+    cand = [torch.tensor([[1, 5], [3, 5]]), torch.tensor([[4, 5], [2, 5]]), torch.tensor([[2, 5], [9, 5]])]
+    sample = {"id": torch.tensor([7, 8]), "ntokens": 12, "nsentences": 2, "target": torch.tensor([1, 0]),
+              **{f"net_input{i + 1}": {"src_tokens": c} for i, c in enumerate(cand)}}
+    cfg = argparse.Namespace(ranking_head_name="rank", save_predictions=str(tmp_path / "pred.tsv"), num_classes=3)
+    crit = registry.lookup("criterion", "sentence_ranking").build_criterion(cfg, None)
+    loss, size, log = crit(Scorer(), sample)
+    scores = torch.tensor([[0.1, 0.4, 0.2], [0.3, 0.2, 0.9]])
+    expected = -(torch.log_softmax(scores, 1)[0, 1] + torch.log_softmax(scores, 1)[1, 0])
+    assert size == 2 and float(loss) == pytest.approx(float(expected), rel=1e-6)
+    out = type(crit).reduce_metrics([log])
+    assert out["accuracy"] == 50.0 and out["loss"] == pytest.approx(float(expected) / 2 / math.log(2))
+    crit.prediction_h.close()
+    assert (tmp_path / "pred.tsv").read_text() == "7\t1\n8\t2\n"

@@ -9,7 +9,7 @@ Token dropping needs nothing from the criterion: the kept positions travel in sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List
 
 import torch

@@ -53,7 +53,7 @@ class SentenceRankingCriterion(FairseqCriterion):
         else:
             loss = logits.sum() * 0.0
         if self.prediction_h is not None:
-            for i, (sid, pred) in enumerate(zip(sample["id"].tolist(), logits.argmax(dim=1).tolist())):
+            for sid, pred in zip(sample["id"].tolist(), logits.argmax(dim=1).tolist()):
                 print(f"{sid}\t{pred}", file=self.prediction_h)
         log["loss"] = loss.detach()
         return loss, sample_size, log

@@ -2,9 +2,6 @@
 build_model. The built-in RoBERTa registers itself when fairseq.models.roberta is imported below."""
 from __future__ import annotations
 
-import argparse
-
-from fairseq import registry
 from fairseq.models.architectures import (  # noqa: F401  (the package's public names)
     ARCH_CONFIG_REGISTRY,
     ARCH_MODEL,
@@ -27,11 +24,6 @@ from fairseq.models import roberta  # noqa: F401  (registers roberta and its --a
 def model_class(arch: str):
     get_arch(arch)
     return ARCH_MODEL_REGISTRY[arch]
-
-
-def add_args_of(parser: argparse.ArgumentParser, arch: str) -> None:
-    """The flags of the model that --arch `arch` builds (its add_args, or its dataclass's fields)."""
-    model_class(arch).add_args(parser)
 
 
 def build_model(args, task, from_checkpoint: bool = False):

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from fairseq import registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
-from fairseq.models.fairseq_encoder import FairseqEncoder
 
 
 class BaseFairseqModel(nn.Module):
@@ -54,5 +53,3 @@ class FairseqEncoderModel(BaseFairseqModel):
     def max_positions(self):
         return self.encoder.max_positions()
 
-
-__all__ = ["BaseFairseqModel", "FairseqEncoderModel", "FairseqEncoder"]

@@ -48,7 +48,6 @@ class FairseqTask:
         self.cfg = cfg
         self.args = cfg
         self.datasets = {}
-        self.dataset_to_epoch_iter = {}
 
     @classmethod
     def add_args(cls, parser):
