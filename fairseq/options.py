@@ -304,6 +304,23 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     return parser
 
 
+def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
+    """fairseq-validate's parser (fairseq's options.get_validation_parser); fairseq_cli.validate runs it."""
+    parser = ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
+    _add_common(parser)
+    parser.add_argument("--task", default=default_task or DEFAULT_TASK,
+                        help="task: " + ", ".join(registry.choices("task")))
+    parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
+    _add_dataset(parser, train=False)
+    _add_distributed(parser)
+    g = parser.add_argument_group("common_eval")
+    g.add_argument("--path", required=True, help="checkpoint to evaluate")
+    g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
+    g.add_argument("--results-path", default=None, help="no effect here (warns)")
+    g.add_argument("--quiet", action="store_true", help="only print final scores (always the case here)")
+    return parser
+
+
 def _add_choice_args(parser, names: argparse.Namespace) -> None:
     """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
     if names.arch is None:

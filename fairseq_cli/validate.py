@@ -26,18 +26,7 @@ logger = logging.getLogger("fairseq_cli.validate")
 
 
 def get_validation_parser() -> argparse.ArgumentParser:
-    parser = options.ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
-    options._add_common(parser)
-    parser.add_argument("--task", default=options.DEFAULT_TASK, help="task: " + ", ".join(registry.choices("task")))
-    parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
-    options._add_dataset(parser, train=False)
-    options._add_distributed(parser)
-    g = parser.add_argument_group("common_eval")
-    g.add_argument("--path", required=True, help="checkpoint to evaluate")
-    g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
-    g.add_argument("--results-path", default=None, help="no effect here (warns)")
-    g.add_argument("--quiet", action="store_true", help="only print final scores (always the case here)")
-    return parser
+    return options.get_validation_parser()
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
