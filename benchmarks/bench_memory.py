@@ -52,7 +52,7 @@ def child(a) -> None:
     task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab,
                                  token_dropper=TokenDropper(targs, vocab, margs.encoder_layers)
                                  if a.token_drop > 0 else None)
-    crit = lookup("criterion", "masked_lm")(margs, task)
+    crit = lookup("criterion", "masked_lm").build_criterion(margs, task)
     opt = Adam(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
     g = torch.Generator().manual_seed(0)
     src = torch.randint(4, a.vocab - 1, (a.batch, a.seq), generator=g)

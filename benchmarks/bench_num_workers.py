@@ -28,7 +28,7 @@ def build(a):
     argv = [str(a.data), "-a", "roberta_base", "--encoder-layers", str(a.layers), "--encoder-embed-dim", str(a.dim),
             "--encoder-ffn-embed-dim", str(4 * a.dim), "--encoder-attention-heads", "4",
             "--tokens-per-sample", str(a.tokens_per_sample), "--sample-break-mode", "none",
-            "--batch-size", str(a.batch_size), "--criterion", "masked_lm", "--cpu", "--lr", "1e-4",
+            "--batch-size", str(a.batch_size), "--criterion", "masked_lm", "--optimizer", "adam", "--cpu", "--lr", "1e-4",
             "--no-save", "--log-format", "none"]
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     task = tasks.setup_task(args)

@@ -53,7 +53,7 @@ def build(c, token_drop: float, interval: int, adam: str = "fused"):
     if task.token_dropper is not None:  # a learned-looking table so selection is not all ties
         g = torch.Generator().manual_seed(1)
         task.token_dropper.importance.scores[4:MASK] = 5 + 5 * torch.rand(VOCAB - 5, generator=g)
-    crit = lookup("criterion", "masked_lm")(args, task)
+    crit = lookup("criterion", "masked_lm").build_criterion(args, task)
     opt = Adam(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01, fused=adam == "fused")
     return model, task, crit, opt
 

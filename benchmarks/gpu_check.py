@@ -207,7 +207,7 @@ def build(a, arch: str, seq: int, token_drop: float = 0.0, interval: int = 0, ch
     task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab, token_dropper=None)
     if token_drop > 0:
         task.token_dropper = TokenDropper(targs, vocab, args.encoder_layers)
-    crit = lookup("criterion", "masked_lm")(args, task)
+    crit = lookup("criterion", "masked_lm").build_criterion(args, task)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     return model, task, crit, opt, args
 

@@ -32,7 +32,7 @@ _WORKS = """
 no_progress_bar log_interval log_format log_file tensorboard_logdir wandb_project seed cpu bf16
 memory_efficient_bf16 fp16 memory_efficient_fp16 fp16_init_scale fp16_scale_window fp16_scale_tolerance
 min_loss_scale threshold_loss_scale amp amp_init_scale amp_scale_window empty_cache_freq
-task arch criterion optimizer lr_scheduler
+task arch criterion optimizer lr_scheduler user_dir ignore_unused_valid_subsets combine_valid_subsets
 num_workers skip_invalid_size_inputs_valid_test max_tokens batch_size required_batch_size_multiple
 required_seq_len_multiple dataset_impl train_subset valid_subset validate_interval
 validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
@@ -56,6 +56,7 @@ sctd_interval sctd_weight sctd_full_mlm_weight sctd_kl_reduction token_drop_warm
 token_drop_final_full_updates
 adam_betas adam_eps weight_decay warmup_updates warmup_init_lr end_learning_rate power total_num_update
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
+ranking_head_name save_predictions
 path model_overrides quiet
 source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc
 padding_factor workers only_source dict_only
@@ -76,8 +77,6 @@ _WARN = {
     "bpe": "training reads binarized data; --mask-whole-words takes --gpt2-encoder-json/--gpt2-vocab-bpe "
            "or --bpe-tokenizer-json",
     "data_buffer_size": "with --num-workers N > 0 each worker builds 2 batches ahead (torch DataLoader)",
-    "combine_valid_subsets": "each --valid-subset is validated and logged separately",
-    "ignore_unused_valid_subsets": "unused validation subsets are never an error here",
     "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
     "shard_id": "only fairseq-generate shards its input this way; data parallelism shards by rank",
@@ -95,7 +94,6 @@ _WARN = {
 
 _ERROR = {
     "tpu": "TPUs are not supported; train on CUDA or CPU",
-    "user_dir": "user directories are not supported: everything lives in the fairseq package",
     "model_parallel_size": "model parallelism is not supported; use --ddp-backend fully_sharded",
     "use_bmuf": "BMUF is not supported",
     "continue_once": "not supported: pass the checkpoint as --restore-file",
@@ -139,13 +137,16 @@ def _is_first_process(args: argparse.Namespace) -> bool:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
     """Raise ValueError for a non-default "error" flag; warn once per "warn" flag; return the warnings.
 
-    A dest missing from FLAGS is a bug in this package (the audit test catches it), so it raises.
+    A dest missing from FLAGS is a bug in this package (the audit test catches it), so it raises, unless
+    a --user-dir is loaded: then it is the plugin's own flag, whose meaning is the plugin's.
     """
     warnings = []
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction) or not hasattr(args, action.dest):
             continue
         status = FLAGS.get(action.dest)
+        if status is None and getattr(args, "user_dir", None):
+            continue
         if status is None:
             raise KeyError(f"{flag_name(action)} is not classified in fairseq/flag_audit.py FLAGS")
         value = getattr(args, action.dest)

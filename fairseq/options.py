@@ -15,8 +15,10 @@ import ast
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from fairseq import flag_audit, models, registry
+from fairseq import flag_audit, models, option_rules, registry
+from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import utils as distributed
+from fairseq.user_dir import import_user_module
 from fairseq.optim.adam import parse_betas
 
 DEFAULT_TASK = "masked_lm"
@@ -155,7 +157,8 @@ def _add_common(parser):
     add("--amp-batch-retries", type=int, default=2, help="no effect here (warns)")
     add("--amp-init-scale", type=float, default=2 ** 7, help="initial loss scale under --amp")
     add("--amp-scale-window", type=int, default=None, help="loss-scale growth window under --amp")
-    add("--user-dir", default=None, help="not supported (error)")
+    add("--user-dir", default=None,
+        help="a directory imported as a python package before parsing (its @register_* classes extend the choices)")
     add("--empty-cache-freq", type=int, default=0, help="torch.cuda.empty_cache() every N updates on CUDA")
     add("--all-gather-list-size", type=int, default=16384, help="no effect here (warns)")
     add("--model-parallel-size", type=int, default=1, help="only 1 (error otherwise)")
@@ -183,8 +186,10 @@ def _add_dataset(parser, train: bool):
     add("--data-buffer-size", type=int, default=10, help="no effect here (warns)")
     add("--train-subset", default="train", help="training split")
     add("--valid-subset", default="valid", help="comma-separated validation splits")
-    add("--combine-valid-subsets", action="store_true", default=None, help="no effect here (warns)")
-    add("--ignore-unused-valid-subsets", action="store_true", help="no effect here (warns)")
+    add("--combine-valid-subsets", "--combine-val", action="store_true", default=None,
+        help="validate on valid, valid1, valid2, ... as one subset 'valid'")
+    add("--ignore-unused-valid-subsets", action="store_true",
+        help="do not stop when the data directory holds valid splits (valid1, ...) missing from --valid-subset")
     add("--validate-interval", type=int, default=1, metavar="N", help="validate every N epochs")
     add("--validate-interval-updates", type=int, default=0, metavar="N", help="validate every N updates")
     add("--validate-after-updates", type=int, default=0, metavar="N", help="no validation before N updates")
@@ -257,6 +262,26 @@ def _add_distributed(parser):
         g.add_argument("--distributed-num-procs", type=int, default=None, help="no effect here (warns)")
 
 
+def get_preprocessing_parser(default_task: str = "translation") -> argparse.ArgumentParser:
+    """fairseq-preprocess's parser (fairseq's options.get_preprocessing_parser); fairseq_cli.preprocess runs it."""
+    p = ArgumentParser(prog="fairseq-preprocess", description="Build a dictionary and binarize text.")
+    p.add_argument("-s", "--source-lang", default=None)
+    p.add_argument("-t", "--target-lang", default=None)
+    p.add_argument("--trainpref", default=None)
+    p.add_argument("--validpref", default=None, help="comma-separated prefixes -> valid, valid1, ...")
+    p.add_argument("--testpref", default=None, help="comma-separated prefixes -> test, test1, ...")
+    p.add_argument("--destdir", default="data-bin")
+    p.add_argument("--srcdict", default=None)
+    p.add_argument("--thresholdsrc", type=int, default=0)
+    p.add_argument("--nwordssrc", type=int, default=-1)
+    p.add_argument("--padding-factor", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--dataset-impl", default="mmap", choices=["mmap"])
+    p.add_argument("--only-source", action="store_true")
+    p.add_argument("--dict-only", action="store_true")
+    return p
+
+
 def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     """The stage-1 parser (add the per-choice flags with `parse_args_and_arch`)."""
     parser = ArgumentParser(prog="fairseq-train", allow_abbrev=False)
@@ -265,7 +290,8 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
                         help="task: " + ", ".join(registry.choices("task")))
     parser.add_argument("-a", "--arch", default=None, metavar="ARCH", help="model architecture")
     parser.add_argument("--criterion", default="cross_entropy", help="criterion (fairseq's default: cross_entropy)")
-    parser.add_argument("--optimizer", default="adam", help="optimizer: " + ", ".join(registry.choices("optimizer")))
+    parser.add_argument("--optimizer", default=None,
+                        help="optimizer (required, as in fairseq): " + ", ".join(registry.choices("optimizer")))
     parser.add_argument("--lr-scheduler", default="fixed",
                         help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
     parser.add_argument("--scoring", default="bleu", help="no effect here (warns)")
@@ -278,26 +304,46 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     return parser
 
 
+def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
+    """fairseq-validate's parser (fairseq's options.get_validation_parser); fairseq_cli.validate runs it."""
+    parser = ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
+    _add_common(parser)
+    parser.add_argument("--task", default=default_task or DEFAULT_TASK,
+                        help="task: " + ", ".join(registry.choices("task")))
+    parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
+    _add_dataset(parser, train=False)
+    _add_distributed(parser)
+    g = parser.add_argument_group("common_eval")
+    g.add_argument("--path", required=True, help="checkpoint to evaluate")
+    g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
+    g.add_argument("--results-path", default=None, help="no effect here (warns)")
+    g.add_argument("--quiet", action="store_true", help="only print final scores (always the case here)")
+    return parser
+
+
 def _add_choice_args(parser, names: argparse.Namespace) -> None:
     """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
     if names.arch is None:
         raise ValueError("--arch/-a is required; choose from: " + ", ".join(models.arch_choices()))
-    models.get_arch(names.arch)
+    model_cls = models.model_class(names.arch)
     task_cls = registry.lookup("task", names.task)
     criterion_cls = registry.lookup("criterion", names.criterion)
+    if names.optimizer is None:
+        raise ValueError("--optimizer is required (fairseq has no default); choose from: "
+                         + ", ".join(registry.choices("optimizer")))
     optimizer_cls = registry.lookup("optimizer", names.optimizer)
     scheduler_cls = registry.lookup("lr-scheduler", names.lr_scheduler)
-    models.add_model_args(parser)
+    model_cls.add_args(parser)
     if not _has(parser, "--max-source-positions"):
         g = [grp for grp in parser._action_groups if grp.title == "model"][-1]
         g.add_argument("--max-source-positions", type=int, default=None,
                        help="no effect here (warns): the encoder uses --max-positions")
     task_cls.add_args(parser)
-    for cls, title in ((criterion_cls, "criterion"), (optimizer_cls, None), (scheduler_cls, None)):
-        if hasattr(cls, "add_args"):
-            if title:
-                parser.add_argument_group(title)
-            cls.add_args(parser)
+    task_dc = registry.dataclass_of(task_cls)
+    if task_dc is not None:  # fields of a plugin's config that its inherited add_args does not cover
+        gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
+    for cls in (criterion_cls, optimizer_cls, scheduler_cls):
+        cls.add_args(parser)
 
 
 # RoBERTa's position table when --max-positions is not given and --tokens-per-sample does not set it.
@@ -314,12 +360,13 @@ def _check_sample_length(args: argparse.Namespace) -> None:
     tps = getattr(args, "tokens_per_sample", None)
     if tps is None:
         return
-    if args.max_positions is None and tps > ROBERTA_MAX_POSITIONS:
+    max_positions = getattr(args, "max_positions", None)
+    if max_positions is None and tps > ROBERTA_MAX_POSITIONS:
         raise ValueError(f"--tokens-per-sample {tps} exceeds RoBERTa's {ROBERTA_MAX_POSITIONS} positions; "
                          f"pass --max-positions {tps} to build a model with that many (attention memory "
                          f"grows with the square of the length)")
-    if args.max_positions is not None and tps > args.max_positions:
-        raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample {tps}; "
+    if max_positions is not None and tps > max_positions:
+        raise ValueError(f"--max-positions {max_positions} is smaller than --tokens-per-sample {tps}; "
                          f"raise --max-positions or lower --tokens-per-sample")
 
 
@@ -350,11 +397,20 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if "adam_betas" in args:
         parse_betas(args.adam_betas)
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
+    option_rules.check_finetune_resets(args)
+    option_rules.check_valid_subsets(args)
     _check_sample_length(args)
     models.get_arch(args.arch)(args)
-    if args.max_source_positions is None:
+    if getattr(args, "max_source_positions", None) is None:
         args.max_source_positions = args.max_positions
     return args
+
+
+def parse_user_dir(argv: Sequence[str]) -> argparse.Namespace:
+    """Only --user-dir, read before anything else so the plugin's names exist when the rest is parsed."""
+    user_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    user_parser.add_argument("--user-dir", default=None)
+    return user_parser.parse_known_args(list(argv))[0]
 
 
 def _wants_help(argv: Sequence[str]) -> bool:
@@ -369,9 +425,12 @@ def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Se
     of the chosen task, model, criterion, optimizer and schedule (without --arch: roberta_base's).
     """
     argv = [str(a) for a in (sys.argv[1:] if input_args is None else input_args)]
+    import_user_module(parse_user_dir(argv))
     names, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     if names.arch is None and _wants_help(argv):
         names.arch = "roberta_base"
+    if names.optimizer is None and _wants_help(argv):
+        names.optimizer = "adam"  # --help lists adam's flags; a run without --optimizer is an error
     _add_choice_args(parser, names)
     if parse_known:
         args, _ = parser.parse_known_args(argv)
@@ -393,8 +452,11 @@ def _plain(value):
 def args_to_cfg(args: argparse.Namespace) -> Dict[str, object]:
     """fairseq's grouped cfg as plain dicts (weights_only-loadable); cfg['model'] holds every flat arg."""
     parser = get_training_parser(getattr(args, "task", DEFAULT_TASK))
+    # the parser only tells which group each flag belongs to: a checkpoint's args without an optimizer
+    # (an imported model) are grouped with adam's flags
+    names = argparse.Namespace(**{**vars(args), "optimizer": getattr(args, "optimizer", None) or "adam"})
     try:
-        _add_choice_args(parser, args)
+        _add_choice_args(parser, names)
     except (ValueError, AttributeError):
         pass
     flat = {k: _plain(v) for k, v in vars(args).items()}

@@ -23,6 +23,15 @@ run only the full model, with no ScTD pass. The importance table is fed from the
 trained on, the dropping pass (or the full pass in full phases): one loss per masked position, keyed
 by its target id; the trainer's after_update -> task -> importance.apply() turns it into the EMA.
 
+How the criterion takes part (any fairseq-style criterion, `criterion(model, sample)`, a plugin's
+subclass of MaskedLmLoss included): the kept positions travel inside the sample, as
+sample["net_input"]["token_drop_keep"], so the criterion's own `model(**sample["net_input"], ...)`
+runs the dropping forward. What the step needs besides the loss is read from that same forward, by
+`ForwardCapture` (a forward hook on the model): its logits for the masked positions (the per-token
+NLLs for the importance table are recomputed from them, without gradient, with the criterion's own
+fp32 log_softmax + nll_loss, so they are the numbers the loss summed) and its extra["cls_local"] /
+extra["cls_global"] (the KL terms, with gradient).
+
 Every step also logs td_positions (B * T) and td_dropped (positions the middle layers did not
 process, padding included: B * (T - K), 0 in full phases); the train logs turn them into drop_rate.
 """
@@ -35,6 +44,7 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
+from fairseq.distributed import utils as distributed
 from fairseq.tasks.base import backward
 
 LOG2 = math.log(2.0)
@@ -55,13 +65,70 @@ def _autocast_context(task, optimizer):
     return fn(optimizer) if callable(fn) else contextlib.nullcontext()
 
 
+def with_kept_positions(sample: dict, keep) -> dict:
+    """`sample` whose net_input also carries token_drop_keep (the model's dropping forward); `sample`
+    itself when keep is None (the full model)."""
+    if keep is None:
+        return sample
+    return {**sample, "net_input": {**sample["net_input"], "token_drop_keep": keep}}
+
+
+class ForwardCapture:
+    """Records the output (logits, extra) of every forward of `model` (unwrapped from DDP/FSDP) while
+    the context is open; `.logits` and `.extra` are those of the last call."""
+
+    def __init__(self, model):
+        self.module = distributed.unwrap(model)
+        self.logits, self.extra, self._handle = None, None, None
+        self.calls, self.dropping_calls = 0, 0
+
+    def _hook(self, module, args, kwargs, output):
+        self.logits, self.extra = output[0], output[1]
+        self.calls += 1
+        self.dropping_calls += kwargs.get("token_drop_keep") is not None
+
+    def __enter__(self):
+        self._handle = self.module.register_forward_hook(self._hook, with_kwargs=True)
+        return self
+
+    def check_dropping(self, criterion) -> None:
+        """The criterion must have run the dropping forward: model(**sample["net_input"], ...) (fairseq's
+        MaskedLmLoss does). One that passes only src_tokens would silently train the full model."""
+        if self.dropping_calls != 1:
+            raise ValueError(f"--token-drop: criterion {type(criterion).__name__} ran {self.calls} forward(s) of the "
+                             f"model, {self.dropping_calls} with the kept positions; it must call the model once "
+                             f"as model(**sample['net_input'], ...), which carries them")
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+    def token_nll(self, sample, pad: int):
+        """(targets [N], NLL per masked position [N], nats) from the captured logits, no gradient."""
+        target = sample["target"]
+        masked = target.ne(pad)
+        logits = self.logits.detach()
+        if logits.dim() == 3:  # a model that projected every position: keep the masked rows
+            logits = logits[masked]
+        targets = target[masked]
+        if logits.size(0) != targets.numel():  # fairseq's CPU rule: no masked position -> all projected
+            return targets[:0], logits.new_zeros(0, dtype=torch.float32)
+        with torch.no_grad():
+            lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+            return targets, F.nll_loss(lprobs, targets, ignore_index=pad, reduction="none")
+
+
 def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate: bool = True):
     """Forward part of the step: returns (loss, sample_size, logging_output). No backward."""
     src = sample["net_input"]["src_tokens"]
     keep = None if dropper.is_full_update(update_num) else dropper.keep_positions(src, sample["id"], update_num)
-    loss_drop, sample_size, log, extra = criterion(model, sample, token_drop_keep=keep, return_extra=True)
+    with ForwardCapture(model) as drop_pass:
+        loss_drop, sample_size, log = criterion(model, with_kept_positions(sample, keep))
+    if keep is not None:
+        drop_pass.check_dropping(criterion)
+    extra = drop_pass.extra
     if accumulate:
-        dropper.importance.accumulate(extra["targets"].detach(), extra["token_nll"].detach())
+        targets, token_nll = drop_pass.token_nll(sample, dropper.pad)
+        dropper.importance.accumulate(targets, token_nll)
     log = dict(log)
     log["td_positions"] = src.numel()
     log["td_dropped"] = 0 if keep is None else src.numel() - keep.numel()
@@ -69,7 +136,9 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
     if dropper.is_sctd_update(update_num):
         s_drop = float(sample_size)
         if dropper.full_mlm_weight != 0.0:
-            loss_full, size_full, _, extra_full = criterion(model, sample, token_drop_keep=None, return_extra=True)
+            with ForwardCapture(model) as full_pass:
+                loss_full, size_full, _ = criterion(model, sample)
+            extra_full = full_pass.extra
             s_full = float(size_full) if float(size_full) > 0 else 1.0
             loss = loss + dropper.full_mlm_weight * loss_full * (s_drop / s_full)
             log.update({"sctd_full_loss": float(loss_full.detach()), "sctd_full_sample_size": float(size_full)})

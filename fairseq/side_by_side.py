@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import checkpoint, options, sctd, tasks
 from fairseq.trainer import Trainer, move_to
 from fairseq_cli.train import load_train_epoch, max_positions, set_seeds
 
@@ -142,11 +142,11 @@ class Lane:
                     with torch.no_grad(), self.task.autocast_context(trainer.step_optimizer):
                         keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"],
                                                       self.num_updates)
-                        drop_logs.append(criterion(trainer.model, sample, token_drop_keep=keep)[2])
+                        drop_logs.append(criterion(trainer.model, sctd.with_kept_positions(sample, keep))[2])
         point = {"updates": self.num_updates, "seconds": self.clock,
-                 "valid_loss": float(criterion.reduce_metrics(full_logs)["loss"])}
+                 "valid_loss": float(tasks.logged_metrics(self.task, criterion, full_logs)["loss"])}
         if drop_logs:
-            point["valid_loss_drop"] = float(criterion.reduce_metrics(drop_logs)["loss"])
+            point["valid_loss_drop"] = float(tasks.logged_metrics(self.task, criterion, drop_logs)["loss"])
         self.points.append(point)
         return point
 

@@ -1,8 +1,8 @@
 """fairseq.utils: the small tensor and argument helpers that fairseq code and plugins import by this path.
 
 Only helpers with one obvious meaning live here (padding, positions, gradient norms, moving samples
-between devices, parsing list-valued flags). `import_user_module` (--user-dir) belongs to the plugin
-machinery, not here.
+between devices, parsing list-valued flags). `import_user_module` (--user-dir) lives in fairseq.user_dir
+and is re-exported here because plugins call it by this path.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fairseq.logging.meters import safe_round
+from fairseq.user_dir import import_user_module  # noqa: F401  (fairseq's public path)
 
 logger = logging.getLogger(__name__)
 

@@ -239,7 +239,7 @@ def import_hf(hf_dir, out_dir) -> dict:
     with open(out / "vocab.bpe", "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     positions = int(sd[ENC + "embed_positions.weight"].shape[0]) - 2
-    argv = [str(out), "--arch", "roberta", "--task", "masked_lm", "--criterion", "masked_lm",
+    argv = [str(out), "--arch", "roberta", "--task", "masked_lm", "--criterion", "masked_lm", "--optimizer", "adam",
             "--encoder-layers", str(config["num_hidden_layers"]), "--encoder-embed-dim", str(config["hidden_size"]),
             "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
             "--encoder-attention-heads", str(config["num_attention_heads"]), "--max-positions", str(positions),

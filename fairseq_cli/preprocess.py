@@ -28,22 +28,7 @@ logger = logging.getLogger("fairseq_cli.preprocess")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = options.ArgumentParser(prog="fairseq-preprocess", description="Build a dictionary and binarize text.")
-    p.add_argument("-s", "--source-lang", default=None)
-    p.add_argument("-t", "--target-lang", default=None)
-    p.add_argument("--trainpref", default=None)
-    p.add_argument("--validpref", default=None, help="comma-separated prefixes -> valid, valid1, ...")
-    p.add_argument("--testpref", default=None, help="comma-separated prefixes -> test, test1, ...")
-    p.add_argument("--destdir", default="data-bin")
-    p.add_argument("--srcdict", default=None)
-    p.add_argument("--thresholdsrc", type=int, default=0)
-    p.add_argument("--nwordssrc", type=int, default=-1)
-    p.add_argument("--padding-factor", type=int, default=8)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--dataset-impl", default="mmap", choices=["mmap"])
-    p.add_argument("--only-source", action="store_true")
-    p.add_argument("--dict-only", action="store_true")
-    return p
+    return options.get_preprocessing_parser()
 
 
 # -- chunking -----------------------------------------------------------------------------------

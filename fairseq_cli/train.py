@@ -25,6 +25,7 @@ from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
 from fairseq.trainer import Trainer
+from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger("fairseq_cli.train")
 
@@ -49,6 +50,11 @@ def install_signal_handlers():
         except ValueError:  # not the main thread
             pass
     return previous
+
+
+def reduce_fn(task, criterion):
+    """logs -> logged values: the task's reduce_metrics (the criterion's, plus the task's own keys)."""
+    return lambda logging_outputs: tasks.logged_metrics(task, criterion, logging_outputs)
 
 
 def max_positions(task, model) -> int:
@@ -101,7 +107,7 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
                 window.add(log)
         if distributed.get_world_size() > 1:
             window.sums = distributed.all_reduce_dict(window.sums)
-        stats = window.stats(trainer.criterion.reduce_metrics, trainer.num_updates)
+        stats = window.stats(reduce_fn(trainer.task, trainer.criterion), trainer.num_updates)
         metric = args.best_checkpoint_metric
         if metric not in stats:
             raise ValueError(f"--best-checkpoint-metric {metric!r} is not a validation metric; "
@@ -171,7 +177,7 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
     groups = max(1, math.ceil(len(itr) / uf))
     progress = ProgressLogger(fmt, epoch=epoch, total=groups, tensorboard_logdir=args.tensorboard_logdir)
     inner, whole = meters.TrainWindow(), meters.TrainWindow()
-    reduce = trainer.criterion.reduce_metrics
+    reduce = reduce_fn(task, trainer.criterion)
     valid_losses, should_stop = [None], False
     chunk = []
     logger.info(f"begin training epoch {epoch}")
@@ -219,14 +225,15 @@ def set_seeds(seed: int) -> None:
 
 def main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
+    import_user_module(args)  # again in spawned workers and torchrun ranks (fresh interpreters)
     set_seeds(args.seed)
     if distributed.is_master() and args.wandb_project:
         wandb_log.start(args.wandb_project, args.save_dir)
     logger.info(args)
     task = tasks.setup_task(args)
     subsets = [s for s in args.valid_subset.split(",") if s] if not args.disable_validation else []
-    for s in subsets:
-        task.load_dataset(s, epoch=1)
+    for s in subsets:  # --combine-valid-subsets: fairseq's "valid" = valid + valid1 + ... (combine=True)
+        task.load_dataset(s, epoch=1, combine=bool(args.combine_valid_subsets) and s == "valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
     logger.info(f"task: {type(task).__name__}; model: {type(model).__name__}; criterion: {type(criterion).__name__}")

@@ -20,23 +20,13 @@ from fairseq.distributed import utils as distributed
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.trainer import move_to, pick_device
+from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger("fairseq_cli.validate")
 
 
 def get_validation_parser() -> argparse.ArgumentParser:
-    parser = options.ArgumentParser(prog="fairseq-validate", allow_abbrev=False)
-    options._add_common(parser)
-    parser.add_argument("--task", default=options.DEFAULT_TASK, help="task: " + ", ".join(registry.choices("task")))
-    parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
-    options._add_dataset(parser, train=False)
-    options._add_distributed(parser)
-    g = parser.add_argument_group("common_eval")
-    g.add_argument("--path", required=True, help="checkpoint to evaluate")
-    g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
-    g.add_argument("--results-path", default=None, help="no effect here (warns)")
-    g.add_argument("--quiet", action="store_true", help="only print final scores (always the case here)")
-    return parser
+    return options.get_validation_parser()
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -44,6 +34,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     stage1 = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     stage1.add_argument("--task", default=options.DEFAULT_TASK)
     names, _ = stage1.parse_known_args(argv)  # without --help, so --help lists the task's flags too
+    import_user_module(options.parse_user_dir(argv or sys.argv[1:]))
     parser = get_validation_parser()
     registry.lookup("task", names.task).add_args(parser)
     args = parser.parse_args(argv)
@@ -58,6 +49,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     state = checkpoint.load_checkpoint_file(args.path)
     merged = vars(options.model_args_from_cfg(state.get("cfg")))
     merged.update(explicit)
+    for action in _group_actions(parser, "common"):  # logging and run settings are this command's own
+        merged[action.dest] = getattr(args, action.dest)
     for key, value in vars(args).items():
         merged.setdefault(key, value)
     merged["task"] = args.task
@@ -80,8 +73,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return ns
 
 
+def _group_actions(parser, title: str):
+    return [a for g in parser._action_groups if g.title == title for a in g._group_actions]
+
+
 def main(args) -> List[Dict]:
     state = args.__dict__.pop("_state", None)
+    import_user_module(args)  # again in spawned workers
     torch.manual_seed(args.seed)
     task = tasks.setup_task(args)
     model = task.build_model(args)
@@ -120,7 +118,7 @@ def main(args) -> List[Dict]:
                 window.add(log)
         if distributed.get_world_size() > 1:
             window.sums = distributed.all_reduce_dict(window.sums)
-        stats = window.stats(criterion.reduce_metrics, None)
+        stats = window.stats(lambda logs: tasks.logged_metrics(task, criterion, logs), None)
         formatted = meters.format_stats(stats)
         if args.log_format == "json":
             logging.getLogger(subset).info(json.dumps(formatted))

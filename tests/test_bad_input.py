@@ -33,7 +33,7 @@ def test_tokens_per_sample_beyond_positions_stops_before_building(peer_dir):
     r = _cli("fairseq_cli.train", peer_dir / "data-bin", "--task", "masked_lm", "--arch", "roberta_base",
              "--encoder-layers", "4", "--encoder-embed-dim", "128", "--encoder-ffn-embed-dim", "512",
              "--encoder-attention-heads", "4", "--tokens-per-sample", "100000", "--batch-size", "8", "--cpu",
-             "--no-save")
+             "--no-save", "--optimizer", "adam")
     assert r.returncode == 2
     _one_line(r.stderr, "fairseq-train: error: --tokens-per-sample 100000", "--max-positions")
     assert "loaded" not in r.stdout  # nothing was read
@@ -42,7 +42,7 @@ def test_tokens_per_sample_beyond_positions_stops_before_building(peer_dir):
 def test_tokens_per_sample_beyond_explicit_max_positions(capsys):
     with pytest.raises(SystemExit) as e:
         train.cli_main(["D", "-a", "roberta_tiny", "--batch-size", "8", "--tokens-per-sample", "1024",
-                        "--max-positions", "512"])
+                        "--max-positions", "512", "--optimizer", "adam"])
     assert e.value.code == 2
     _one_line(capsys.readouterr().err, "--max-positions 512 is smaller than --tokens-per-sample 1024")
 
@@ -67,7 +67,8 @@ def test_resume_from_truncated_checkpoint(tmp_path, peer_dir, capsys):
     path = _truncated_checkpoint(tmp_path)
     with pytest.raises(SystemExit) as e:
         train.cli_main([str(peer_dir / "data-bin"), "-a", "roberta_tiny", "--batch-size", "8", "--cpu",
-                        "--tokens-per-sample", "32", "--save-dir", str(tmp_path), "--log-format", "none"])
+                        "--tokens-per-sample", "32", "--save-dir", str(tmp_path), "--log-format", "none",
+                        "--optimizer", "adam"])
     assert e.value.code == 1
     _one_line(capsys.readouterr().err, f"{path}: truncated or not a checkpoint")
 

@@ -11,7 +11,7 @@ from fairseq.trainer import Trainer
 from fairseq_cli import train
 
 TINY = ("--encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
-        "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete")
+        "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete --optimizer adam")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -136,7 +136,7 @@ def test_loads_fairseq_checkpoint_and_rejects_vocab_mismatch(peer_dir, tmp_path)
     (tmp_path / "data").mkdir()
     lines = (peer_dir / "data-bin" / "dict.txt").read_text().splitlines()[:100]
     (tmp_path / "data" / "dict.txt").write_text("\n".join(lines) + "\n")
-    args = parse(f"{tmp_path / 'data'} -a roberta_base --encoder-layers 4 --encoder-embed-dim 128 "
+    args = parse(f"{tmp_path / 'data'} -a roberta_base --optimizer adam --encoder-layers 4 --encoder-embed-dim 128 "
                  "--encoder-ffn-embed-dim 512 --encoder-attention-heads 4 --tokens-per-sample 128 --batch-size 8")
     task = tasks.setup_task(args)
     model = task.build_model(args)

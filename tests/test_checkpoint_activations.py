@@ -81,7 +81,7 @@ def test_sctd_step_same_gradients_and_importance():
         vocab = placeholder_dictionary(V)
         task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab,
                                      token_dropper=TokenDropper(targs, vocab, num_layers=4))
-        crit = lookup("criterion", "masked_lm")(margs, task)
+        crit = lookup("criterion", "masked_lm").build_criterion(margs, task)
         torch.manual_seed(7)
         loss, _, log = sctd.train_step(task, sample(), model, crit, None, update_num=0)
         assert "sctd_kl_local" in log
@@ -111,7 +111,7 @@ def test_eval_and_no_grad_skip_checkpointing():
 # --------------------------------------------------------------------------- through fairseq-train
 
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
+        "--encoder-attention-heads", "2", "--optimizer", "adam"]
 
 
 def run_train(argv):

@@ -121,7 +121,7 @@ def test_training_starts_from_identical_weights(peer_dir, layouts, tmp_path, fla
                 "masked_lm", "--encoder-layers", "4", "--encoder-embed-dim", "128", "--encoder-ffn-embed-dim",
                 "512", "--encoder-attention-heads", "4", "--tokens-per-sample", "128", "--max-positions", "128",
                 "--sample-break-mode", "complete", "--batch-size", "4", "--dropout", "0", "--attention-dropout",
-                "0", "--lr", "1e-4", "--max-update", "1", "--disable-validation", "--no-save", "--cpu",
+                "0", "--lr", "1e-4", "--optimizer", "adam", "--max-update", "1", "--disable-validation", "--no-save", "--cpu",
                 "--log-format", "none", "--save-dir", str(tmp_path / name), flag, str(layouts[name])]
         if flag == "--restore-file":
             argv += ["--reset-optimizer", "--reset-dataloader"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
+        "--encoder-attention-heads", "2", "--optimizer", "adam"]
 
 
 def base_argv(peer_dir):

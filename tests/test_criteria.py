@@ -26,7 +26,7 @@ def test_criterion_matches_fairseq(hub, peer_dir, batch, name):
     src, target = torch.from_numpy(z["src_tokens"]), torch.from_numpy(z["target"])
     sample = {"net_input": {"src_tokens": src, "src_lengths": torch.from_numpy(z["src_lengths"])},
               "target": target, "ntokens": int(z["src_lengths"].sum()), "nsentences": src.size(0)}
-    crit = lookup("criterion", name)(argparse.Namespace(sentence_avg=False), hub.task)
+    crit = lookup("criterion", name).build_criterion(argparse.Namespace(sentence_avg=False), hub.task)
     model = hub.model.eval()
     with torch.no_grad():
         loss, sample_size, log = crit(model, sample)

@@ -147,7 +147,7 @@ def test_error_flag_stops_with_one_line(dest, capsys):
 def test_fairseq_defaults_never_warn(caplog):
     """A script ported from fairseq may spell out fairseq's defaults of flags that do nothing here."""
     caplog.set_level(logging.WARNING, logger="fairseq.flags")
-    argv = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--data-buffer-size", "10", "--scoring", "bleu",
+    argv = ["D", "-a", "roberta_tiny", "--optimizer", "adam", "--batch-size", "8", "--data-buffer-size", "10", "--scoring", "bleu",
             "--all-gather-list-size", "16384", "--amp-batch-retries", "2", "--model-parallel-size", "1",
             "--num-shards", "1", "--shard-id", "0", "--heartbeat-timeout", "-1", "--optimizer-overrides", "{}",
             "--checkpoint-shard-count", "1", "--mask-stdev", "0", "--mask-multiple-length", "1"]
@@ -178,4 +178,5 @@ def test_value_outside_its_domain_stops_with_one_line(dest, capsys):
 def test_nan_is_outside_every_domain():
     with pytest.raises(ValueError, match=r"--stop-min-lr nan"):
         options.parse_args_and_arch(options.get_training_parser(),
-                                    ["D", "-a", "roberta_tiny", "--batch-size", "8", "--stop-min-lr", "nan"])
+                                    ["D", "-a", "roberta_tiny", "--batch-size", "8", "--stop-min-lr", "nan",
+                                     "--optimizer", "adam"])

@@ -17,7 +17,7 @@ from fairseq_cli import train
 
 TINY = ["-a", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--sample-break-mode", "complete",
-        "--cpu", "--seed", "3", "--log-format", "none"]
+        "--cpu", "--seed", "3", "--log-format", "none", "--optimizer", "adam"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

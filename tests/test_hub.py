@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
 
@@ -72,19 +73,21 @@ def test_classification_head_predict(roberta):
 
 def test_our_checkpoint_format_loads_weights_only(roberta, model_dir, tmp_path):
     """A checkpoint whose cfg['model'] is a plain dict (ours) loads; fairseq-style keys are accepted."""
-    args = dict(vars(roberta.cfg))
+    args = OmegaConf.to_container(roberta.cfg.model)
     torch.save({"args": None, "cfg": {"model": args}, "model": fairseq_compatible_state_dict(roberta.model)},
                tmp_path / "ours.pt")
     os.symlink(model_dir / "dict.txt", tmp_path / "dict.txt")
     r2 = RobertaModel.from_pretrained(str(tmp_path), checkpoint_file="ours.pt", dropout=0.3)
-    assert r2.cfg.dropout == 0.3 and r2.bpe.tok is None
+    assert r2.cfg.model.dropout == 0.3 and r2.bpe.tok is None
     x = torch.tensor([[0, 10, 20, 30, 2]])
     torch.testing.assert_close(r2.extract_features(x), roberta.extract_features(x), rtol=0, atol=0)
     with pytest.raises(ValueError, match="no BPE known"):
         r2.encode("hello")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         RobertaModel.from_pretrained(str(tmp_path), checkpoint_file="missing.pt")
-    assert isinstance(roberta.cfg, argparse.Namespace)
+    assert isinstance(roberta.cfg, DictConfig)  # fairseq's: groups, not a flat Namespace
+    assert roberta.cfg.model.encoder_layers == 4 and roberta.cfg.task._name == "masked_lm"
+    assert roberta.cfg.common.seed == roberta.cfg.model.seed and roberta.cfg.task.tokens_per_sample == 128
 
 
 # fairseq's examples/roberta/README.glue.md evaluation snippet, verbatim.
@@ -162,6 +165,33 @@ def test_data_name_or_path_follows_fairseqs_rule(model_dir, tmp_path, monkeypatc
     os.symlink(model_dir / "dict.txt", tmp_path / "data-bin" / "dict.txt")
     monkeypatch.chdir(tmp_path)
     r = RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="data-bin")
-    assert r.cfg.data == "data-bin" and len(r.task.source_dictionary) == 7713
+    assert r.cfg.task.data == "data-bin" and len(r.task.source_dictionary) == 7713
     with pytest.raises(FileNotFoundError, match="elsewhere/dict.txt"):
         RobertaModel.from_pretrained(str(model_dir), checkpoint_file="model.pt", data_name_or_path="elsewhere")
+
+
+def test_fill_mask_replaces_the_space_before_the_mask_as_fairseq(roberta):
+    """fairseq's rule: ' <mask>' (with its space) is replaced by the decoded token whether or not that token
+    starts with a space; a mask without a space before it is replaced alone."""
+    text = "Return the value of the <mask> attribute."
+    out = roberta.fill_mask(text, topk=20)
+    assert any(not token.startswith(" ") for _, _, token in out)  # the case where the two rules differ
+    for filled, _, token in out:
+        assert filled == text.replace(" <mask>", token)
+    glued = "Return the value of the<mask> attribute."
+    for filled, _, token in roberta.fill_mask(glued, topk=5):
+        assert filled == glued.replace("<mask>", token)
+
+
+def test_load_model_ensemble_and_task(roberta, model_dir):
+    from fairseq import checkpoint_utils
+
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(model_dir / "model.pt")], arg_overrides={"data": str(model_dir), "dropout": 0.2})
+    assert len(models) == 1 and isinstance(cfg, DictConfig)
+    assert cfg.model.dropout == 0.2 and cfg.task.data == str(model_dir) and cfg.task._name == "masked_lm"
+    assert type(task).__name__ == "MaskedLMTask" and len(task.source_dictionary) == 7713
+    x = torch.tensor([[0, 10, 20, 30, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(models[0].eval()(x, features_only=True)[0], roberta.extract_features(x),
+                                   rtol=0, atol=0)

@@ -77,8 +77,8 @@ def test_import_gives_identical_ids_and_logits(tmp_path, bpe_files, layers, dim,
     roberta = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt")
     index, order = fairseq_index(tok)
     assert (order == list(range(len(order)))) == (kind == "std")
-    assert len(roberta.task.source_dictionary) == len(order) and roberta.cfg.encoder_layers == layers
-    assert bool(roberta.cfg.untie_weights_roberta) == (not tied)
+    assert len(roberta.task.source_dictionary) == len(order) and roberta.cfg.model.encoder_layers == layers
+    assert bool(roberta.cfg.model.untie_weights_roberta) == (not tied)
     batch = []
     for text in TEXTS:
         theirs = tok(text)["input_ids"]

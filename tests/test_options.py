@@ -19,6 +19,11 @@ def parse(argv):
     return options.parse_args_and_arch(options.get_training_parser(), shlex.split(argv))
 
 
+def test_optimizer_is_required_as_in_fairseq():
+    with pytest.raises(ValueError, match=r"--optimizer is required .*; choose from: adam"):
+        options.parse_args_and_arch(options.get_training_parser(), ["D", "-a", "roberta_base", "--batch-size", "8"])
+
+
 def test_paper_command_parses_with_fairseq_meanings():
     a = parse(PAPER)
     assert a.criterion == "cross_entropy" and a.fp16 and a.memory_efficient_fp16 and a.fp16_init_scale == 8
@@ -30,7 +35,7 @@ def test_paper_command_parses_with_fairseq_meanings():
 
 
 def test_lists_aliases_and_overrides():
-    a = parse("D -a roberta_base --max-sentences 4 --lr 1e-4,2e-4 --update-freq 1,2 --encoder-layers 2 "
+    a = parse("D -a roberta_base --optimizer adam --max-sentences 4 --lr 1e-4,2e-4 --update-freq 1,2 --encoder-layers 2 "
               "--lr-scheduler inverse_sqrt --bf16 --stop-time-hours 0.5")
     assert a.batch_size == 4 and a.lr == [1e-4, 2e-4] and a.update_freq == [1, 2]
     assert a.encoder_layers == 2 and a.encoder_embed_dim == 768 and a.warmup_updates == 4000
@@ -57,7 +62,7 @@ def test_cfg_is_plain_and_grouped():
 
 def test_unknown_flag_names_it(capsys):
     with pytest.raises(SystemExit):
-        parse("D -a roberta_base --batch-size 8 --no-such-flag 3")
+        parse("D -a roberta_base --optimizer adam --batch-size 8 --no-such-flag 3")
     assert "--no-such-flag" in capsys.readouterr().err
 
 
@@ -65,12 +70,12 @@ def test_unknown_flag_names_it(capsys):
     ("D -a roberta_huge --batch-size 8", r"unknown --arch 'roberta_huge'; choose from: .*roberta_base"),
     ("D -a roberta_base --task translation --batch-size 8", r"unknown --task 'translation'; choose from: masked_lm"),
     ("D -a roberta_base --criterion nope --batch-size 8", r"unknown --criterion 'nope'; choose from: cross_entropy"),
-    ("D -a roberta_base --lr-scheduler cosine --batch-size 8", r"unknown --lr-scheduler 'cosine'"),
+    ("D -a roberta_base --optimizer adam --lr-scheduler cosine --batch-size 8", r"unknown --lr-scheduler 'cosine'"),
     ("D --batch-size 8", r"--arch/-a is required"),
-    ("D -a roberta_base", r"--max-tokens or --batch-size"),
-    ("D -a roberta_base --batch-size 8 --fp16 --bf16", r"mutually exclusive"),
-    ("D -a roberta_base --batch-size 8 --lr abc", r"cannot parse 'abc'"),
-    ("D -a roberta_base --batch-size 8 --adam-betas 0.9", r"--adam-betas"),
+    ("D -a roberta_base --optimizer adam", r"--max-tokens or --batch-size"),
+    ("D -a roberta_base --optimizer adam --batch-size 8 --fp16 --bf16", r"mutually exclusive"),
+    ("D -a roberta_base --optimizer adam --batch-size 8 --lr abc", r"cannot parse 'abc'"),
+    ("D -a roberta_base --optimizer adam --batch-size 8 --adam-betas 0.9", r"--adam-betas"),
 ])
 def test_clear_one_line_errors(argv, match):
     with pytest.raises(ValueError, match=match) as e:

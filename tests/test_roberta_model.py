@@ -179,7 +179,8 @@ def test_arch_registry_and_flags():
     p = argparse.ArgumentParser()
     add_model_args(p)
     a = p.parse_args(["--encoder-layers", "3"])
-    assert a.encoder_embed_dim is None and a.dropout is None and a.untie_weights_roberta is None
+    # unset model flags are absent (fairseq's argparse.SUPPRESS), so an arch's getattr default applies
+    assert not any(hasattr(a, k) for k in ("encoder_embed_dim", "dropout", "untie_weights_roberta"))
     get_arch("roberta_large")(a)
     assert (a.encoder_layers, a.encoder_embed_dim, a.encoder_ffn_embed_dim, a.encoder_attention_heads) == \
         (3, 1024, 4096, 16)

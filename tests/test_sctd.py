@@ -1,8 +1,8 @@
 """ScTD train step (SPEC section 3): schedule, loss composition, KL direction, normalisation, ignore_grad.
 
 The first half uses a tiny stand-in model/criterion that follows the contracts in ARCHITECTURE.md
-(forward(..., token_drop_keep), extra cls_local/cls_global; criterion(..., token_drop_keep, return_extra)),
-so the step logic is checked in isolation. Integration with the real RoBERTa model, criteria and
+(forward(..., token_drop_keep) -> (logits, extra with cls_local/cls_global); a fairseq-style criterion
+criterion(model, sample) calling model(**sample["net_input"])), so the step logic is checked in isolation. Integration with the real RoBERTa model, criteria and
 fairseq-train follows further down.
 """
 import argparse
@@ -54,18 +54,22 @@ class TinyModel(nn.Module):
 
 
 class TinyCriterion:
-    """masked_lm-like: summed NLL over non-pad targets, sample_size = number of targets."""
+    """masked_lm-like, fairseq's signature: summed NLL over non-pad targets, sample_size = number of targets."""
 
-    def __call__(self, model, sample, reduce=True, token_drop_keep=None, return_extra=False):
-        logits, extra = model(**sample["net_input"], token_drop_keep=token_drop_keep)
+    def __call__(self, model, sample, reduce=True):
+        logits, _ = model(**sample["net_input"])
         tgt = sample["target"]
         m = tgt.ne(PAD)
-        nll = F.cross_entropy(logits[m], tgt[m], reduction="none")
-        loss, size = nll.sum(), int(m.sum())
-        log = {"loss": float(loss.detach()), "sample_size": size, "ntokens": sample["ntokens"]}
-        if not return_extra:
-            return loss, size, log
-        return loss, size, log, {"targets": tgt[m], "token_nll": nll, **extra}
+        loss = F.cross_entropy(logits[m], tgt[m], reduction="sum")
+        size = int(m.sum())
+        return loss, size, {"loss": float(loss.detach()), "sample_size": size, "ntokens": sample["ntokens"]}
+
+
+def crit_pass(crit, model, sample, keep=None):
+    """The criterion on the dropping (keep) or the full forward, with that forward's extra (cls states)."""
+    with sctd.ForwardCapture(model) as forward:
+        loss, size, log = crit(model, sctd.with_kept_positions(sample, keep))
+    return loss, size, log, forward.extra
 
 
 def make_args(*argv):
@@ -126,8 +130,8 @@ def test_loss_is_drop_plus_weighted_full_plus_kl_with_hand_kl(w_full):
     dropper = task.token_dropper
     keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"], 0)
     with torch.no_grad():
-        ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
-        lf, sf, _, ef = crit(model, sample, return_extra=True)
+        ld, sd, _, ed = crit_pass(crit, model, sample, keep)
+        lf, sf, _, ef = crit_pass(crit, model, sample)
         loss, size, log = sctd.compute_loss(dropper, sample, model, crit, update_num=0)
     kl_l, kl_g = hand_kl(ef["cls_local"], ed["cls_local"]), hand_kl(ef["cls_global"], ed["cls_global"])
     kl_l_rev = hand_kl(ed["cls_local"], ef["cls_local"])
@@ -231,7 +235,7 @@ def real_setup(criterion_name, *argv):
     task = types.SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab,
                                  token_dropper=TokenDropper(make_args(*argv), vocab, num_layers=4))
     task.token_dropper.importance.scores[4:19] = torch.linspace(1, 9, 15)
-    return task, model, lookup("criterion", criterion_name)(margs, task)
+    return task, model, lookup("criterion", criterion_name).build_criterion(margs, task)
 
 
 @pytest.mark.parametrize("criterion_name", ["masked_lm", "cross_entropy"])
@@ -241,8 +245,8 @@ def test_real_criteria_normalisation_and_gradients_reach_every_parameter(criteri
     dropper = task.token_dropper
     keep = dropper.keep_positions(sample["net_input"]["src_tokens"], sample["id"], 0)
     with torch.no_grad():
-        ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
-        lf, sf, _, ef = crit(model, sample, return_extra=True)
+        ld, sd, _, ed = crit_pass(crit, model, sample, keep)
+        lf, sf, _, ef = crit_pass(crit, model, sample)
     assert not torch.allclose(ed["cls_local"], ef["cls_local"])  # the drop pass really differs
     kl = hand_kl(ef["cls_local"], ed["cls_local"]) + hand_kl(ef["cls_global"], ed["cls_global"])
     expected = float(ld) / float(sd) + 0.5 * float(lf) / float(sf) + 0.5 * kl / float(sd)
@@ -256,7 +260,7 @@ def test_real_criteria_normalisation_and_gradients_reach_every_parameter(criteri
     sctd.train_step(task, sample, model, crit, None, update_num=1)  # plain token-dropping update
     layer0 = "encoder.sentence_encoder.layers.0.fc1.weight"
     assert not torch.allclose(dict(model.named_parameters())[layer0].grad, grads[layer0])
-    out = crit.reduce_metrics([log])
+    out = sctd.reduce_metrics([log])
     # KL at initialisation is ~1e-7 per sequence, so only a loose fp32 check here (the toy tests are exact)
     assert out["sctd_kl_local"] == pytest.approx(hand_kl(ef["cls_local"], ed["cls_local"]) / 4, abs=1e-7)
 
@@ -269,15 +273,15 @@ def test_cls_only_full_pass_gives_the_full_models_cls_states_and_gradients(crite
     sample = make_sample(B=4, T=16)  # row 1 is padded: the attention mask path
     src = sample["net_input"]["src_tokens"]
     x, cheap = model(src, cls_only=True)
-    _, _, _, ef = crit(model, sample, return_extra=True)
+    _, _, _, ef = crit_pass(crit, model, sample)
     assert x.shape == (4, 1, 16)
     assert torch.equal(cheap["cls_local"], ef["cls_local"])
     torch.testing.assert_close(cheap["cls_global"], ef["cls_global"], rtol=0, atol=1e-6)
     # the reference objective, written with the whole full forward
     dropper = task.token_dropper
     keep = dropper.keep_positions(src, sample["id"], 0)
-    ld, sd, _, ed = crit(model, sample, token_drop_keep=keep, return_extra=True)
-    _, _, _, ef = crit(model, sample, return_extra=True)
+    ld, sd, _, ed = crit_pass(crit, model, sample, keep)
+    _, _, _, ef = crit_pass(crit, model, sample)
     objective = ld + 0.5 * (sctd.cls_kl(ef["cls_local"], ed["cls_local"]) + sctd.cls_kl(ef["cls_global"], ed["cls_global"]))
     model.zero_grad()
     objective.backward()
@@ -297,7 +301,7 @@ def test_cls_only_full_pass_gives_the_full_models_cls_states_and_gradients(crite
 
 
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
+        "--encoder-attention-heads", "2", "--optimizer", "adam"]
 
 
 def run_train(argv):
@@ -372,3 +376,14 @@ def test_skipped_update_discards_its_importance_losses(peer_dir):
     imp.accumulate(torch.tensor([10]), torch.tensor([2.0]))
     task.after_update(2)
     assert float(imp.scores[10]) == pytest.approx(0.95 * float(before[10]) + 0.05 * 2.0)
+
+
+def test_a_criterion_that_bypasses_net_input_is_an_error_not_a_silent_full_model():
+    task, model, _ = setup()
+
+    def src_tokens_only(model, sample, reduce=True):  # drops sample["net_input"]'s other entries
+        logits, _ = model(sample["net_input"]["src_tokens"])
+        return logits.sum(), 1, {"loss": 0.0, "sample_size": 1}
+
+    with pytest.raises(ValueError, match=r"must call the model once as model\(\*\*sample\['net_input'\]"):
+        sctd.train_step(task, make_sample(), model, src_tokens_only, None, update_num=1)

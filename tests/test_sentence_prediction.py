@@ -70,7 +70,7 @@ def test_criterion_classification_loss_and_metrics():
     target = torch.tensor([[0], [0], [1], [1]])
     sample = {"net_input": {"src_tokens": torch.tensor([[0, 0], [0, 1], [0, 2], [0, 3]])},
               "target": target, "ntokens": 8, "nsentences": 4}
-    crit = SentencePredictionCriterion(_args("x"), None)
+    crit = SentencePredictionCriterion.build_criterion(_args("x"), None)
     model = _Linear(logits).eval()
     loss, n, log = crit(model, sample)
     expected = -sum(torch.log_softmax(logits[i], 0)[target[i, 0]] for i in range(4))
@@ -87,7 +87,7 @@ def test_criterion_regression_pearson_spearman():
 
     x = torch.tensor([0.1, 0.4, 0.4, 0.9, 0.3, 0.7])
     y = torch.tensor([0.0, 0.5, 0.2, 1.0, 0.3, 0.6])
-    crit = SentencePredictionCriterion(_args("x", regression_target=True, num_classes=1), None)
+    crit = SentencePredictionCriterion.build_criterion(_args("x", regression_target=True, num_classes=1), None)
     model = _Linear(x.view(-1, 1)).eval()
     logs = []
     for rows in ([0, 1, 2], [3, 4, 5]):  # two validation batches
@@ -169,9 +169,9 @@ def test_bad_inputs(tiny_glue, tmp_path):
         task.load_dataset("train")
     (tiny_glue / "label" / "valid.label").write_text("0.5\nabc\n")
     reg = SentencePredictionTask.setup_task(_args(tiny_glue, regression_target=True, num_classes=1))
-    with pytest.raises(ValueError, match=r"valid.label:2: expected one float label"):
+    with pytest.raises(ValueError, match=r"valid.label:2: expected 1 float label"):
         reg.load_dataset("valid")
-    crit = SentencePredictionCriterion(_args("x", classification_head_name="nope"), None)
+    crit = SentencePredictionCriterion.build_criterion(_args("x", classification_head_name="nope"), None)
     with pytest.raises(ValueError, match="no classification head 'nope'"):
         crit(_Linear(torch.zeros(4, 2)), {"net_input": {"src_tokens": torch.zeros(1, 2, dtype=torch.long)},
                                           "target": torch.zeros(1, 1, dtype=torch.long), "ntokens": 2})

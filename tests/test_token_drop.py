@@ -390,7 +390,7 @@ def test_bad_schedule_values_are_clear_cli_errors(peer_dir, flag, bad, capsys):
     from fairseq_cli import train
     with pytest.raises(SystemExit):
         train.cli_main([str(peer_dir / "data-bin"), "--task", "masked_lm", "--arch", "roberta_base",
-                        "--token-drop", "0.5", f"{flag}={bad}"])
+                        "--optimizer", "adam", "--token-drop", "0.5", f"{flag}={bad}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0] and bad in err[0], err
 

@@ -12,7 +12,7 @@ from fairseq.trainer import Trainer
 from fairseq_cli import train
 
 TINY = ("--encoder-layers 4 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
-        "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete")
+        "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete --optimizer adam")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

@@ -10,23 +10,34 @@ fraction of the LM-head cost. That is what we do.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from omegaconf import II
 
+from fairseq.criterions.fairseq_criterion import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmLoss
+from fairseq.dataclass import FairseqDataclass
 
 
+@dataclass
+class CrossEntropyCriterionConfig(FairseqDataclass):
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+@register_criterion("cross_entropy", dataclass=CrossEntropyCriterionConfig)
 class CrossEntropyCriterion(MaskedLmLoss):
     """MaskedLmLoss with fairseq's cross_entropy denominator: ntokens (or nsentences with --sentence-avg)."""
 
-    def __init__(self, args, task):
-        super().__init__(args, task)
-        self.sentence_avg = bool(getattr(args, "sentence_avg", False))
+    def __init__(self, task, sentence_avg: bool = False):
+        super().__init__(task)
+        self.sentence_avg = bool(sentence_avg)
 
     def sample_size(self, sample, masked: torch.Tensor):
         return sample["nsentences"] if self.sentence_avg else sample["ntokens"]
 
-    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
-        out = super().forward(model, sample, reduce, token_drop_keep, return_extra)
+    def forward(self, model, sample, reduce: bool = True):
+        out = super().forward(model, sample, reduce)
         if self.sentence_avg:  # fairseq then also logs the per-token nll
             out[2]["nll_loss"] = out[2]["loss"]
         return out

@@ -1,51 +1,45 @@
 """The masked_lm criterion (FAIRSEQ_SPEC section 4.6): summed NLL over masked positions only.
 
-Only the masked rows go through the LM head (fairseq's speed trick); gradients are divided by the
-number of masked tokens (sample_size). With return_extra the per-token NLLs, their targets and the
-[CLS] states are returned too, for the token-importance table and ScTD's KL terms.
+fairseq's class and signature: `MaskedLmLoss(task, tpu=False)`, `forward(model, sample, reduce=True)`
+calling `model(**sample["net_input"], masked_tokens=...)`. Only the masked rows go through the LM head
+(fairseq's speed trick); gradients are divided by the number of masked tokens (sample_size).
+Token dropping needs nothing from the criterion: the kept positions travel in sample["net_input"]
+(see fairseq/sctd.py), so a subclass that overrides forward keeps working.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
+from omegaconf import II
 
-from fairseq import sctd
+from fairseq.criterions.fairseq_criterion import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
 
 LN2 = math.log(2.0)
 
 
-def _model_call(model, sample, masked_tokens, token_drop_keep):
-    kwargs = {"masked_tokens": masked_tokens}
-    if token_drop_keep is not None:
-        kwargs["token_drop_keep"] = token_drop_keep
-    return model(sample["net_input"]["src_tokens"], **kwargs)
+def masked_nll(model, sample, pad: int):
+    """(summed NLL in nats, masked-position mask [B,T]).
 
-
-def masked_nll(model, sample, pad: int, token_drop_keep=None, per_token: bool = False):
-    """(summed NLL in nats, masked mask, targets, per-token NLL or None, model extra).
-
-    log_softmax is taken in fp32 (also under autocast), then nll_loss, as fairseq does.
+    log_softmax is taken in fp32 (also under autocast), then nll_loss, as fairseq does. On CPU a
+    batch without a masked position projects every position (pad targets are ignored), as fairseq.
     """
     target = sample["target"]
     masked = target.ne(pad)
     use_mask = masked if (masked.device.type != "cpu" or bool(masked.any())) else None
-    logits, extra = _model_call(model, sample, use_mask, token_drop_keep)
+    logits = model(**sample["net_input"], masked_tokens=use_mask)[0]
     targets = target[masked] if use_mask is not None else target.reshape(-1)
     lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
-    if per_token:
-        token_nll = F.nll_loss(lprobs, targets.reshape(-1), ignore_index=pad, reduction="none")
-        if use_mask is None:
-            token_nll, targets = token_nll[:0], targets[:0]
-        return token_nll.sum(), masked, targets, token_nll, extra
-    loss = F.nll_loss(lprobs, targets.reshape(-1), ignore_index=pad, reduction="sum")
-    return loss, masked, targets, None, extra
+    return F.nll_loss(lprobs, targets.reshape(-1), ignore_index=pad, reduction="sum"), masked
 
 
 def reduce_mlm_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
-    """loss in bits per sample_size unit, [nll_loss per token when they differ], ppl, ScTD extras."""
+    """loss in bits per sample_size unit, [nll_loss per token when they differ], ppl."""
     def total(key):
         return sum(float(lo.get(key, 0.0)) for lo in logging_outputs)
 
@@ -56,34 +50,39 @@ def reduce_mlm_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
         out["ppl"] = 2 ** out["nll_loss"]
     else:
         out["ppl"] = 2 ** out["loss"]
-    out.update(sctd.reduce_metrics(logging_outputs))
+    metrics.log_scalar("loss", out["loss"], sample_size)
+    if "nll_loss" in out:
+        metrics.log_scalar("nll_loss", out["nll_loss"], ntokens)
+    metrics.log_derived("ppl", lambda meters, v=out["ppl"]: v)
     return out
 
 
-class MaskedLmLoss(torch.nn.Module):
-    @staticmethod
-    def add_args(parser):
-        pass
+@dataclass
+class MaskedLmConfig(FairseqDataclass):
+    tpu: bool = II("common.tpu")
 
-    def __init__(self, args, task):
-        super().__init__()
-        self.padding_idx = task.source_dictionary.pad()
+
+@register_criterion("masked_lm", dataclass=MaskedLmConfig)
+class MaskedLmLoss(FairseqCriterion):
+    def __init__(self, task, tpu: bool = False):
+        super().__init__(task)
+        self.tpu = tpu
 
     def sample_size(self, sample, masked: torch.Tensor):
         """The gradient denominator: the number of masked tokens."""
         return masked.int().sum()
 
-    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
-        loss, masked, targets, token_nll, extra = masked_nll(
-            model, sample, self.padding_idx, token_drop_keep, per_token=return_extra)
+    def forward(self, model, sample, reduce: bool = True):
+        loss, masked = masked_nll(model, sample, self.padding_idx)
         sample_size = self.sample_size(sample, masked)
         log = {"loss": loss.detach(), "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
                "sample_size": sample_size}
-        if not return_extra:
-            return loss, sample_size, log
-        return loss, sample_size, log, {"targets": targets, "token_nll": token_nll,
-                                        "cls_local": extra.get("cls_local"), "cls_global": extra.get("cls_global")}
+        return loss, sample_size, log
 
     @staticmethod
     def reduce_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
         return reduce_mlm_metrics(logging_outputs)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

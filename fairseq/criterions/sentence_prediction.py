@@ -14,6 +14,7 @@ of an ordinary validation pass:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Dict, List
 
 import numpy as np
@@ -21,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from fairseq import glue_metrics
+from fairseq.criterions.fairseq_criterion import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
 
 LN2 = math.log(2.0)
 _DEFAULT_HEAD = "sentence_classification_head"
@@ -33,24 +37,27 @@ def _total(logs: List[Dict], key: str) -> float:
     return sum(float(lo.get(key, 0.0)) for lo in logs)
 
 
-class SentencePredictionCriterion(torch.nn.Module):
-    @staticmethod
-    def add_args(parser):
-        pass  # --classification-head-name and --regression-target are task flags, shared here
+@dataclass
+class SentencePredictionConfig(FairseqDataclass):
+    classification_head_name: str = field(default=_DEFAULT_HEAD, metadata={"help": "name of the classification head"})
+    regression_target: bool = field(default=False)
 
-    def __init__(self, args, task):
-        super().__init__()
-        self.head_name = getattr(args, "classification_head_name", None) or _DEFAULT_HEAD
-        self.regression_target = bool(getattr(args, "regression_target", False))
-        self.num_classes = int(getattr(args, "num_classes", -1))
 
-    def forward(self, model, sample, reduce: bool = True, token_drop_keep=None, return_extra: bool = False):
+@register_criterion("sentence_prediction", dataclass=SentencePredictionConfig)
+class SentencePredictionCriterion(FairseqCriterion):
+    """(--classification-head-name and --regression-target are also task flags; the task adds them.)"""
+
+    def __init__(self, task, classification_head_name: str = _DEFAULT_HEAD, regression_target: bool = False):
+        super().__init__(task)
+        self.head_name = classification_head_name or _DEFAULT_HEAD
+        self.regression_target = bool(regression_target)
+
+    def forward(self, model, sample, reduce: bool = True):
         heads = getattr(model, "classification_heads", None)
         if heads is not None and self.head_name not in heads:
             raise ValueError(f"model has no classification head {self.head_name!r} "
                              f"(heads: {sorted(heads) or 'none'}); check --classification-head-name")
-        logits, _ = model(sample["net_input"]["src_tokens"], features_only=True,
-                          classification_head_name=self.head_name)
+        logits, _ = model(**sample["net_input"], features_only=True, classification_head_name=self.head_name)
         targets = sample["target"].view(-1)
         sample_size = targets.numel()
         log = {"ntokens": sample["ntokens"], "nsentences": sample_size, "sample_size": sample_size}
@@ -75,8 +82,6 @@ class SentencePredictionCriterion(torch.nn.Module):
             if not model.training:
                 _VALID_PAIRS.append(torch.stack([xd, yd], 1).cpu().numpy())
         log["loss"] = loss.detach()
-        if return_extra:
-            return loss, sample_size, log, {}
         return loss, sample_size, log
 
     @staticmethod
@@ -104,6 +109,8 @@ class SentencePredictionCriterion(torch.nn.Module):
             pairs = pop_validation_pairs()
             if pairs is not None and len(pairs) == int(round(n)):
                 out["spearman"] = round(100.0 * glue_metrics.spearman(pairs[:, 0], pairs[:, 1]), 2)
+        for key, value in out.items():
+            metrics.log_scalar(key, value, sample_size if key == "loss" else 1)
         return out
 
 

@@ -7,6 +7,7 @@ composes them gets exactly our batches.
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.fairseq_dataset import FairseqDataset, FairseqIterableDataset
 from fairseq.data.base_wrapper_dataset import BaseWrapperDataset
+from fairseq.data.concat_dataset import ConcatDataset
 from fairseq.data.indexed_dataset import (
     MMapIndexedDataset,
     MMapIndexedDatasetBuilder,

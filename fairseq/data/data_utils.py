@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
+from fairseq.data.concat_dataset import ConcatDataset
 from fairseq.data.data_utils_fast import batch_by_size_fn, batch_by_size_vec
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
 
@@ -103,18 +104,18 @@ def check_ignored_sizes(ignored, size_fn: Callable[[int], int], max_positions, r
 def load_indexed_dataset(path: str, dictionary=None, dataset_impl: Optional[str] = None, combine: bool = False,
                          default: str = "mmap"):
     """The binarized split at `path` (e.g. 'data-bin/train' for train.bin/.idx), or None if it does not
-    exist. Only fairseq's mmap format is read; combine=True fails clearly when fairseq would also
-    concatenate train1, train2, ... (not supported here)."""
+    exist. Only fairseq's mmap format is read. combine=True is fairseq's: `path` followed by path1, path2,
+    ... while they exist, as one dataset (--combine-valid-subsets validates on valid + valid1 + ...)."""
     impl = dataset_impl or default
     if impl != "mmap":
         raise ValueError(f"--dataset-impl {impl}: only mmap datasets are supported (fairseq-preprocess's default)")
     if not dataset_exists(path):
         return None
-    if combine and dataset_exists(path + "1"):
-        raise ValueError(f"{path}1.bin/.idx exists: combining numbered splits ({path}, {path}1, ...) is not "
-                         "supported; pass the shards as ':'-separated data directories instead")
-    dataset = MMapIndexedDataset(path)
-    logger.info(f"loaded {len(dataset):,} examples from: {path}")
+    parts = [MMapIndexedDataset(path)]
+    while combine and dataset_exists(f"{path}{len(parts)}"):
+        parts.append(MMapIndexedDataset(f"{path}{len(parts)}"))
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    logger.info(f"loaded {len(dataset):,} examples from: {path}" + (f" (+ {len(parts) - 1} numbered)" if len(parts) > 1 else ""))
     return dataset
 
 

@@ -1,6 +1,15 @@
-"""PLACEHOLDER from the data branch so that fairseq's tests/utils.py imports; the api branch provides the
-real convert_namespace_to_omegaconf."""
+"""fairseq.dataclass.utils: parsed arguments as fairseq's grouped omegaconf config, and the flag generator."""
+from __future__ import annotations
+
+import argparse
+
+from omegaconf import DictConfig, OmegaConf
+
+from fairseq import options
+from fairseq.dataclass.flags import gen_parser_from_dataclass  # noqa: F401  (fairseq's public name)
 
 
-def convert_namespace_to_omegaconf(args):
-    raise NotImplementedError("convert_namespace_to_omegaconf is provided by the api branch")
+def convert_namespace_to_omegaconf(args: argparse.Namespace) -> DictConfig:
+    """fairseq's cfg for `args`: groups common, dataset, optimization, checkpoint, distributed_training,
+    model, task, criterion, optimizer, lr_scheduler, ... (cfg.model holds the model's flat arguments)."""
+    return OmegaConf.create(options.args_to_cfg(args))

@@ -1,28 +1,33 @@
-"""Models by --arch: the architecture table (fairseq.models.architectures) and build_model.
-
-The model classes are reached through fairseq.registry, so this package imports no model and the
-layers above it (options, tasks, checkpoints, the hub interface) import it freely."""
+"""Models by --arch: fairseq's registries (register_model, register_model_architecture), base classes and
+build_model. The built-in RoBERTa registers itself when fairseq.models.roberta is imported below."""
 from __future__ import annotations
 
-from typing import Dict
-
-from fairseq import registry
-from fairseq.models.fairseq_encoder import FairseqEncoder  # noqa: F401  (placeholder, see file)
 from fairseq.models.architectures import (  # noqa: F401  (the package's public names)
+    ARCH_CONFIG_REGISTRY,
     ARCH_MODEL,
+    ARCH_MODEL_NAME_REGISTRY,
+    ARCH_MODEL_REGISTRY,
     ARCH_REGISTRY,
+    MODEL_DATACLASS_REGISTRY,
+    MODEL_REGISTRY,
     add_model_args,
     arch_choices,
-    base_architecture,
     get_arch,
+    register_model,
+    register_model_architecture,
 )
+from fairseq.models.fairseq_encoder import FairseqEncoder  # noqa: F401
+from fairseq.models.fairseq_model import BaseFairseqModel, FairseqEncoderModel  # noqa: F401
+from fairseq.models import roberta  # noqa: F401  (registers roberta and its --arch names)
 
-MODEL_REGISTRY: Dict[str, str] = registry.MODELS
+
+def model_class(arch: str):
+    get_arch(arch)
+    return ARCH_MODEL_REGISTRY[arch]
 
 
-def build_model(args, dictionary_or_task):
-    """Fill the --arch defaults into args and build its model (through the registry) for a dictionary
-    (or task)."""
+def build_model(args, task, from_checkpoint: bool = False):
+    """Fill the --arch defaults into args and build its registered model (fairseq's models.build_model)."""
     arch = getattr(args, "arch", None) or "roberta_base"
     get_arch(arch)(args)
-    return registry.lookup("model", ARCH_MODEL[arch]).build_model(args, dictionary_or_task)
+    return ARCH_MODEL_REGISTRY[arch].build_model(args, task)

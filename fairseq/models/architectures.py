@@ -1,14 +1,48 @@
-"""The --arch table: an architecture is a function(args) that fills in defaults with fairseq's rule.
+"""The model and --arch tables (fairseq's register_model / register_model_architecture) and RoBERTa's
+architecture defaults.
 
-A value already set on `args` (an explicit flag: any non-None attribute) beats the architecture's
-default. `--max-positions` defaults to `--tokens-per-sample` when that is known (as fairseq's masked_lm
+An architecture is a function(args) that fills in defaults with fairseq's rule: a value already set on
+`args` (an explicit flag: any non-None attribute) beats the architecture's default. Model flags are
+parsed with argparse.SUPPRESS as their default (as fairseq does), so an unset flag is absent from args
+and a plugin's `args.x = getattr(args, "x", default)` sees its own default. `--max-positions` defaults to `--tokens-per-sample` when that is known (as fairseq's masked_lm
 does), else 512. Also the model flags themselves (add_model_args). Nothing here imports a model, so
-the model modules can import it.
+the model modules can import it; RoBERTa's names are registered by fairseq/models/roberta/model.py.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Callable, Dict
+
+from fairseq import registry
+
+MODEL_REGISTRY: Dict[str, type] = registry.setup_registry("model").classes
+MODEL_DATACLASS_REGISTRY = registry.REGISTRIES["model"].dataclasses
+ARCH_MODEL_REGISTRY: Dict[str, type] = {}
+ARCH_MODEL_NAME_REGISTRY: Dict[str, str] = {}
+ARCH_CONFIG_REGISTRY: Dict[str, Callable] = {}
+ARCH_REGISTRY = ARCH_CONFIG_REGISTRY  # our earlier name for the same table
+ARCH_MODEL = ARCH_MODEL_NAME_REGISTRY
+
+
+def register_model(name: str, dataclass=None) -> Callable:
+    """Class decorator: `--arch` names registered on `name` build this model (fairseq's register_model)."""
+    return registry.REGISTRIES["model"].register(name, dataclass)
+
+
+def register_model_architecture(model_name: str, arch_name: str) -> Callable:
+    """Function decorator: `--arch arch_name` builds model `model_name` after fn(args) fills defaults."""
+    def decorate(fn):
+        if model_name not in MODEL_REGISTRY:
+            raise ValueError(f"Cannot register model architecture for unknown model type ({model_name})")
+        if arch_name in ARCH_CONFIG_REGISTRY:
+            raise ValueError(f"Cannot register duplicate model architecture ({arch_name})")
+        if not callable(fn):
+            raise ValueError(f"Model architecture must be callable ({arch_name})")
+        ARCH_MODEL_REGISTRY[arch_name] = MODEL_REGISTRY[model_name]
+        ARCH_MODEL_NAME_REGISTRY[arch_name] = model_name
+        ARCH_CONFIG_REGISTRY[arch_name] = fn
+        return fn
+    return decorate
 
 
 def _fill(args, name: str, value) -> None:
@@ -16,7 +50,7 @@ def _fill(args, name: str, value) -> None:
         setattr(args, name, value)
 
 
-def _roberta_shape(layers: int, embed: int, ffn: int, heads: int) -> Callable:
+def roberta_shape(layers: int, embed: int, ffn: int, heads: int) -> Callable:
     def arch(args):
         _fill(args, "encoder_layers", layers)
         _fill(args, "encoder_embed_dim", embed)
@@ -44,6 +78,9 @@ def base_architecture(args):
     _fill(args, "layernorm_embedding", True)
     _fill(args, "no_scale_embedding", True)
     _fill(args, "encoder_learned_pos", True)
+    _fill(args, "checkpoint_activations", False)
+    _fill(args, "offload_activations", False)
+    _fill(args, "spectral_norm_classification_head", False)
     tps = getattr(args, "tokens_per_sample", None)
     _fill(args, "max_positions", int(tps) if tps is not None else 512)
     _fill(args, "max_source_positions", args.max_positions)
@@ -62,16 +99,14 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
 
 
-ARCH_REGISTRY: Dict[str, Callable] = {
-    "roberta": base_architecture,
-    "roberta_base": _roberta_shape(12, 768, 3072, 12),
-    "roberta_large": _roberta_shape(24, 1024, 4096, 16),
-    # small CPU-friendly shapes (ours; fairseq has no such names)
-    "roberta_medium": _roberta_shape(8, 512, 2048, 8),
-    "roberta_small": _roberta_shape(4, 512, 2048, 8),
-    "roberta_tiny": _roberta_shape(2, 128, 512, 2),
+# RoBERTa's shapes (the last three are ours, small and CPU-friendly; fairseq has no such names)
+ROBERTA_SHAPES = {
+    "roberta_base": (12, 768, 3072, 12),
+    "roberta_large": (24, 1024, 4096, 16),
+    "roberta_medium": (8, 512, 2048, 8),
+    "roberta_small": (4, 512, 2048, 8),
+    "roberta_tiny": (2, 128, 512, 2),
 }
-ARCH_MODEL = {name: "roberta" for name in ARCH_REGISTRY}
 
 
 def get_arch(name: str) -> Callable:
@@ -85,8 +120,9 @@ def arch_choices():
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """RoBERTa model flags (fairseq names), all default None so the --arch fills them."""
-    g = parser.add_argument_group("model")
+    """RoBERTa model flags (fairseq names). Unset flags stay absent from args (argparse.SUPPRESS, as in
+    fairseq's model-specific group), so the --arch fills them."""
+    g = parser.add_argument_group("model", argument_default=argparse.SUPPRESS)
     g.add_argument("--encoder-layers", type=int, metavar="L", help="number of encoder layers")
     g.add_argument("--encoder-embed-dim", type=int, metavar="H", help="encoder embedding dimension")
     g.add_argument("--encoder-ffn-embed-dim", type=int, metavar="F", help="encoder FFN dimension")
@@ -98,13 +134,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="dropout after the FFN activation")
     g.add_argument("--pooler-dropout", type=float, metavar="D", help="dropout in the classification heads")
     g.add_argument("--encoder-layerdrop", type=float, metavar="D", help="LayerDrop probability")
-    g.add_argument("--untie-weights-roberta", action="store_true", default=None,
+    g.add_argument("--untie-weights-roberta", action="store_true",
                    help="untie the LM head weights from the token embeddings")
-    g.add_argument("--activation-fn", default=None, help="only 'gelu' is supported")
-    g.add_argument("--pooler-activation-fn", default=None, help="only 'tanh' is supported")
-    g.add_argument("--checkpoint-activations", action="store_true", default=False,
+    g.add_argument("--activation-fn", help="only 'gelu' is supported")
+    g.add_argument("--pooler-activation-fn", help="only 'tanh' is supported")
+    g.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute each encoder layer in the backward instead of storing its activations")
-    g.add_argument("--offload-activations", action="store_true", default=False,
+    g.add_argument("--offload-activations", action="store_true",
                    help="not implemented (an error): use --checkpoint-activations")
-    g.add_argument("--spectral-norm-classification-head", action="store_true", default=False,
+    g.add_argument("--spectral-norm-classification-head", action="store_true",
                    help="spectral norm on the classification head's out_proj (as fairseq)")

@@ -24,6 +24,8 @@ from typing import Iterable, List
 
 import torch
 
+from fairseq.optim.fairseq_optimizer import FairseqOptimizer, register_optimizer
+
 
 def parse_betas(value) -> tuple:
     """'(0.9, 0.98)' / '0.9,0.98' / (0.9, 0.98) -> (0.9, 0.98), with a clear error otherwise."""
@@ -127,45 +129,24 @@ class Adam(torch.optim.Optimizer):
             torch._foreach_addcdiv_(ps, m, denom, value=-self._step_size(group, step))
 
 
-class FairseqAdam:
+@register_optimizer("adam")
+class FairseqAdam(FairseqOptimizer):
     """The --optimizer adam wrapper: flags, lr get/set, and (de)serialisable state."""
 
-    @staticmethod
-    def add_args(parser):
+    @classmethod
+    def add_args(cls, parser):
         g = parser.add_argument_group("optimizer")
         g.add_argument("--adam-betas", default="(0.9, 0.999)", metavar="B", help="betas for Adam")
         g.add_argument("--adam-eps", type=float, default=1e-8, metavar="D", help="epsilon for Adam")
         g.add_argument("--weight-decay", "--wd", default=0.0, type=float, metavar="WD", help="weight decay")
 
     def __init__(self, args, params):
+        super().__init__(args)
         lr = args.lr[0] if isinstance(args.lr, (list, tuple)) else float(args.lr)
         self.optimizer = Adam(list(params), lr=lr, betas=parse_betas(args.adam_betas),
                               eps=float(args.adam_eps), weight_decay=float(args.weight_decay))
 
-    @property
-    def params(self):
-        for group in self.optimizer.param_groups:
-            yield from group["params"]
-
-    def get_lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def step(self) -> None:
-        self.optimizer.step()
-
-    def zero_grad(self) -> None:
-        """Gradients become None (not zeros): unused parameters stay out of Adam, as in fairseq."""
-        for p in self.params:
-            p.grad = None
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, optimizer_overrides=None) -> None:
         self.optimizer.load_state_dict(state)
         for s in self.optimizer.state.values():  # fairseq/torch may store the step as a tensor
             if torch.is_tensor(s.get("step")):

@@ -7,6 +7,17 @@ same order as fairseq's so the values agree to the last bit (e.g. (9/10) * 5e-4 
 """
 from __future__ import annotations
 
+from fairseq import registry
+from fairseq.dataclass.flags import gen_parser_from_dataclass
+
+LR_SCHEDULER_REGISTRY = registry.setup_registry("lr-scheduler").classes
+LR_SCHEDULER_DATACLASS_REGISTRY = registry.REGISTRIES["lr-scheduler"].dataclasses
+
+
+def register_lr_scheduler(name: str, dataclass=None):
+    """Class decorator: `--lr-scheduler name` builds this class (a FairseqLRScheduler) as cls(cfg, optimizer)."""
+    return registry.REGISTRIES["lr-scheduler"].register(name, dataclass)
+
 
 def _peak_lr(args) -> float:
     lr = args.lr
@@ -17,11 +28,20 @@ def _peak_lr(args) -> float:
     return float(lr)
 
 
-class _Schedule:
+class FairseqLRScheduler:
+    """fairseq's base: step_update(num_updates) -> lr after each update, step(epoch, val_loss) per epoch."""
+
     def __init__(self, args, optimizer):
+        self.cfg = args
         self.args = args
         self.optimizer = optimizer
         self.best = None
+
+    @classmethod
+    def add_args(cls, parser):
+        dc = registry.dataclass_of(cls)
+        if dc is not None:
+            gen_parser_from_dataclass(parser.add_argument_group("lr_scheduler"), dc())
 
     def step_update(self, num_updates: int) -> float:
         lr = self.lr_at(num_updates)
@@ -41,7 +61,8 @@ class _Schedule:
         self.best = state.get("best")
 
 
-class PolynomialDecaySchedule(_Schedule):
+@register_lr_scheduler("polynomial_decay")
+class PolynomialDecaySchedule(FairseqLRScheduler):
     @staticmethod
     def add_args(parser):
         g = parser.add_argument_group("lr_scheduler")
@@ -74,7 +95,8 @@ class PolynomialDecaySchedule(_Schedule):
         return (self.lr - self.end) * remaining ** self.power + self.end
 
 
-class InverseSquareRootSchedule(_Schedule):
+@register_lr_scheduler("inverse_sqrt")
+class InverseSquareRootSchedule(FairseqLRScheduler):
     @staticmethod
     def add_args(parser):
         g = parser.add_argument_group("lr_scheduler")
@@ -97,7 +119,8 @@ class InverseSquareRootSchedule(_Schedule):
         return self.decay * max(n, 1) ** -0.5
 
 
-class FixedSchedule(_Schedule):
+@register_lr_scheduler("fixed")
+class FixedSchedule(FairseqLRScheduler):
     @staticmethod
     def add_args(parser):
         g = parser.add_argument_group("lr_scheduler")
@@ -112,3 +135,6 @@ class FixedSchedule(_Schedule):
         if self.warmup > 0 and n < self.warmup:
             return ((n + 1) / float(self.warmup)) * self.lr
         return self.lr
+
+
+registry.REGISTRIES["lr-scheduler"].base_class = FairseqLRScheduler

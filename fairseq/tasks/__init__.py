@@ -1,8 +1,25 @@
-"""Tasks, built by --task name through fairseq.registry."""
+"""Tasks by --task name (fairseq's register_task), their base classes and setup_task. The built-in
+tasks register themselves when their modules are imported below."""
 from fairseq import registry
-from fairseq.tasks.fairseq_task import LegacyFairseqTask  # noqa: F401  (placeholder, see file)
+from fairseq.tasks.base import (  # noqa: F401
+    TASK_DATACLASS_REGISTRY,
+    TASK_REGISTRY,
+    FairseqTask,
+    LegacyFairseqTask,
+    logged_metrics,
+    register_task,
+)
+from fairseq.tasks import masked_lm, sentence_prediction  # noqa: F401
 
 
-def setup_task(args):
-    """The task class's setup_task(args) (loads the dictionary from the data directory)."""
-    return registry.lookup("task", args.task).setup_task(args)
+def get_task(name: str):
+    return registry.lookup("task", name)
+
+
+def setup_task(cfg, **kwargs):
+    """The registered task class's setup_task(cfg) (which loads the dictionaries from the data directory).
+    cfg: parsed arguments (the name is cfg.task) or a task config (the name is cfg._name)."""
+    name = getattr(cfg, "task", None)
+    if not isinstance(name, str):
+        name = getattr(cfg, "_name", None)
+    return registry.lookup("task", name).setup_task(cfg, **kwargs)

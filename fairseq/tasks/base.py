@@ -1,10 +1,16 @@
-"""What every task shares: datasets by split, the batch iterator, and the plain train/valid step.
+"""What every task shares: datasets by split, the batch iterator, and the plain train/valid step; the
+--task table (fairseq's register_task) and the base classes FairseqTask / LegacyFairseqTask.
 
 train_step does its own backward (fairseq semantics) through `optimizer.backward(loss)`, which applies
 the fp16 loss scale when one is active, under the autocast the trainer configured. Tasks override
 `ordered_indices` (by default the dataset's own: masked_lm's SortDataset sorts by length, sentence_prediction
 keeps a seeded permutation) and the
 hooks the trainer calls once per update (`after_update`, `discard_update`) when they keep state.
+
+A task is constructed as fairseq's: `cls.setup_task(cfg)` -> `cls(cfg, ...)`; cfg is the parsed
+arguments (or a config dataclass), and `task.cfg` / `task.args` both name it. reduce_metrics is
+fairseq's (it logs through fairseq.logging.metrics); `logged_metrics(task, criterion, logs)` runs it in a
+fresh aggregation and returns every value logged, so a plugin's own log_scalar calls reach the logs.
 """
 from __future__ import annotations
 
@@ -13,8 +19,19 @@ import contextlib
 import numpy as np
 import torch
 
+from fairseq import models, registry
 from fairseq.criterions import build_criterion
 from fairseq.data import data_utils, iterators
+from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.logging import metrics
+
+TASK_REGISTRY = registry.setup_registry("task").classes
+TASK_DATACLASS_REGISTRY = registry.REGISTRIES["task"].dataclasses
+
+
+def register_task(name: str, dataclass=None):
+    """Class decorator: `--task name` builds this class (a FairseqTask)."""
+    return registry.REGISTRIES["task"].register(name, dataclass)
 
 
 def backward(optimizer, loss: torch.Tensor) -> None:
@@ -27,6 +44,40 @@ def backward(optimizer, loss: torch.Tensor) -> None:
 
 class FairseqTask:
     datasets: dict
+
+    def __init__(self, cfg, **kwargs):
+        self.cfg = cfg
+        self.args = cfg
+        self.datasets = {}
+
+    @classmethod
+    def add_args(cls, parser):
+        """Flags from the dataclass the task was registered with (a task may override this)."""
+        dc = registry.dataclass_of(cls)
+        if dc is not None:
+            gen_parser_from_dataclass(parser.add_argument_group("task"), dc())
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        return cls(cfg, **kwargs)
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        return models.build_model(cfg, self, from_checkpoint)
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        """fairseq's: the criterion's reduce_metrics (which logs); ours also returns its dict."""
+        return type(criterion).reduce_metrics(logging_outputs)
+
+    def max_positions(self):
+        return None
+
+    @property
+    def source_dictionary(self):
+        raise NotImplementedError
+
+    @property
+    def target_dictionary(self):
+        raise NotImplementedError
 
     def dataset(self, split: str):
         if split not in self.datasets:
@@ -97,3 +148,27 @@ class FairseqTask:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class LegacyFairseqTask(FairseqTask):
+    """fairseq's base for tasks configured by an argparse Namespace (`add_args` + `setup_task(args)`)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+
+    @classmethod
+    def setup_task(cls, args, **kwargs):
+        return cls(args, **kwargs)
+
+
+registry.REGISTRIES["task"].base_class = FairseqTask
+
+
+def logged_metrics(task, criterion, logging_outputs) -> dict:
+    """Every value task.reduce_metrics logs for `logging_outputs`: the values it returns (exact, in their
+    order) first, then any other value logged through fairseq.logging.metrics (a plugin's own keys)."""
+    with metrics.aggregate(new_root=True) as agg:
+        returned = task.reduce_metrics(logging_outputs, criterion)
+        logged = dict(agg.get_smoothed_values())
+    returned = returned if isinstance(returned, dict) else {}
+    return {**returned, **{k: v for k, v in logged.items() if k not in returned}}

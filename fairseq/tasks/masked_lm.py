@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
+from omegaconf import II
 
 from fairseq import flops, models, sctd, token_drop, utils
 from fairseq.distributed import utils as distributed
@@ -29,7 +32,9 @@ from fairseq.data import (
 )
 from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.indexed_dataset import dataset_exists
-from fairseq.tasks.base import FairseqTask
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from fairseq.tasks.base import FairseqTask, register_task
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +111,37 @@ def masked_lm_dataset(dataset, dictionary: Dictionary, mask_idx: int, seed: int 
     )
 
 
+SAMPLE_BREAK_MODE_CHOICES = ChoiceEnum(["none", "complete", "complete_doc", "eos"])
+SHORTEN_METHOD_CHOICES = ChoiceEnum(["none", "truncate", "random_crop"])
+
+
+@dataclass
+class MaskedLMConfig(FairseqDataclass):
+    """fairseq's masked_lm fields (MaskedLMTask.add_args gives them their flags, with ours beside)."""
+
+    data: str = field(default="", metadata={"help": "data directory; ':'-separated shards"})
+    sample_break_mode: SAMPLE_BREAK_MODE_CHOICES = field(default="none")
+    tokens_per_sample: int = field(default=1024, metadata={"help": "max tokens per sample"})
+    mask_prob: float = field(default=0.15)
+    leave_unmasked_prob: float = field(default=0.1)
+    random_token_prob: float = field(default=0.1)
+    freq_weighted_replacement: bool = field(default=False)
+    mask_whole_words: bool = field(default=False)
+    mask_multiple_length: int = field(default=1)
+    mask_stdev: float = field(default=0.0)
+    shorten_method: SHORTEN_METHOD_CHOICES = field(default="none")
+    shorten_data_split_list: str = field(default="")
+    seed: int = II("common.seed")
+    include_target_tokens: bool = field(default=False)
+    gpt2_encoder_json: Optional[str] = field(default=None)
+    gpt2_vocab_bpe: Optional[str] = field(default=None)
+    bpe_tokenizer_json: Optional[str] = field(default=None)
+
+
+@register_task("masked_lm", dataclass=MaskedLMConfig)
 class MaskedLMTask(FairseqTask):
-    @staticmethod
-    def add_args(parser):
+    @classmethod
+    def add_args(cls, parser):
         g = parser.add_argument_group("task")
         add = g.add_argument
         add("data", help="fairseq binarized data directory (dict.txt + <split>.bin/.idx); ':'-separated shards")
@@ -132,12 +165,13 @@ class MaskedLMTask(FairseqTask):
             help="tokenizer.json, for --mask-whole-words (default: DATA/tokenizer.json if present)")
         token_drop.add_token_drop_args(parser)
 
-    def __init__(self, args, dictionary: Dictionary):
-        self.args = args
+    def __init__(self, cfg, dictionary: Dictionary):
+        """cfg: the parsed arguments or a MaskedLMConfig (fairseq's constructor)."""
+        super().__init__(cfg)
+        args = cfg
         self.data_paths = data_paths(args.data)
         self.dictionary = dictionary
         self.mask_idx = dictionary.add_symbol("<mask>")
-        self.datasets = {}
         self.token_dropper = None
         self.seed = int(getattr(args, "seed", 1))
         if int(getattr(args, "mask_multiple_length", 1)) != 1 or float(getattr(args, "mask_stdev", 0.0)) != 0.0:
@@ -146,10 +180,10 @@ class MaskedLMTask(FairseqTask):
             raise ValueError(f"--shorten-method {args.shorten_method!r} is not supported; only none")
 
     @classmethod
-    def setup_task(cls, args):
+    def setup_task(cls, args, **kwargs):
         paths = data_paths(args.data)
         if len(paths) > 1:
-            check_shards(paths, args.train_subset)
+            check_shards(paths, getattr(args, "train_subset", "train"))
         dict_path = os.path.join(paths[0], "dict.txt")
         if not os.path.isfile(dict_path):
             raise FileNotFoundError(f"dictionary not found: {dict_path} (is {paths[0]} a fairseq data-bin?)")
@@ -209,14 +243,14 @@ class MaskedLMTask(FairseqTask):
             pad_to_multiple=int(getattr(self.args, "required_seq_len_multiple", 1)))
         return self.datasets[split]
 
-    def build_model(self, args):
+    def build_model(self, args, from_checkpoint: bool = False):
         models.get_arch(getattr(args, "arch", None) or "roberta_base")(args)
         if getattr(args, "max_positions", None) is None:
             args.max_positions = args.tokens_per_sample
         if int(args.max_positions) < int(args.tokens_per_sample):
             raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample "
                              f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
-        model = models.build_model(args, self)
+        model = super().build_model(args, from_checkpoint)
         unused = token_drop.unused_flags(args)
         if unused and distributed.is_master():  # one warning per job, like fairseq.flag_audit's
             logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
@@ -229,6 +263,14 @@ class MaskedLMTask(FairseqTask):
         if self.token_dropper is not None:
             return sctd.train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        """The criterion's values plus, on token-dropping runs, the ScTD keys (fairseq.sctd)."""
+        out = super().reduce_metrics(logging_outputs, criterion)
+        extra = sctd.reduce_metrics(logging_outputs)
+        for key, value in extra.items():
+            metrics.log_scalar(key, value)
+        return {**(out or {}), **extra}
 
     def after_update(self, num_updates: int) -> None:
         if self.token_dropper is not None:

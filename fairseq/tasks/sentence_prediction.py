@@ -4,7 +4,7 @@ Data layout, as fairseq's GLUE recipe writes it:
     DATA/input0/{dict.txt, <split>.bin/.idx}    first sentence (BPE ids through the pretraining dict)
     DATA/input1/...                             second sentence, pair tasks only
     DATA/label/{dict.txt, <split>.bin/.idx}     class labels (own dictionary), or
-    DATA/label/<split>.label                    one float per line with --regression-target (STS-B)
+    DATA/label/<split>.label                    --num-classes floats per line with --regression-target (STS-B: 1)
 
 A sample is `<s> A </s>` or `<s> A </s> </s> B </s>` (--init-token prepended to input0,
 --separator-token to input1); the class is the label-dictionary index minus 4 (the specials),
@@ -32,15 +32,16 @@ from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
 from fairseq.data.data_utils import collate_tokens
 from fairseq.data.fairseq_dataset import FairseqDataset
-from fairseq.tasks.base import FairseqTask
+from fairseq.tasks.base import FairseqTask, register_task
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEAD = "sentence_classification_head"
 
 
-def read_regression_labels(path: str) -> np.ndarray:
-    """Floats, one line per sample (fairseq takes every number on the line; we need exactly one)."""
+def read_regression_labels(path: str, num_outputs: int = 1) -> np.ndarray:
+    """Floats, one line per sample with exactly `num_outputs` numbers (fairseq's rule: --num-classes N
+    with --regression-target is an N-output regression). Returns [n] for one output, else [n, N]."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"regression labels not found: {path} (written by fairseq-glue-prep for STS-B)")
     values = []
@@ -48,16 +49,18 @@ def read_regression_labels(path: str) -> np.ndarray:
         for lineno, line in enumerate(f, 1):
             fields = line.split()
             try:
-                if len(fields) != 1:
+                if len(fields) != num_outputs:
                     raise ValueError
-                values.append(float(fields[0]))
+                values.append([float(v) for v in fields])
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected one float label, got {line.rstrip()!r}") from None
-    return np.asarray(values, dtype=np.float32)
+                raise ValueError(f"{path}:{lineno}: expected {num_outputs} float label(s) (--num-classes), "
+                                 f"got {line.rstrip()!r}") from None
+    out = np.asarray(values, dtype=np.float32).reshape(-1, num_outputs)
+    return out[:, 0] if num_outputs == 1 else out
 
 
 class SentencePredictionDataset(FairseqDataset):
-    """Item i: {"id", "source", "target"}; collater pads sources and stacks targets as [B, 1]."""
+    """Item i: {"id", "source", "target"}; collater pads sources and stacks targets as [B, 1] ([B, N] for N-output regression)."""
 
     def __init__(self, input0, input1, targets: np.ndarray, pad: int, init_token: Optional[int],
                  separator_token: Optional[int], seed: int, truncate_to: Optional[int] = None):
@@ -109,7 +112,7 @@ class SentencePredictionDataset(FairseqDataset):
         if self.truncate_to is not None:
             source = source[: self.truncate_to]
         target = self.targets[i]
-        target = torch.tensor([target], dtype=torch.float32 if self.targets.dtype.kind == "f" else torch.long)
+        target = torch.tensor(target, dtype=torch.float32 if self.targets.dtype.kind == "f" else torch.long).reshape(-1)
         return {"id": i, "source": source, "target": target}
 
     def collater(self, samples):
@@ -126,9 +129,10 @@ class SentencePredictionDataset(FairseqDataset):
         }
 
 
+@register_task("sentence_prediction")
 class SentencePredictionTask(FairseqTask):
-    @staticmethod
-    def add_args(parser):
+    @classmethod
+    def add_args(cls, parser):
         g = parser.add_argument_group("task")
         add = g.add_argument
         add("data", help="GLUE data directory with input0/, [input1/] and label/ (fairseq-glue-prep output)")
@@ -148,18 +152,17 @@ class SentencePredictionTask(FairseqTask):
             add("--max-positions", type=int, default=512, help="max input length")
 
     def __init__(self, args, data_dictionary: Dictionary, label_dictionary: Optional[Dictionary]):
-        self.args = args
+        super().__init__(args)
         self.dictionary = data_dictionary
         self.label_dictionary = label_dictionary
         self.mask_idx = data_dictionary.add_symbol("<mask>")
         if label_dictionary is not None:
             label_dictionary.add_symbol("<mask>")
-        self.datasets = {}
         self.seed = int(getattr(args, "seed", 1))
         self.head_name = getattr(args, "classification_head_name", DEFAULT_HEAD) or DEFAULT_HEAD
 
     @classmethod
-    def setup_task(cls, args):
+    def setup_task(cls, args, **kwargs):
         if len([p for p in str(args.data).split(":") if p]) > 1:
             raise ValueError(f"sentence_prediction reads one data directory (fairseq does not rotate its shards); "
                              f"got {args.data!r}")
@@ -168,8 +171,6 @@ class SentencePredictionTask(FairseqTask):
         regression = bool(getattr(args, "regression_target", False))
         if num_classes <= 0:
             raise ValueError(f"--num-classes must be set (> 0), got {num_classes}")
-        if regression and num_classes != 1:
-            raise ValueError(f"--regression-target needs --num-classes 1, got {num_classes}")
         data_dict = Dictionary.load(cls._dict_path(data, "input0"))
         logger.info(f"[input] dictionary: {len(data_dict)} types")
         label_dict = None
@@ -211,7 +212,7 @@ class SentencePredictionTask(FairseqTask):
     def _targets(self, split: str) -> np.ndarray:
         data = str(self.args.data).split(":")[0]
         if self.args.regression_target:
-            return read_regression_labels(os.path.join(data, "label", f"{split}.label"))
+            return read_regression_labels(os.path.join(data, "label", f"{split}.label"), int(self.args.num_classes))
         labels = self._indexed("label", split)
         nspecial = self.label_dictionary.nspecial
         eos = self.label_dictionary.eos()
@@ -228,6 +229,9 @@ class SentencePredictionTask(FairseqTask):
         return out
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False):
+        if combine:
+            raise ValueError("--combine-valid-subsets: sentence_prediction reads one valid split; name each in "
+                             "--valid-subset instead")
         input0 = self._indexed("input0", split)
         input1 = self._indexed("input1", split, required=False)
         targets = self._targets(split)

@@ -4,6 +4,7 @@
     tokens = roberta.encode("Hello world")          # needs tokenizer.json or encoder.json + vocab.bpe
     feats = roberta.extract_features(tokens)         # [1, T, C]
     roberta.fill_mask("The <mask> is here.", topk=3)
+    roberta.cfg.model.encoder_layers, roberta.cfg.task.data   # fairseq's omegaconf config, in groups
 
 Checkpoints are read through checkpoint.load_checkpoint_file, so every fairseq 0.9-0.12 layout and ours
 load (fairseq/checkpoint_upgrade.py). The data folder is found with fairseq's rule (resolve_data_dir) and
@@ -13,6 +14,7 @@ caller); call .train() to re-enable dropout.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from typing import List, Optional
@@ -23,7 +25,9 @@ import torch.nn.functional as F
 
 from fairseq import checkpoint, options, tasks
 from fairseq.data.bpe import load_tokenizer
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.models.roberta.model import RobertaModel
+from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +77,6 @@ class _Bpe:
         return "".join(out)
 
 
-HUB_TASKS = ("masked_lm", "sentence_prediction")
 _BPE_KWARGS = ("bpe", "bpe_tokenizer_json", "gpt2_encoder_json", "gpt2_vocab_bpe")
 
 
@@ -88,7 +91,10 @@ def resolve_data_dir(model_dir: str, data_name_or_path: str) -> str:
 def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **overrides):
     """RobertaHubInterface for `model_dir/checkpoint_file`, its task's dictionaries read from the data
     folder (see resolve_data_dir): dict.txt for masked_lm, input0/ and label/ for sentence_prediction.
-    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads)."""
+    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads).
+    user_dir: a --user-dir plugin to import first (its task, architecture or criterion may be the
+    checkpoint's)."""
+    import_user_module(argparse.Namespace(user_dir=overrides.pop("user_dir", None)))
     model_dir = str(model_name_or_path)
     state = checkpoint.load_checkpoint_file(os.path.join(model_dir, checkpoint_file))
     args = options.model_args_from_cfg(state["cfg"])
@@ -98,16 +104,15 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     for k, v in overrides.items():
         setattr(args, k, v)
     args.task = getattr(args, "task", None) or "masked_lm"
-    if args.task not in HUB_TASKS:
-        raise ValueError(f"from_pretrained: checkpoint task {args.task!r} is not supported; "
-                         f"choose from: {', '.join(HUB_TASKS)}")
+    tasks.get_task(args.task)  # unknown (e.g. a plugin's, without user_dir=): one line with the choices
     data_dir = resolve_data_dir(model_dir, str(data_name_or_path))
     args.data = data_dir
     task = tasks.setup_task(args)
     model = RobertaModel.build_model(args, task)
     checkpoint.check_vocab(state, model, os.path.join(model_dir, checkpoint_file))
     model.load_state_dict(state["model"])
-    return RobertaHubInterface(args, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
+    cfg = convert_namespace_to_omegaconf(args)
+    return RobertaHubInterface(cfg, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
 
 
 class RobertaHubInterface(nn.Module):
@@ -223,8 +228,12 @@ class RobertaHubInterface(nn.Module):
         d = self.task.source_dictionary
         results = []
         for p, i in zip(values.tolist(), index.tolist()):
-            token = bpe.decode(d[i])
-            if token.startswith(" ") and " " + mask in masked_input:
+            token_bpe = d[i]
+            token = bpe.decode(token_bpe)
+            if token_bpe.startswith("\u2581"):  # sentencepiece word start (fairseq's rule, kept for exactness)
+                token = " " + token
+            # fairseq's rule: a mask written after a space takes that space's place, whatever the token
+            if " " + mask in masked_input:
                 filled = masked_input.replace(" " + mask, token)
             else:
                 filled = masked_input.replace(mask, token)

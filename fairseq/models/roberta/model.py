@@ -24,7 +24,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fairseq.compile import call_layer
-from fairseq.models.architectures import add_model_args, get_arch
+from fairseq.models.architectures import (
+    ROBERTA_SHAPES,
+    add_model_args,
+    base_architecture,
+    get_arch,
+    register_model,
+    register_model_architecture,
+    roberta_shape,
+)
+from fairseq.models.fairseq_model import FairseqEncoderModel
 from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split
@@ -250,18 +259,18 @@ class RobertaEncoder(nn.Module):
         return x, extra
 
 
-class RobertaModel(nn.Module):
+@register_model("roberta")
+class RobertaModel(FairseqEncoderModel):
     """fairseq-compatible RoBERTa: `model.encoder` (sentence_encoder + lm_head) and classification heads."""
 
     def __init__(self, args, encoder: RobertaEncoder):
-        super().__init__()
+        super().__init__(encoder)
         self.args = args
-        self.encoder = encoder
         self.apply(init_bert_params)
         self.classification_heads = nn.ModuleDict()
 
-    @staticmethod
-    def add_args(parser: argparse.ArgumentParser) -> None:
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
 
     @classmethod
@@ -359,3 +368,8 @@ def fairseq_compatible_state_dict(model: RobertaModel) -> "OrderedDict[str, torc
                 out[pre + name] = torch.zeros(shapes[name], dtype=v.dtype)
         out[k] = v
     return out
+
+
+register_model_architecture("roberta", "roberta")(base_architecture)
+for _name, _shape in ROBERTA_SHAPES.items():
+    register_model_architecture("roberta", _name)(roberta_shape(*_shape))

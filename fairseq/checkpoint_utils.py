@@ -1,0 +1,53 @@
+"""fairseq.checkpoint_utils: the loading functions fairseq's docs use.
+
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={"data": d})
+
+Files are read by fairseq.checkpoint.load_checkpoint_file (every fairseq 0.9-0.12 layout and ours);
+arg_overrides replace the checkpoint's flat arguments (model and task alike, as fairseq's do) before the
+task is set up and the models are built; cfg is fairseq's grouped omegaconf config of the first file.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from fairseq import checkpoint, models, options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+
+def load_checkpoint_to_cpu(path: str, arg_overrides: Optional[Dict] = None, load_on_all_ranks: bool = False) -> dict:
+    """The checkpoint's state dict on the CPU (its cfg with arg_overrides applied to cfg['model'])."""
+    state = checkpoint.load_checkpoint_file(path)
+    if arg_overrides:
+        args = options.model_args_from_cfg(state["cfg"])
+        for key, value in arg_overrides.items():
+            setattr(args, key, value)
+        state["cfg"] = options.args_to_cfg(args)
+    return state
+
+
+def load_model_ensemble_and_task(filenames: List[str], arg_overrides: Optional[Dict] = None, task=None,
+                                 strict: bool = True, suffix: str = "", num_shards: int = 1, state=None):
+    """(models, cfg, task): one model per file, built by the (first file's) task and loaded strictly."""
+    if num_shards != 1 or suffix:
+        raise ValueError("load_model_ensemble_and_task: sharded checkpoints (num_shards/suffix) are not supported")
+    ensemble, cfg = [], None
+    for filename in filenames:
+        file_state = state if state is not None else load_checkpoint_to_cpu(filename, arg_overrides)
+        args = options.model_args_from_cfg(file_state["cfg"])
+        args.task = getattr(args, "task", None) or "masked_lm"
+        if task is None:
+            task = tasks.setup_task(args)
+        model = models.build_model(args, task)
+        checkpoint.check_vocab(file_state, model, filename)
+        model.load_state_dict(file_state["model"], strict=strict)
+        ensemble.append(model)
+        if cfg is None:
+            cfg = convert_namespace_to_omegaconf(args)
+    return ensemble, cfg, task
+
+
+def load_model_ensemble(filenames: List[str], arg_overrides: Optional[Dict] = None, task=None, strict: bool = True,
+                        suffix: str = "", num_shards: int = 1, state=None):
+    """(models, cfg): load_model_ensemble_and_task without the task."""
+    ensemble, cfg, _ = load_model_ensemble_and_task(filenames, arg_overrides, task, strict, suffix, num_shards, state)
+    return ensemble, cfg

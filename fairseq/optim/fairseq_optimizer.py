@@ -1,0 +1,66 @@
+"""FairseqOptimizer and the --optimizer table (fairseq's register_optimizer).
+
+An optimizer is built as `cls(cfg, params)`; it wraps a torch optimizer (`self.optimizer`, which a
+fairseq plugin sets as `self._optimizer`) and offers what the trainer calls: get_lr/set_lr, step,
+zero_grad and (de)serialisable state."""
+from __future__ import annotations
+
+from fairseq import registry
+from fairseq.dataclass.flags import gen_parser_from_dataclass
+
+OPTIMIZER_REGISTRY = registry.setup_registry("optimizer").classes
+OPTIMIZER_DATACLASS_REGISTRY = registry.REGISTRIES["optimizer"].dataclasses
+
+
+class FairseqOptimizer:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.args = cfg
+
+    @classmethod
+    def add_args(cls, parser):
+        dc = registry.dataclass_of(cls)
+        if dc is not None:
+            gen_parser_from_dataclass(parser.add_argument_group("optimizer"), dc())
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, value):
+        self._optimizer = value
+
+    @property
+    def params(self):
+        for group in self.optimizer.param_groups:
+            yield from group["params"]
+
+    def get_lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, closure=None) -> None:
+        self.optimizer.step()
+
+    def zero_grad(self) -> None:
+        """Gradients become None (not zeros): unused parameters stay out of the update, as in fairseq."""
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict, optimizer_overrides=None) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+def register_optimizer(name: str, dataclass=None):
+    """Class decorator: `--optimizer name` builds this class (a FairseqOptimizer) as cls(cfg, params)."""
+    return registry.REGISTRIES["optimizer"].register(name, dataclass)
+
+
+registry.REGISTRIES["optimizer"].base_class = FairseqOptimizer
