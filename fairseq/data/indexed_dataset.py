@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from typing import Union
+import tempfile
+from typing import Callable, Iterable, Union
 
 import numpy as np
 import torch
@@ -178,32 +179,70 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
 
 
 class MMapIndexedDatasetBuilder:
-    """Streams sentences to a .bin; `finalize` writes the .idx."""
+    """Streams sentences to a .bin; `finalize` writes the .idx.
+
+    Sentence sizes are buffered and, past SIZES_IN_MEMORY of them, spilled to an unnamed temporary
+    file beside the output, so building a corpus of any size takes bounded memory.
+    """
+
+    SIZES_IN_MEMORY = 1 << 20
 
     def __init__(self, out_file: str, dtype=np.int64):
         self._path = out_file
         self._file = open(out_file, "wb")
         self._dtype = np.dtype(dtype)
-        self._sizes: list = []
-        self._size_arrays: list = []
+        self._pending: list = []  # python ints from add_item
+        self._buffered: list = []  # int32 arrays
+        self._n_buffered = 0
+        self._spill = None
+        self._n_spilled = 0
 
     def add_item(self, tensor: Union[torch.Tensor, np.ndarray, list]) -> None:
         if isinstance(tensor, torch.Tensor):
             tensor = tensor.numpy()
         arr = np.asarray(tensor).astype(self._dtype, copy=False)
         self._file.write(arr.tobytes(order="C"))
-        self._sizes.append(arr.size)
+        self._pending.append(arr.size)
+        if len(self._pending) >= 4096:
+            self._add_sizes(np.asarray(self._pending, dtype=np.int32))
+            self._pending = []
 
     def add_items(self, flat: np.ndarray, sizes: np.ndarray) -> None:
         """Append many sentences at once: `flat` is their concatenation, `sizes` their lengths."""
         self._file.write(np.ascontiguousarray(flat, dtype=self._dtype).tobytes())
-        self._flush_sizes()
-        self._size_arrays.append(np.asarray(sizes, dtype=np.int32))
+        self._flush_pending()
+        self._add_sizes(np.asarray(sizes, dtype=np.int32))
 
-    def _flush_sizes(self) -> None:
-        if self._sizes:
-            self._size_arrays.append(np.asarray(self._sizes, dtype=np.int32))
-            self._sizes = []
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._add_sizes(np.asarray(self._pending, dtype=np.int32))
+            self._pending = []
+
+    def _add_sizes(self, sizes: np.ndarray) -> None:
+        self._buffered.append(sizes)
+        self._n_buffered += len(sizes)
+        if self._n_buffered >= self.SIZES_IN_MEMORY:
+            self._spill_buffer()
+
+    def _spill_buffer(self) -> None:
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self._path)))
+        for arr in self._buffered:
+            self._spill.write(arr.tobytes())
+        self._n_spilled += self._n_buffered
+        self._buffered, self._n_buffered = [], 0
+
+    def _size_blocks(self):
+        """All sizes so far, in order, as int32 arrays of bounded length."""
+        self._flush_pending()
+        if self._spill is not None:
+            self._spill.seek(0)
+            while True:
+                raw = self._spill.read(4 * self.SIZES_IN_MEMORY)
+                if not raw:
+                    break
+                yield np.frombuffer(raw, dtype=np.int32)
+        yield from self._buffered
 
     def merge_file_(self, another_prefix: str) -> None:
         """Append another dataset (same dtype) by copying its .bin and its sizes."""
@@ -212,31 +251,57 @@ class MMapIndexedDatasetBuilder:
             raise ValueError(
                 f"{index_file_path(another_prefix)}: dtype {index.dtype} differs from builder dtype {self._dtype}"
             )
-        self._flush_sizes()
-        self._size_arrays.append(np.array(index.sizes, dtype=np.int32))
+        self._flush_pending()
+        for i in range(0, len(index), self.SIZES_IN_MEMORY):
+            self._add_sizes(np.array(index.sizes[i : i + self.SIZES_IN_MEMORY], dtype=np.int32))
         with open(data_file_path(another_prefix), "rb") as f:
             shutil.copyfileobj(f, self._file, 1 << 22)
 
+    def close(self) -> None:
+        """Close the files without writing an index (after an error)."""
+        self._file.close()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
     def finalize(self, index_file: str) -> None:
         self._file.close()
-        self._flush_sizes()
-        sizes = np.concatenate(self._size_arrays) if self._size_arrays else np.zeros(0, dtype=np.int32)
-        write_index(index_file, self._dtype, sizes)
+        self._flush_pending()
+        n = self._n_spilled + self._n_buffered
+        try:
+            write_index(index_file, self._dtype, n, self._size_blocks)
+        finally:
+            self.close()
 
 
-def write_index(path: str, dtype, sizes: np.ndarray) -> None:
-    sizes = np.asarray(sizes, dtype=np.int32)
+def write_index(path: str, dtype, n: int, size_blocks: Callable[[], Iterable[np.ndarray]]) -> None:
+    """Write an .idx for `n` sentences; `size_blocks()` yields their sizes in order as int32 arrays.
+
+    It is called twice (sizes, then the byte pointers as their running sum), so any number of
+    sentences is written in bounded memory.
+    """
     itemsize = np.dtype(dtype).itemsize
-    pointers = np.zeros(len(sizes), dtype=np.int64)
-    if len(sizes) > 1:
-        np.cumsum(sizes[:-1].astype(np.int64) * itemsize, out=pointers[1:])
     with open(path, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<Q", VERSION))
         f.write(struct.pack("<B", dtype_code(dtype)))
-        f.write(struct.pack("<Q", len(sizes)))
-        f.write(sizes.tobytes(order="C"))
-        f.write(pointers.tobytes(order="C"))
+        f.write(struct.pack("<Q", n))
+        for block in size_blocks():
+            f.write(np.asarray(block, dtype=np.int32).tobytes())
+        offset = 0
+        for block in size_blocks():
+            nbytes = np.asarray(block, dtype=np.int64) * itemsize
+            ends = np.cumsum(nbytes) + offset
+            f.write((ends - nbytes).tobytes())
+            if len(ends):
+                offset = int(ends[-1])
+
+
+def make_builder(out_file: str, impl: str = "mmap", vocab_size=None) -> MMapIndexedDatasetBuilder:
+    """A builder whose dtype fits ids below `vocab_size` (fairseq's make_builder)."""
+    if impl != "mmap":
+        raise ValueError(f"--dataset-impl {impl!r} is not supported; only 'mmap'")
+    return MMapIndexedDatasetBuilder(out_file, dtype=best_fitting_int_dtype(vocab_size))
 
 
 def make_dataset(prefix: str, impl: str = "mmap") -> MMapIndexedDataset:
