@@ -77,13 +77,26 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def fairseq_location(python: str, cwd: str) -> str:
+    """Which fairseq package `python` imports when run from cwd (-m and -c put cwd first on sys.path)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([python, "-c", "import fairseq, os; print(os.path.dirname(fairseq.__file__))"], cwd=cwd,
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def run_once(python: str, corpus: str, workers: int, destdir: str) -> dict:
-    """One preprocess run in a fresh process: wall seconds, max single-process RSS and sampled tree RSS (MiB)."""
+    """One preprocess run in a fresh process: wall seconds, max single-process RSS and sampled tree RSS (MiB).
+
+    It runs in the corpus's directory, so a checkout in the current directory cannot shadow `python`'s fairseq.
+    """
     cmd = [python, "-c", _WRAPPER, python, "-m", "fairseq_cli.preprocess", "--only-source", "--trainpref", corpus,
            "--destdir", destdir, "--workers", str(workers)]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)  # each python runs its own installed fairseq
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=os.path.dirname(corpus))
     tree_peak = 0
     while proc.poll() is None:
         tree_peak = max(tree_peak, sum(_rss_kib(p) for p in _descendants(proc.pid)[1:]))
@@ -112,6 +125,8 @@ def main(argv=None) -> dict:
     results = {}
     tmp = tempfile.mkdtemp(prefix="bench_preprocess.", dir=args.tmpdir)
     try:
+        for name, python in impls:
+            print(f"{name}: {python} -> {fairseq_location(python, tmp)}")
         for size in args.sizes_mb:
             corpus = os.path.join(tmp, f"corpus{size:g}.txt")
             nbytes = build_corpus(corpus, size)
