@@ -21,6 +21,18 @@ def tokenize_line(line: str) -> List[str]:
     return _SPACES.sub(" ", line).strip().split()
 
 
+def _utf8_error(path: str) -> str:
+    """Where a file that failed to decode stops being UTF-8: '<path>:<line>: not valid UTF-8 (byte N)'."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        return f"{path}:{lineno}: not valid UTF-8 (byte {e.start})"
+    return f"{path}: not valid UTF-8"
+
+
 class Dictionary:
     """Symbol <-> index table with fairseq's specials <s>=0 <pad>=1 </s>=2 <unk>=3."""
 
@@ -129,7 +141,11 @@ class Dictionary:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"dictionary file not found: {path}")
         with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
+            try:
+                lines = f.readlines()
+            except UnicodeDecodeError:
+                raise ValueError(_utf8_error(path)) from None
+            for lineno, raw in enumerate(lines, start=1):
                 line = raw.rstrip()
                 try:
                     word, field = line.rsplit(" ", 1)
@@ -143,6 +159,8 @@ class Dictionary:
                         f"{path}:{lineno}: incorrect dictionary format, expected "
                         f"'<token> <cnt> [flags]', got {line!r}"
                     ) from None
+                if n < 0:
+                    raise ValueError(f"{path}:{lineno}: negative count {n} for {word!r}; counts must be >= 0")
                 if word in self and not overwrite:
                     raise ValueError(
                         f"{path}:{lineno}: duplicate word {word!r} in dictionary "

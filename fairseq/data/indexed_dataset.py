@@ -10,7 +10,7 @@ import os
 import shutil
 import struct
 import tempfile
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -110,6 +110,37 @@ class MMapIndex:
         return self._len
 
 
+def check_layout(index: MMapIndex, bin_path: str, bin_len: int, block: int = 1 << 22) -> None:
+    """The index describes exactly its .bin: sizes >= 0, each pointer the sum of the sizes before it,
+    and the total the .bin's length. Read in blocks, so any index is checked in bounded memory.
+
+    This is what catches an .idx of another split beside a .bin, or an .idx whose dtype byte changed.
+    """
+    itemsize = index.dtype.itemsize
+    total = 0
+    for i in range(0, len(index), block):
+        sizes = np.asarray(index.sizes[i : i + block], dtype=np.int64)
+        if (sizes < 0).any():
+            k = int(np.flatnonzero(sizes < 0)[0])
+            raise ValueError(f"{index.path}: sentence {i + k} has a negative size {int(sizes[k])}; the index is corrupt")
+        ends = np.cumsum(sizes * itemsize) + total
+        starts = ends - sizes * itemsize
+        bad = np.flatnonzero(index.pointers[i : i + block] != starts)
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(
+                f"{index.path}: pointer of sentence {i + k} is {int(index.pointers[i + k])}, but the sizes before it "
+                f"give {int(starts[k])} for {index.dtype} items; the index is corrupt or its dtype byte was changed"
+            )
+        total = int(ends[-1])
+    if total != bin_len:
+        raise ValueError(
+            f"{bin_path}: size/pointer mismatch with {index.path}: the index describes {total // itemsize} tokens of "
+            f"{index.dtype} ({total} bytes) but the .bin has {bin_len} bytes (an .idx of another split, or a changed "
+            f"dtype byte?)"
+        )
+
+
 class MMapIndexedDataset(torch.utils.data.Dataset):
     """Read-only view of a binarized split; ds[i] -> int64 LongTensor copy of sentence i."""
 
@@ -120,21 +151,16 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         self._index = MMapIndex(idx_path)
         if not os.path.isfile(bin_path):
             raise ValueError(f"data file not found: {bin_path}")
-        itemsize = self._index.dtype.itemsize
         bin_len = os.path.getsize(bin_path)
-        sizes, ptrs = self._index.sizes, self._index.pointers
-        needed = int(ptrs[-1]) + int(sizes[-1]) * itemsize if len(sizes) else 0
-        if len(sizes) and (int(ptrs[0]) != 0 or needed > bin_len):
-            raise ValueError(
-                f"{bin_path}: size/pointer mismatch with {idx_path}: index needs {needed} bytes, file has {bin_len}"
-            )
-        if bin_len % itemsize != 0:
-            raise ValueError(f"{bin_path}: length {bin_len} is not a multiple of the item size {itemsize}")
+        check_layout(self._index, bin_path, bin_len)
         self._bin = np.memmap(bin_path, mode="r", dtype=self._index.dtype) if bin_len > 0 else np.zeros(
             0, dtype=self._index.dtype
         )
+        # Ids must stay below this (set by fairseq.data.checks once the dictionary is known): every read checks.
+        self.vocab_size: Optional[int] = None
         # Token offset of each sentence: lets callers read spans that cross sentence boundaries.
-        self._tok_ptr = ptrs // itemsize if len(ptrs) else np.zeros(0, dtype=np.int64)
+        ptrs = self._index.pointers
+        self._tok_ptr = ptrs // self._index.dtype.itemsize if len(ptrs) else np.zeros(0, dtype=np.int64)
 
     @property
     def dtype(self) -> np.dtype:
@@ -159,6 +185,7 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {self.prefix} ({n} sentences)")
         start = int(self._tok_ptr[i])
         arr = np.array(self._bin[start : start + int(self._index.sizes[i])], dtype=np.int64)
+        self._check_ids(arr, start)
         return torch.from_numpy(arr)
 
     def read_span(self, sentence: int, offset: int, length: int) -> np.ndarray:
@@ -167,7 +194,24 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         Valid because fairseq writes sentences back to back, so pointers are cumulative.
         """
         start = int(self._tok_ptr[sentence]) + offset
-        return np.array(self._bin[start : start + length], dtype=np.int64)
+        arr = np.array(self._bin[start : start + length], dtype=np.int64)
+        self._check_ids(arr, start)
+        return arr
+
+    def sentence_at(self, token_offset: int) -> int:
+        """The sentence that holds the token at `token_offset` in the .bin."""
+        return int(np.searchsorted(self._tok_ptr, token_offset, side="right")) - 1
+
+    def _check_ids(self, arr: np.ndarray, start: int) -> None:
+        """A read that finds an id outside [0, vocab_size) (the .bin changed under us) names file and sentence."""
+        if self.vocab_size is None or len(arr) == 0:
+            return
+        if int(arr.max()) >= self.vocab_size or int(arr.min()) < 0:
+            k = int(np.flatnonzero((arr >= self.vocab_size) | (arr < 0))[0])
+            raise ValueError(
+                f"{data_file_path(self.prefix)}: token id {int(arr[k])} in sentence {self.sentence_at(start + k)} "
+                f"is not below the dictionary size {self.vocab_size} (the file changed after it was checked?)"
+            )
 
     @property
     def supports_prefetch(self) -> bool:

@@ -12,6 +12,7 @@ import os
 
 from fairseq import flops, models, sctd, token_drop
 from fairseq.distributed import utils as distributed
+from fairseq.data import checks
 from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.dictionary import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
@@ -147,16 +148,21 @@ class MaskedLMTask(FairseqTask):
         if not dataset_exists(prefix):
             raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r} of {data_path})")
         sentences = MMapIndexedDataset(prefix)
+        checks.check_token_ids(sentences, len(self.dictionary), os.path.join(self.data_paths[0], "dict.txt"))
         blocks = TokenBlockDataset(sentences, sentences.sizes, int(self.args.tokens_per_sample) - 1,
                                    pad=self.dictionary.pad(), eos=self.dictionary.eos(),
                                    break_mode=self.args.sample_break_mode)
         logger.info(f"loaded {len(blocks)} blocks from: {prefix}")
+        checks.check_not_empty(split, prefix, len(sentences), len(blocks), self.args.sample_break_mode)
         self.datasets[split] = MaskedLMDataset(
             blocks, self.dictionary, seed=self.seed, mask_prob=self.args.mask_prob,
             leave_unmasked_prob=self.args.leave_unmasked_prob, random_token_prob=self.args.random_token_prob,
             mask_whole_words=self._whole_word_mask(),
             freq_weighted_replacement=bool(self.args.freq_weighted_replacement),
             pad_to_multiple=int(getattr(self.args, "required_seq_len_multiple", 1)))
+        if split != getattr(self.args, "train_subset", "train"):
+            checks.check_valid_sizes(split, self.datasets[split].sizes, self.max_positions(),
+                                     bool(getattr(self.args, "skip_invalid_size_inputs_valid_test", False)))
         return self.datasets[split]
 
     def build_model(self, args):
