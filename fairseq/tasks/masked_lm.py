@@ -160,9 +160,6 @@ class MaskedLMTask(FairseqTask):
             mask_whole_words=self._whole_word_mask(),
             freq_weighted_replacement=bool(self.args.freq_weighted_replacement),
             pad_to_multiple=int(getattr(self.args, "required_seq_len_multiple", 1)))
-        if split != getattr(self.args, "train_subset", "train"):
-            checks.check_valid_sizes(split, self.datasets[split].sizes, self.max_positions(),
-                                     bool(getattr(self.args, "skip_invalid_size_inputs_valid_test", False)))
         return self.datasets[split]
 
     def build_model(self, args):
