@@ -2,6 +2,7 @@
 import os
 import random
 
+import numpy as np
 import pytest
 
 from fairseq.binarizer import BinarizeSummary, FileBinarizer, VocabularyDatasetBinarizer
@@ -87,3 +88,21 @@ def test_bad_utf8_in_a_worker_names_file_and_leaves_nothing(tmp_path):
         FileBinarizer.multiprocess_dataset(str(raw), "mmap", VocabularyDatasetBinarizer(d), str(tmp_path / "o"),
                                            vocab_size=len(d), num_workers=2)
     assert os.listdir(tmp_path) == ["raw"]
+
+
+def test_index_of_many_sentences_is_written_in_slices(tmp_path, monkeypatch):
+    """200k sentences: sizes spill past SIZES_IN_MEMORY and pointers are written 64k at a time; the
+    .idx still equals the one-shot layout (header, sizes, exclusive cumulative byte pointers)."""
+    monkeypatch.setattr(indexed_dataset.MMapIndexedDatasetBuilder, "SIZES_IN_MEMORY", 50_000)
+    rng = np.random.RandomState(0)
+    sizes = rng.randint(0, 6, size=200_000).astype(np.int32)
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(tmp_path / "d.bin"), dtype=np.uint16)
+    for i in range(0, len(sizes), 30_000):
+        part = sizes[i:i + 30_000]
+        builder.add_items(np.full(int(part.sum()), 7), part)
+    builder.finalize(str(tmp_path / "d.idx"))
+    pointers = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) * 2)[:-1]])
+    expected = (indexed_dataset.MAGIC + (1).to_bytes(8, "little") + bytes([8]) + len(sizes).to_bytes(8, "little")
+                + sizes.tobytes() + pointers.tobytes())
+    assert (tmp_path / "d.idx").read_bytes() == expected
+    assert sorted(os.listdir(tmp_path)) == ["d.bin", "d.idx"]  # the spill file was unnamed

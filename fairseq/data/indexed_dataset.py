@@ -229,7 +229,7 @@ class MMapIndexedDatasetBuilder:
     file beside the output, so building a corpus of any size takes bounded memory.
     """
 
-    SIZES_IN_MEMORY = 1 << 20
+    SIZES_IN_MEMORY = 1 << 18
 
     def __init__(self, out_file: str, dtype=np.int64):
         self._path = out_file
@@ -334,10 +334,10 @@ def write_index(path: str, dtype, n: int, size_blocks: Callable[[], Iterable[np.
             f.write(np.asarray(block, dtype=np.int32).tobytes())
         offset = 0
         for block in size_blocks():
-            nbytes = np.asarray(block, dtype=np.int64) * itemsize
-            ends = np.cumsum(nbytes) + offset
-            f.write((ends - nbytes).tobytes())
-            if len(ends):
+            for i in range(0, len(block), 1 << 16):  # small slices: the int64 temporaries stay small
+                nbytes = np.asarray(block[i : i + (1 << 16)], dtype=np.int64) * itemsize
+                ends = np.cumsum(nbytes) + offset
+                f.write((ends - nbytes).tobytes())
                 offset = int(ends[-1])
 
 
