@@ -296,8 +296,10 @@ class MMapIndexedDatasetBuilder:
                 f"{index_file_path(another_prefix)}: dtype {index.dtype} differs from builder dtype {self._dtype}"
             )
         self._flush_pending()
-        for i in range(0, len(index), self.SIZES_IN_MEMORY):
-            self._add_sizes(np.array(index.sizes[i : i + self.SIZES_IN_MEMORY], dtype=np.int32))
+        with open(index.path, "rb") as f:  # plain reads: a memory map would keep the pages it touched resident
+            f.seek(HEADER_LEN)
+            for i in range(0, len(index), self.SIZES_IN_MEMORY):
+                self._add_sizes(np.fromfile(f, dtype=np.int32, count=min(self.SIZES_IN_MEMORY, len(index) - i)))
         with open(data_file_path(another_prefix), "rb") as f:
             shutil.copyfileobj(f, self._file, 1 << 22)
 
