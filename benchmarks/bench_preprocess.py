@@ -10,8 +10,9 @@ Every run is a fresh `python -m fairseq_cli.preprocess --only-source` process; i
 measured two ways, with no extra package: `max_rss` is the largest single process's peak resident
 set (getrusage RUSAGE_CHILDREN, read in a wrapper process that runs only that command), and
 `tree_rss` is the largest sum of resident sets over the process and its workers, sampled from
-/proc every 20 ms (forked workers share pages, so the sum over-counts them). Prints one line per
-run and the ratios: memory at the larger size over the smaller (flat memory: <= 1.3), throughput
+/proc every 20 ms (forked workers share pages, so the sum over-counts them). `cpu` is the user +
+system seconds of the process and its workers: MB per cpu-second compares implementations even when
+other jobs leave the workers no free core. Prints one line per run and the ratios: memory at the larger size over the smaller (flat memory: <= 1.3), throughput
 of 2 workers over 1, and ours over fairseq's at equal workers. Wall-clock on a shared machine.
 """
 from __future__ import annotations
@@ -27,10 +28,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..", "shared", "fixtures", "fairseq-peer", "bpe", "train.bpe")
-# Runs argv[1:] as a child and prints the child tree's largest single-process peak RSS (KiB) to stderr last.
+# Runs argv[1:] as a child; prints to stderr, last, the largest single-process peak RSS (KiB) among the
+# child and its workers, and their CPU seconds (user + system) together.
 _WRAPPER = (
     "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-    "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MAXRSS', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(rc)"
 )
 
 
@@ -105,8 +108,8 @@ def run_once(python: str, corpus: str, workers: int, destdir: str) -> dict:
     err = proc.stderr.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{python} fairseq_cli.preprocess failed (rc {proc.returncode}):\n{err[-2000:]}")
-    max_rss = int(err.strip().splitlines()[-1].split()[1])
-    return {"wall": wall, "max_rss": max_rss / 1024, "tree_rss": tree_peak / 1024}
+    _, max_rss, cpu = err.strip().splitlines()[-1].split()
+    return {"wall": wall, "cpu": float(cpu), "max_rss": int(max_rss) / 1024, "tree_rss": tree_peak / 1024}
 
 
 def same_output(a: str, b: str) -> bool:
@@ -136,8 +139,10 @@ def main(argv=None) -> dict:
                     outs[name] = os.path.join(tmp, f"{name}-{size:g}-{workers}")
                     r = run_once(python, corpus, workers, outs[name])
                     r["mb_s"] = nbytes / 1e6 / r["wall"]
+                    r["mb_cpu_s"] = nbytes / 1e6 / max(r["cpu"], 1e-9)
                     results[(name, size, workers)] = r
                     print(f"{name:8s} {size:6g} MB  workers {workers}  {r['wall']:7.2f} s  {r['mb_s']:6.2f} MB/s  "
+                          f"cpu {r['cpu']:7.2f} s  {r['mb_cpu_s']:6.2f} MB/cpu-s  "
                           f"max_rss {r['max_rss']:7.1f} MiB  tree_rss {r['tree_rss']:7.1f} MiB", flush=True)
                 if "fairseq" in outs:
                     print(f"         output identical to fairseq's: {same_output(outs['ours'], outs['fairseq'])}")
@@ -162,7 +167,7 @@ def main(argv=None) -> dict:
             for w in args.workers:
                 o, f = results[("ours", size, w)], results[("fairseq", size, w)]
                 print(f"  ours / fairseq {size:g} MB workers {w}: throughput {o['mb_s'] / f['mb_s']:.2f}  "
-                      f"max_rss {o['max_rss'] / f['max_rss']:.2f}")
+                      f"per cpu-second {o['mb_cpu_s'] / f['mb_cpu_s']:.2f}  max_rss {o['max_rss'] / f['max_rss']:.2f}")
     return results
 
 
