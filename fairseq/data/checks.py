@@ -1,8 +1,8 @@
 """Data checked before it is trusted: what the files can tell is checked when a split is loaded.
 
 The index's own consistency with its .bin is checked by MMapIndexedDataset when it opens. Here:
-token ids against the dictionary (a streamed min/max over the .bin, a block at a time through the
-memory map, so any corpus is checked in bounded memory), a split with nothing to train on, and
+token ids against the dictionary (a streamed min/max over the .bin, read a block at a time, so any
+corpus is checked in bounded memory and the training process's memory map stays untouched), a split with nothing to train on, and
 validation samples that the first validation would otherwise reject only after a whole epoch.
 Each failure is one ValueError naming the file or split, the value and what to do.
 """
@@ -12,7 +12,7 @@ import numpy as np
 
 from fairseq.data.indexed_dataset import MMapIndexedDataset, data_file_path
 
-BLOCK_TOKENS = 1 << 24
+BLOCK_TOKENS = 1 << 22
 
 
 def check_token_ids(ds: MMapIndexedDataset, vocab_size: int, dict_path: str) -> None:
@@ -20,16 +20,20 @@ def check_token_ids(ds: MMapIndexedDataset, vocab_size: int, dict_path: str) -> 
     bin_path = data_file_path(ds.prefix)
     if not np.issubdtype(ds.dtype, np.integer):
         raise ValueError(f"{bin_path}: dtype {ds.dtype} is not an integer type, so it cannot hold token ids")
-    data = ds._bin
-    for start in range(0, len(data), BLOCK_TOKENS):
-        block = data[start : start + BLOCK_TOKENS]
-        if int(block.max()) >= vocab_size or int(block.min()) < 0:
-            k = int(np.flatnonzero((block >= vocab_size) | (block < 0))[0])
-            raise ValueError(
-                f"{bin_path}: token id {int(block[k])} in sentence {ds.sentence_at(start + k)} is not below the "
-                f"dictionary size {vocab_size} ({dict_path}); binarize the data with this dictionary "
-                f"(fairseq-preprocess --srcdict)"
-            )
+    start = 0
+    with open(bin_path, "rb") as f:  # plain reads: touching the whole memory map would keep it all resident
+        while True:
+            block = np.fromfile(f, dtype=ds.dtype, count=BLOCK_TOKENS)
+            if len(block) == 0:
+                break
+            if int(block.max()) >= vocab_size or int(block.min()) < 0:
+                k = int(np.flatnonzero((block >= vocab_size) | (block < 0))[0])
+                raise ValueError(
+                    f"{bin_path}: token id {int(block[k])} in sentence {ds.sentence_at(start + k)} is not below the "
+                    f"dictionary size {vocab_size} ({dict_path}); binarize the data with this dictionary "
+                    f"(fairseq-preprocess --srcdict)"
+                )
+            start += len(block)
     ds.vocab_size = vocab_size
 
 
