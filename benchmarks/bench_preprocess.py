@@ -12,8 +12,9 @@ set (getrusage RUSAGE_CHILDREN, read in a wrapper process that runs only that co
 `tree_rss` is the largest sum of resident sets over the process and its workers, sampled from
 /proc every 20 ms (forked workers share pages, so the sum over-counts them). `cpu` is the user +
 system seconds of the process and its workers: MB per cpu-second compares implementations even when
-other jobs leave the workers no free core. Prints one line per run and the ratios: memory at the larger size over the smaller (flat memory: <= 1.3), throughput
-of 2 workers over 1, and ours over fairseq's at equal workers. Wall-clock on a shared machine.
+other jobs leave the workers no free core. Prints one line per run and the ratios: memory at the
+larger size over the smaller (flat memory: <= 1.3), throughput of 2 workers over 1, and ours over
+fairseq's at equal workers. Wall-clock on a shared machine.
 """
 from __future__ import annotations
 

@@ -96,6 +96,14 @@ def test_corrupt_pointer_names_sentence(data):
         MMapIndexedDataset(str(data / "valid"))
 
 
+def test_negative_size_names_sentence(data):
+    idx = bytearray((data / "valid.idx").read_bytes())
+    idx[26 + 4 * 3: 26 + 4 * 4] = (-1).to_bytes(4, "little", signed=True)
+    (data / "valid.idx").write_bytes(bytes(idx))
+    with pytest.raises(ValueError, match=r"valid.idx: sentence 3 has a negative size -1; the index is corrupt"):
+        MMapIndexedDataset(str(data / "valid"))
+
+
 # -- ids against the dictionary -------------------------------------------------------------------
 def test_dict_shorter_than_ids(capsys, data, tmp_path):
     lines = (data / "dict.txt").read_text().splitlines()

@@ -2,9 +2,10 @@
 
 The index's own consistency with its .bin is checked by MMapIndexedDataset when it opens. Here:
 token ids against the dictionary (a streamed min/max over the .bin, read a block at a time, so any
-corpus is checked in bounded memory and the training process's memory map stays untouched), a split with nothing to train on, and
-validation samples that the first validation would otherwise reject only after a whole epoch.
-Each failure is one ValueError naming the file or split, the value and what to do.
+corpus is checked in bounded memory and the training process's memory map stays untouched), a split
+with nothing to train on, and validation samples that the first validation would otherwise reject
+only after a whole epoch. Each failure is one ValueError naming the file or split, the value and
+what to do.
 """
 from __future__ import annotations
 

@@ -122,7 +122,9 @@ def check_layout(index: MMapIndex, bin_path: str, bin_len: int, block: int = 1 <
         sizes = np.asarray(index.sizes[i : i + block], dtype=np.int64)
         if (sizes < 0).any():
             k = int(np.flatnonzero(sizes < 0)[0])
-            raise ValueError(f"{index.path}: sentence {i + k} has a negative size {int(sizes[k])}; the index is corrupt")
+            raise ValueError(
+                f"{index.path}: sentence {i + k} has a negative size {int(sizes[k])}; the index is corrupt"
+            )
         ends = np.cumsum(sizes * itemsize) + total
         starts = ends - sizes * itemsize
         bad = np.flatnonzero(index.pointers[i : i + block] != starts)
