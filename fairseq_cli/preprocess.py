@@ -3,8 +3,9 @@
 Output bytes equal fairseq 0.12.2's. Work is split into line-aligned byte ranges so several
 processes can count and binarize (fairseq.binarizer); chunks are concatenated in order, so any
 --workers gives the same bytes, and every range is streamed a block of lines at a time, so peak
-memory does not grow with the corpus. Everything is written under temporary names inside --destdir and renamed at the end;
-on any error the temporaries are removed, so a failed run leaves nothing half-written.
+memory does not grow with the corpus. Everything is written under temporary names inside --destdir
+and renamed at the end; on any error the temporaries are removed, so a failed run leaves nothing
+half-written.
 """
 from __future__ import annotations
 
