@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint_upgrade, options
+from fairseq import checkpoint_upgrade, options, resume_checks
 from fairseq.distributed import utils as distributed
 
 logger = logging.getLogger(__name__)
@@ -325,6 +325,9 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
     """Load model (+ optimizer, schedule, num_updates, scaler, task state unless reset); return extra_state."""
     state = load_checkpoint_file(path)
     check_vocab(state, trainer.model, path)
+    resume_checks.check_model_shapes(state["model"], trainer.model, path)
+    if restore_rng:  # a resume that continues the saved data position (not --reset-dataloader, not finetuning)
+        resume_checks.check_data_layout(state, trainer.args, path)
     distributed.load_model_state_dict(trainer.model, state["model"], strict=True)
     ours = isinstance(state.get("cfg"), dict) and isinstance(state["cfg"].get("model"), dict)
     extra = state.get("extra_state") or {}

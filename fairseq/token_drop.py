@@ -288,6 +288,9 @@ def load_importance_file(path: str, vocab_size: int) -> torch.Tensor:
     except (ValueError, RuntimeError, OSError) as e:
         raise ValueError(f"--init-token-importance {path}: cannot read a float table ({e})") from None
     t = t.reshape(-1)
+    if not bool(torch.isfinite(t).all()):
+        i = int((~torch.isfinite(t)).nonzero()[0])
+        raise ValueError(f"--init-token-importance {path}: entry {i} is {float(t[i])}; every value must be finite")
     if t.numel() != vocab_size:
         raise ValueError(f"--init-token-importance {path}: has {t.numel()} values but the dictionary "
                          f"has {vocab_size} entries")

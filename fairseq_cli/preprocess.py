@@ -1,14 +1,15 @@
 """fairseq-preprocess (--only-source): build dict.txt and binarize splits to mmap .bin/.idx.
 
 Output bytes equal fairseq 0.12.2's. Work is split into line-aligned byte ranges so several
-processes can count and binarize; chunks are concatenated in order, so any --workers gives the
-same bytes. Everything is written under temporary names inside --destdir and renamed at the end;
-on any error the temporaries are removed, so a failed run leaves nothing half-written.
+processes can count and binarize (fairseq.binarizer); chunks are concatenated in order, so any
+--workers gives the same bytes, and every range is streamed a block of lines at a time, so peak
+memory does not grow with the corpus. Everything is written under temporary names inside --destdir
+and renamed at the end; on any error the temporaries are removed, so a failed run leaves nothing
+half-written.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import multiprocessing as mp
 import os
@@ -17,11 +18,10 @@ import uuid
 from collections import Counter
 from typing import List, Tuple
 
-import numpy as np
-
 from fairseq import flag_audit, options
-from fairseq.data import indexed_dataset
+from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
 from fairseq.data.dictionary import Dictionary
+from fairseq.file_chunker_utils import find_offsets, line_blocks
 from fairseq.logging.progress_bar import setup_logging
 
 logger = logging.getLogger("fairseq_cli.preprocess")
@@ -31,68 +31,16 @@ def get_parser() -> argparse.ArgumentParser:
     return options.get_preprocessing_parser()
 
 
-# -- chunking -----------------------------------------------------------------------------------
-def find_offsets(path: str, num_chunks: int) -> List[int]:
-    """num_chunks+1 byte offsets, each at the start of a line (the last is the file size)."""
-    size = os.path.getsize(path)
-    offsets = [0]
-    with open(path, "rb") as f:
-        for i in range(1, num_chunks):
-            f.seek(max(size * i // num_chunks, offsets[-1]))
-            if f.tell() > 0:
-                f.seek(f.tell() - 1)
-                f.readline()  # move to the start of the next line
-            offsets.append(max(f.tell(), offsets[-1]))
-    offsets.append(size)
-    return offsets
-
-
-def read_lines(path: str, start: int, end: int):
-    """Lines of bytes [start, end) decoded as UTF-8 with universal newlines (Python text mode)."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 near byte {start + e.start}") from None
-    return io.StringIO(text, newline=None)
-
-
+# -- counting ---------------------------------------------------------------------------------
 def _count_chunk(args) -> Counter:
+    """Word counts of bytes [start, end) of a file, plus one eos per line, read a block at a time."""
     path, start, end, eos_word = args
     counter: Counter = Counter()
-    for line in read_lines(path, start, end):
-        counter.update(line.split())
-        counter[eos_word] += 1
+    for lines in line_blocks(path, start, end):
+        for line in lines:
+            counter.update(line.split())
+        counter[eos_word] += len(lines)
     return counter
-
-
-def _binarize_chunk(args) -> Tuple[int, int, int]:
-    """Write the chunk to <out_prefix>.bin/.idx; return (sentences, tokens, replaced)."""
-    path, start, end, dict_path_or_obj, out_prefix, dtype = args
-    d = dict_path_or_obj if isinstance(dict_path_or_obj, Dictionary) else Dictionary.load(dict_path_or_obj)
-    get, unk, eos = d.indices.get, d.unk_index, d.eos_index
-    builder = indexed_dataset.MMapIndexedDatasetBuilder(indexed_dataset.data_file_path(out_prefix), dtype)
-    flat: List[int] = []
-    sizes: List[int] = []
-    nseq = ntok = nrep = 0
-    for line in read_lines(path, start, end):
-        words = line.split()
-        ids = [get(w, unk) for w in words]
-        nrep += sum(1 for w, i in zip(words, ids) if i == unk and w != d.unk_word)
-        ids.append(eos)
-        flat.extend(ids)
-        sizes.append(len(ids))
-        nseq += 1
-        ntok += len(ids)
-        if len(flat) > 1 << 22:
-            builder.add_items(np.array(flat, dtype=np.int64), np.array(sizes))
-            flat, sizes = [], []
-    if sizes:
-        builder.add_items(np.array(flat, dtype=np.int64), np.array(sizes))
-    builder.finalize(indexed_dataset.index_file_path(out_prefix))
-    return nseq, ntok, nrep
 
 
 def _run(fn, jobs, workers):
@@ -117,32 +65,24 @@ class _Temps:
         self.destdir = destdir
         self.tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.pending: List[Tuple[str, str]] = []
-        self.scratch: List[str] = []
 
     def path(self, final_name: str) -> str:
         tmp = os.path.join(self.destdir, f"{self.tag}.{final_name}")
         self.pending.append((tmp, os.path.join(self.destdir, final_name)))
         return tmp
 
-    def scratch_prefix(self, name: str) -> str:
-        prefix = os.path.join(self.destdir, f"{self.tag}.scratch.{name}")
-        self.scratch += [prefix + ".bin", prefix + ".idx"]
-        return prefix
+    def prefix(self, final_prefix: str) -> str:
+        """A temporary prefix whose .bin/.idx become <final_prefix>.bin/.idx on commit."""
+        self.path(final_prefix + ".bin")
+        self.path(final_prefix + ".idx")
+        return os.path.join(self.destdir, f"{self.tag}.{final_prefix}")
 
     def commit(self) -> None:
-        self.cleanup_scratch()
         for tmp, final in self.pending:
             os.replace(tmp, final)
         self.pending = []
 
-    def cleanup_scratch(self) -> None:
-        for p in self.scratch:
-            if os.path.exists(p):
-                os.remove(p)
-        self.scratch = []
-
     def abort(self) -> None:
-        self.cleanup_scratch()
         for tmp, _ in self.pending:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -210,25 +150,14 @@ def main(args) -> None:
         dict_name = f"dict.{args.source_lang}.txt" if args.source_lang else "dict.txt"
         d.save(temps.path(dict_name))
         if not args.dict_only:
-            dtype = indexed_dataset.best_fitting_dtype(len(d))
+            binarizer = VocabularyDatasetBinarizer(d, append_eos=True)
             for flag, path, out_name in jobs:
                 info(f"[{args.source_lang}] Dictionary: {len(d)} types")
-                offsets = find_offsets(path, args.workers)
-                chunk_jobs = []
-                for i in range(len(offsets) - 1):
-                    prefix = temps.scratch_prefix(f"{out_name}.{i}")
-                    chunk_jobs.append((path, offsets[i], offsets[i + 1], d, prefix, dtype))
-                stats = _run(_binarize_chunk, chunk_jobs, args.workers)
-                builder = indexed_dataset.MMapIndexedDatasetBuilder(temps.path(out_name + ".bin"), dtype)
-                for job in chunk_jobs:
-                    builder.merge_file_(job[4])
-                builder.finalize(temps.path(out_name + ".idx"))
-                temps.cleanup_scratch()
-                nseq = sum(s[0] for s in stats)
-                ntok = sum(s[1] for s in stats)
-                nrep = sum(s[2] for s in stats)
-                pct = 100 * nrep / ntok if ntok else 0.0
-                info(f"[{args.source_lang}] {path}: {nseq} sents, {ntok} tokens, {pct:.3}% replaced (by <unk>)")
+                out_prefix = temps.prefix(out_name)
+                summary = FileBinarizer.multiprocess_dataset(
+                    path, args.dataset_impl, binarizer, out_prefix, vocab_size=len(d), num_workers=args.workers
+                )
+                info(f"[{args.source_lang}] {path}: {summary} (by {d.unk_word})")
         info(f"Wrote preprocessed data to {args.destdir}")
         with open(temps.path("preprocess.log"), "w", encoding="utf-8") as f:
             f.write("\n".join(log_lines + log_handler_lines) + "\n")

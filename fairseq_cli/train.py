@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fairseq import checkpoint, options, tasks
+from fairseq.data import checks
 from fairseq.distributed import utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
@@ -235,6 +236,9 @@ def main(args) -> Optional[Trainer]:
     for s in subsets:  # --combine-valid-subsets: fairseq's "valid" = valid + valid1 + ... (combine=True)
         task.load_dataset(s, epoch=1, combine=bool(args.combine_valid_subsets) and s == "valid")
     model = task.build_model(args)
+    for s in subsets:  # what the first validation would reject, found now rather than after an epoch
+        checks.check_valid_sizes(s, task.dataset(s).sizes, max_positions(task, model),
+                                 args.skip_invalid_size_inputs_valid_test)
     criterion = task.build_criterion(args)
     logger.info(f"task: {type(task).__name__}; model: {type(model).__name__}; criterion: {type(criterion).__name__}")
     n_params = sum(p.numel() for p in model.parameters())

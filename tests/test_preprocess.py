@@ -103,12 +103,12 @@ def test_failure_midway_removes_temporaries(tmp_path, monkeypatch):
     src = tmp_path / "t.txt"
     src.write_text("a b\nc\n")
     out = tmp_path / "bin"
-    import fairseq_cli.preprocess as pp
+    from fairseq.data import indexed_dataset
 
     def boom(*a, **k):
         raise ValueError("disk full (simulated)")
 
-    monkeypatch.setattr(pp.indexed_dataset.MMapIndexedDatasetBuilder, "merge_file_", boom)
+    monkeypatch.setattr(indexed_dataset.MMapIndexedDatasetBuilder, "finalize", boom)
     with pytest.raises(ValueError, match="simulated"):
         run(["--only-source", "--trainpref", str(src), "--validpref", str(src), "--destdir", str(out)])
     assert not out.exists()

@@ -20,6 +20,18 @@ from fairseq.tokenizer import tokenize_line
 OVERWRITE_FLAG = "#fairseq:overwrite"
 
 
+def _utf8_error(path: str) -> str:
+    """Where a file that failed to decode stops being UTF-8: '<path>:<line>: not valid UTF-8 (byte N)'."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        return f"{path}:{lineno}: not valid UTF-8 (byte {e.start})"
+    return f"{path}: not valid UTF-8"
+
+
 class Dictionary:
     """Symbol <-> index table with fairseq's specials <s>=0 <pad>=1 </s>=2 <unk>=3."""
 
@@ -164,8 +176,8 @@ class Dictionary:
             try:
                 with open(f, "r", encoding="utf-8") as fd:
                     self.add_from_file(fd)
-            except UnicodeError:
-                raise ValueError(f"{f}: incorrect encoding (dict.txt must be UTF-8), please rebuild the dataset") from None
+            except UnicodeDecodeError:
+                raise ValueError(_utf8_error(f) + " (dict.txt must be UTF-8; rebuild it with fairseq-preprocess)") from None
             return
         name = getattr(f, "name", "<dictionary file>")
         for lineno, raw in enumerate(f, start=1):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from typing import Union
+import tempfile
+from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -109,6 +110,39 @@ class MMapIndex:
         return self._len
 
 
+def check_layout(index: MMapIndex, bin_path: str, bin_len: int, block: int = 1 << 22) -> None:
+    """The index describes exactly its .bin: sizes >= 0, each pointer the sum of the sizes before it,
+    and the total the .bin's length. Read in blocks, so any index is checked in bounded memory.
+
+    This is what catches an .idx of another split beside a .bin, or an .idx whose dtype byte changed.
+    """
+    itemsize = index.dtype.itemsize
+    total = 0
+    for i in range(0, len(index), block):
+        sizes = np.asarray(index.sizes[i : i + block], dtype=np.int64)
+        if (sizes < 0).any():
+            k = int(np.flatnonzero(sizes < 0)[0])
+            raise ValueError(
+                f"{index.path}: sentence {i + k} has a negative size {int(sizes[k])}; the index is corrupt"
+            )
+        ends = np.cumsum(sizes * itemsize) + total
+        starts = ends - sizes * itemsize
+        bad = np.flatnonzero(index.pointers[i : i + block] != starts)
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(
+                f"{index.path}: pointer of sentence {i + k} is {int(index.pointers[i + k])}, but the sizes before it "
+                f"give {int(starts[k])} for {index.dtype} items; the index is corrupt or its dtype byte was changed"
+            )
+        total = int(ends[-1])
+    if total != bin_len:
+        raise ValueError(
+            f"{bin_path}: size/pointer mismatch with {index.path}: the index describes {total // itemsize} tokens of "
+            f"{index.dtype} ({total} bytes) but the .bin has {bin_len} bytes (an .idx of another split, or a changed "
+            f"dtype byte?)"
+        )
+
+
 class MMapIndexedDataset(torch.utils.data.Dataset):
     """Read-only view of a binarized split; ds[i] -> int64 LongTensor copy of sentence i."""
 
@@ -119,21 +153,16 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         self._index = MMapIndex(idx_path)
         if not os.path.isfile(bin_path):
             raise ValueError(f"data file not found: {bin_path}")
-        itemsize = self._index.dtype.itemsize
         bin_len = os.path.getsize(bin_path)
-        sizes, ptrs = self._index.sizes, self._index.pointers
-        needed = int(ptrs[-1]) + int(sizes[-1]) * itemsize if len(sizes) else 0
-        if len(sizes) and (int(ptrs[0]) != 0 or needed > bin_len):
-            raise ValueError(
-                f"{bin_path}: size/pointer mismatch with {idx_path}: index needs {needed} bytes, file has {bin_len}"
-            )
-        if bin_len % itemsize != 0:
-            raise ValueError(f"{bin_path}: length {bin_len} is not a multiple of the item size {itemsize}")
+        check_layout(self._index, bin_path, bin_len)
         self._bin = np.memmap(bin_path, mode="r", dtype=self._index.dtype) if bin_len > 0 else np.zeros(
             0, dtype=self._index.dtype
         )
+        # Ids must stay below this (set by fairseq.data.checks once the dictionary is known): every read checks.
+        self.vocab_size: Optional[int] = None
         # Token offset of each sentence: lets callers read spans that cross sentence boundaries.
-        self._tok_ptr = ptrs // itemsize if len(ptrs) else np.zeros(0, dtype=np.int64)
+        ptrs = self._index.pointers
+        self._tok_ptr = ptrs // self._index.dtype.itemsize if len(ptrs) else np.zeros(0, dtype=np.int64)
 
     @property
     def dtype(self) -> np.dtype:
@@ -158,6 +187,7 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {self.prefix} ({n} sentences)")
         start = int(self._tok_ptr[i])
         arr = np.array(self._bin[start : start + int(self._index.sizes[i])], dtype=np.int64)
+        self._check_ids(arr, start)
         return torch.from_numpy(arr)
 
     def read_span(self, sentence: int, offset: int, length: int) -> np.ndarray:
@@ -166,7 +196,24 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         Valid because fairseq writes sentences back to back, so pointers are cumulative.
         """
         start = int(self._tok_ptr[sentence]) + offset
-        return np.array(self._bin[start : start + length], dtype=np.int64)
+        arr = np.array(self._bin[start : start + length], dtype=np.int64)
+        self._check_ids(arr, start)
+        return arr
+
+    def sentence_at(self, token_offset: int) -> int:
+        """The sentence that holds the token at `token_offset` in the .bin."""
+        return int(np.searchsorted(self._tok_ptr, token_offset, side="right")) - 1
+
+    def _check_ids(self, arr: np.ndarray, start: int) -> None:
+        """A read that finds an id outside [0, vocab_size) (the .bin changed under us) names file and sentence."""
+        if self.vocab_size is None or len(arr) == 0:
+            return
+        if int(arr.max()) >= self.vocab_size or int(arr.min()) < 0:
+            k = int(np.flatnonzero((arr >= self.vocab_size) | (arr < 0))[0])
+            raise ValueError(
+                f"{data_file_path(self.prefix)}: token id {int(arr[k])} in sentence {self.sentence_at(start + k)} "
+                f"is not below the dictionary size {self.vocab_size} (the file changed after it was checked?)"
+            )
 
     @property
     def supports_prefetch(self) -> bool:
@@ -178,32 +225,70 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
 
 
 class MMapIndexedDatasetBuilder:
-    """Streams sentences to a .bin; `finalize` writes the .idx."""
+    """Streams sentences to a .bin; `finalize` writes the .idx.
+
+    Sentence sizes are buffered and, past SIZES_IN_MEMORY of them, spilled to an unnamed temporary
+    file beside the output, so building a corpus of any size takes bounded memory.
+    """
+
+    SIZES_IN_MEMORY = 1 << 18
 
     def __init__(self, out_file: str, dtype=np.int64):
         self._path = out_file
         self._file = open(out_file, "wb")
         self._dtype = np.dtype(dtype)
-        self._sizes: list = []
-        self._size_arrays: list = []
+        self._pending: list = []  # python ints from add_item
+        self._buffered: list = []  # int32 arrays
+        self._n_buffered = 0
+        self._spill = None
+        self._n_spilled = 0
 
     def add_item(self, tensor: Union[torch.Tensor, np.ndarray, list]) -> None:
         if isinstance(tensor, torch.Tensor):
             tensor = tensor.numpy()
         arr = np.asarray(tensor).astype(self._dtype, copy=False)
         self._file.write(arr.tobytes(order="C"))
-        self._sizes.append(arr.size)
+        self._pending.append(arr.size)
+        if len(self._pending) >= 4096:
+            self._add_sizes(np.asarray(self._pending, dtype=np.int32))
+            self._pending = []
 
     def add_items(self, flat: np.ndarray, sizes: np.ndarray) -> None:
         """Append many sentences at once: `flat` is their concatenation, `sizes` their lengths."""
         self._file.write(np.ascontiguousarray(flat, dtype=self._dtype).tobytes())
-        self._flush_sizes()
-        self._size_arrays.append(np.asarray(sizes, dtype=np.int32))
+        self._flush_pending()
+        self._add_sizes(np.asarray(sizes, dtype=np.int32))
 
-    def _flush_sizes(self) -> None:
-        if self._sizes:
-            self._size_arrays.append(np.asarray(self._sizes, dtype=np.int32))
-            self._sizes = []
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._add_sizes(np.asarray(self._pending, dtype=np.int32))
+            self._pending = []
+
+    def _add_sizes(self, sizes: np.ndarray) -> None:
+        self._buffered.append(sizes)
+        self._n_buffered += len(sizes)
+        if self._n_buffered >= self.SIZES_IN_MEMORY:
+            self._spill_buffer()
+
+    def _spill_buffer(self) -> None:
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self._path)))
+        for arr in self._buffered:
+            self._spill.write(arr.tobytes())
+        self._n_spilled += self._n_buffered
+        self._buffered, self._n_buffered = [], 0
+
+    def _size_blocks(self):
+        """All sizes so far, in order, as int32 arrays of bounded length."""
+        self._flush_pending()
+        if self._spill is not None:
+            self._spill.seek(0)
+            while True:
+                raw = self._spill.read(4 * self.SIZES_IN_MEMORY)
+                if not raw:
+                    break
+                yield np.frombuffer(raw, dtype=np.int32)
+        yield from self._buffered
 
     def merge_file_(self, another_prefix: str) -> None:
         """Append another dataset (same dtype) by copying its .bin and its sizes."""
@@ -212,31 +297,59 @@ class MMapIndexedDatasetBuilder:
             raise ValueError(
                 f"{index_file_path(another_prefix)}: dtype {index.dtype} differs from builder dtype {self._dtype}"
             )
-        self._flush_sizes()
-        self._size_arrays.append(np.array(index.sizes, dtype=np.int32))
+        self._flush_pending()
+        with open(index.path, "rb") as f:  # plain reads: a memory map would keep the pages it touched resident
+            f.seek(HEADER_LEN)
+            for i in range(0, len(index), self.SIZES_IN_MEMORY):
+                self._add_sizes(np.fromfile(f, dtype=np.int32, count=min(self.SIZES_IN_MEMORY, len(index) - i)))
         with open(data_file_path(another_prefix), "rb") as f:
             shutil.copyfileobj(f, self._file, 1 << 22)
 
+    def close(self) -> None:
+        """Close the files without writing an index (after an error)."""
+        self._file.close()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
     def finalize(self, index_file: str) -> None:
         self._file.close()
-        self._flush_sizes()
-        sizes = np.concatenate(self._size_arrays) if self._size_arrays else np.zeros(0, dtype=np.int32)
-        write_index(index_file, self._dtype, sizes)
+        self._flush_pending()
+        n = self._n_spilled + self._n_buffered
+        try:
+            write_index(index_file, self._dtype, n, self._size_blocks)
+        finally:
+            self.close()
 
 
-def write_index(path: str, dtype, sizes: np.ndarray) -> None:
-    sizes = np.asarray(sizes, dtype=np.int32)
+def write_index(path: str, dtype, n: int, size_blocks: Callable[[], Iterable[np.ndarray]]) -> None:
+    """Write an .idx for `n` sentences; `size_blocks()` yields their sizes in order as int32 arrays.
+
+    It is called twice (sizes, then the byte pointers as their running sum), so any number of
+    sentences is written in bounded memory.
+    """
     itemsize = np.dtype(dtype).itemsize
-    pointers = np.zeros(len(sizes), dtype=np.int64)
-    if len(sizes) > 1:
-        np.cumsum(sizes[:-1].astype(np.int64) * itemsize, out=pointers[1:])
     with open(path, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<Q", VERSION))
         f.write(struct.pack("<B", dtype_code(dtype)))
-        f.write(struct.pack("<Q", len(sizes)))
-        f.write(sizes.tobytes(order="C"))
-        f.write(pointers.tobytes(order="C"))
+        f.write(struct.pack("<Q", n))
+        for block in size_blocks():
+            f.write(np.asarray(block, dtype=np.int32).tobytes())
+        offset = 0
+        for block in size_blocks():
+            for i in range(0, len(block), 1 << 16):  # small slices: the int64 temporaries stay small
+                nbytes = np.asarray(block[i : i + (1 << 16)], dtype=np.int64) * itemsize
+                ends = np.cumsum(nbytes) + offset
+                f.write((ends - nbytes).tobytes())
+                offset = int(ends[-1])
+
+
+def make_builder(out_file: str, impl: str = "mmap", vocab_size=None) -> MMapIndexedDatasetBuilder:
+    """A builder whose dtype fits ids below `vocab_size` (fairseq's make_builder)."""
+    if impl != "mmap":
+        raise ValueError(f"--dataset-impl {impl!r} is not supported; only 'mmap'")
+    return MMapIndexedDatasetBuilder(out_file, dtype=best_fitting_int_dtype(vocab_size))
 
 
 def make_dataset(prefix: str, impl: str = "mmap") -> MMapIndexedDataset:

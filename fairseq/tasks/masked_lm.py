@@ -30,6 +30,7 @@ from fairseq.data import (
     TokenBlockDataset,
     data_utils,
 )
+from fairseq.data import checks
 from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -227,10 +228,13 @@ class MaskedLMTask(FairseqTask):
         dataset = data_utils.load_indexed_dataset(split_path, self.source_dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(f"dataset not found: {split_path}.bin/.idx (split {split!r} of {data_path})")
+        for part in getattr(dataset, "datasets", [dataset]):  # valid, valid1, ... under combine
+            checks.check_token_ids(part, len(self.dictionary), os.path.join(self.data_paths[0], "dict.txt"))
         blocks = TokenBlockDataset(dataset, dataset.sizes, int(self.args.tokens_per_sample) - 1,  # room for <s>
                                    pad=self.dictionary.pad(), eos=self.dictionary.eos(),
                                    break_mode=self.args.sample_break_mode)
         logger.info(f"loaded {len(blocks)} blocks from: {split_path}")
+        checks.check_not_empty(split, split_path, len(dataset), len(blocks), self.args.sample_break_mode)
         return PrependTokenDataset(blocks, self.source_dictionary.bos())
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):

@@ -1,0 +1,91 @@
+"""Reading a text file as line-aligned byte ranges, a bounded block at a time (fairseq's public module name).
+
+fairseq-preprocess splits its input into byte ranges that start at line boundaries so several
+processes can work on one file, and each range is read in blocks of about BLOCK_BYTES, so memory
+depends on the block size (and the longest line), never on the size of the file or the range.
+Lines follow Python's text mode with universal newlines ("\\n", "\\r\\n" and "\\r" end a line), which
+is how fairseq 0.12.2 reads them; every block ends just after a "\\n", so no "\\r\\n" is ever split.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, List
+
+BLOCK_BYTES = 1 << 20
+
+
+def find_offsets(filename: str, num_chunks: int) -> List[int]:
+    """num_chunks+1 byte offsets, each at the start of a line (the last is the file size).
+
+    Chunks may be empty (a file with fewer lines than chunks); together they cover the file once.
+    """
+    size = os.path.getsize(filename)
+    offsets = [0]
+    with open(filename, "rb") as f:
+        for i in range(1, num_chunks):
+            f.seek(max(size * i // num_chunks, offsets[-1]))
+            if f.tell() > 0:
+                f.seek(f.tell() - 1)
+                f.readline()  # move to the start of the next line
+            offsets.append(max(f.tell(), offsets[-1]))
+    offsets.append(size)
+    return offsets
+
+
+def _decode(data: bytes, path: str, base: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 near byte {base + e.start}") from None
+
+
+def _split_lines(text: str) -> List[str]:
+    """Universal-newline lines of `text`, without their line ends (a trailing partial line is kept)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def line_blocks(path: str, start: int = 0, end: int = -1, block_bytes: int = BLOCK_BYTES) -> Iterator[List[str]]:
+    """Lists of the lines in bytes [start, end) of `path` (end -1: to the end of the file), in order.
+
+    `start` must be a line start (an offset from find_offsets). A non-UTF-8 byte is a ValueError
+    naming the file and the byte offset.
+    """
+    if end < 0:
+        end = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        carry = b""
+        while pos < end:
+            data = f.read(min(block_bytes, end - pos))
+            if not data:
+                break
+            pos += len(data)
+            data = carry + data
+            carry = b""
+            if pos < end:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # a line longer than the block: keep reading
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            base = pos - len(data) - len(carry)
+            yield _split_lines(_decode(data, path, base))
+        if carry:
+            yield _split_lines(_decode(carry, path, pos - len(carry)))
+
+
+class Chunker:
+    """Context manager giving the lines (with "\\n" line ends, as text mode) of bytes [start, end)."""
+
+    def __init__(self, path: str, start_offset: int, end_offset: int):
+        self.path, self.start_offset, self.end_offset = path, start_offset, end_offset
+
+    def __enter__(self) -> Iterator[str]:
+        return (line + "\n" for block in line_blocks(self.path, self.start_offset, self.end_offset) for line in block)
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+        return None

@@ -1,0 +1,58 @@
+"""A checkpoint checked against the run that loads it, before anything is loaded.
+
+A model of another size would otherwise fail inside load_state_dict as a long traceback, and a
+resume whose data layout changed (--tokens-per-sample, --sample-break-mode) would continue at a
+batch position that indexes different samples than the ones it counted. Each is one ValueError
+naming the checkpoint, the mismatch and what to do.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from fairseq.distributed import utils as distributed
+
+# Flags that change which samples the data iterator's saved position refers to.
+LAYOUT_FLAGS = (("--tokens-per-sample", "tokens_per_sample"), ("--sample-break-mode", "sample_break_mode"))
+
+
+def check_model_shapes(model_state: Dict, model, path: str) -> None:
+    """Every parameter the checkpoint shares with the model has the model's shape.
+
+    Classification heads are left out: the model re-creates those to the checkpoint's sizes.
+    """
+    ours = distributed.unwrap(model).state_dict()
+    bad = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in model_state.items()
+           if not k.startswith("classification_heads.") and k in ours and hasattr(v, "shape")
+           and tuple(v.shape) != tuple(ours[k].shape)]
+    if bad:
+        key, theirs, mine = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{path}: {key} has shape {theirs} in the checkpoint but {mine} in this model{more}; "
+                         f"it was trained with another model size (--arch, --encoder-* flags)")
+
+
+def saved_flag(state: Dict, name: str) -> Optional[object]:
+    """The value a checkpoint was trained with, from its cfg (task, then model section) or legacy args."""
+    cfg = state.get("cfg")
+    if isinstance(cfg, dict):
+        for section in ("task", "model"):
+            sec = cfg.get(section)
+            value = sec.get(name) if isinstance(sec, dict) else getattr(sec, name, None)
+            if value is not None:
+                return value
+    return getattr(state.get("args"), name, None)
+
+
+def check_data_layout(state: Dict, args, path: str) -> None:
+    """A mid-epoch resume needs the data layout it was saved with; a resume at an epoch boundary does not."""
+    itr = (state.get("extra_state") or {}).get("train_iterator") or {}
+    position = int(itr.get("iterations_in_epoch", 0) or 0)
+    if position == 0:
+        return
+    for flag, name in LAYOUT_FLAGS:
+        old, new = saved_flag(state, name), getattr(args, name, None)
+        if old is not None and new is not None and str(old) != str(new):
+            raise ValueError(
+                f"{path}: saved {position} batches into epoch {itr.get('epoch')} with {flag} {old}, but this run "
+                f"has {flag} {new}, so that position would point at other samples; resume with {flag} {old}, or "
+                f"pass --reset-dataloader to start the data from epoch 1")
