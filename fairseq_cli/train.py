@@ -3,13 +3,15 @@
 Loop (fairseq 0.12.2): for each epoch, group batches by --update-freq, run one update per group,
 log train_inner every --log-interval updates, then validate/save when an epoch ends, every
 --save-interval-updates / --validate-interval-updates, and when a stop condition (--max-update,
---max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update, write
-checkpoint_last.pt and exit with 128 + signal number.
+--max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update (or validation
+batch), write checkpoint_last.pt and exit with 128 + signal number; in a multi-process job a signal
+seen by any rank stops all of them at the same update (fairseq/distributed/faults.py, docs/faults.md).
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from fairseq import checkpoint, options, tasks
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import faults, utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
@@ -30,15 +32,38 @@ logger = logging.getLogger("fairseq_cli.train")
 
 
 class _Stop:
-    """Signal flag: the loop checks it after every update."""
+    """Signal flag: the loop checks it (agreed over ranks) after every update and validation batch."""
     signum: Optional[int] = None
+    at: float = 0.0
+
+
+_REPEAT_S = 2.0  # a second SIGINT this soon is the same request (Ctrl-C reaches a spawned job's parent too,
+                 # which forwards it); a later one aborts without saving
 
 
 def _on_signal(signum, frame):
-    if _Stop.signum is not None and signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    _Stop.signum = signum
-    logger.warning(f"received signal {signum}: finishing the current update, then saving checkpoint_last.pt")
+    if _Stop.signum is not None:
+        if signum == signal.SIGINT and time.monotonic() - _Stop.at > _REPEAT_S:
+            raise KeyboardInterrupt
+        return
+    _Stop.signum, _Stop.at = signum, time.monotonic()
+    logger.warning(f"received {faults.signal_name(signum)}: finishing the current update, "
+                   "then saving checkpoint_last.pt")
+
+
+class StopRequested(Exception):
+    """All ranks agreed to stop: `signum` was received by rank `rank`."""
+
+    def __init__(self, signum: int, rank: int):
+        super().__init__(f"{faults.signal_name(signum)} received by rank {rank}")
+        self.signum, self.rank = signum, rank
+
+
+def check_stop() -> None:
+    """Raise StopRequested on every rank if any rank has received SIGINT/SIGTERM (a collective)."""
+    agreed = faults.agree_on_stop(_Stop.signum)
+    if agreed is not None:
+        raise StopRequested(*agreed)
 
 
 def install_signal_handlers():
@@ -96,6 +121,7 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
         for i, sample in enumerate(itr):
             if args.max_valid_steps is not None and i >= args.max_valid_steps:
                 break
+            check_stop()  # a long validation does not delay a stop request
             log = trainer.valid_step(sample)
             if log is not None:
                 window.add(log)
@@ -175,34 +201,31 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
     valid_losses, should_stop = [None], False
     chunk = []
     logger.info(f"begin training epoch {epoch}")
-    for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
-        chunk.append(batch)
-        if len(chunk) < uf and itr.has_next():
-            continue
-        out = trainer.train_step(chunk)
-        chunk = []
-        if out is not None:
-            inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
-            whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
-            n = trainer.num_updates
-            if args.log_interval > 0 and n % args.log_interval == 0:
-                stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
-                                    args.clip_norm, trainer.loss_scale)
-                progress.log(stats, tag="train_inner", step=n,
-                             update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
-                inner.reset()
-        end_of_epoch = not itr.has_next()
-        valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress,
-                                                      patience, end_of_epoch)
-        if _Stop.signum is not None:
-            progress.close()
-            logger.warning("saving checkpoint_last.pt after the interrupt")
-            ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
-            logger.warning(f"interrupted by signal {_Stop.signum}; resume with the same command")
-            sys.exit(128 + int(_Stop.signum))
-        if should_stop:
-            break
-    progress.close()
+    try:
+        for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
+            chunk.append(batch)
+            if len(chunk) < uf and itr.has_next():
+                continue
+            out = trainer.train_step(chunk)
+            chunk = []
+            if out is not None:
+                inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+                whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+                n = trainer.num_updates
+                if args.log_interval > 0 and n % args.log_interval == 0:
+                    stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
+                                        args.clip_norm, trainer.loss_scale)
+                    progress.log(stats, tag="train_inner", step=n,
+                                 update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
+                    inner.reset()
+            check_stop()  # every rank learns of a signal any rank received, at this same update
+            end_of_epoch = not itr.has_next()
+            valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt,
+                                                          progress, patience, end_of_epoch)
+            if should_stop:
+                break
+    finally:
+        progress.close()
     logger.info(f"end of epoch {epoch} (average epoch stats below)")
     if whole.updates:
         stats = whole.stats(reduce, trainer.num_updates, trainer.get_lr(), time.perf_counter() - start_time,
@@ -275,12 +298,25 @@ def main(args) -> Optional[Trainer]:
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
             if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
                 epoch_itr = load_train_epoch(args, task, trainer, epoch_itr.next_epoch_idx)
+    except StopRequested as stop:
+        save_and_exit(args, trainer, epoch_itr, ckpt, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     wandb_log.finish()
     logger.info(f"done training in {time.perf_counter() - start_time:.1f} seconds")
     return trainer
+
+
+def save_and_exit(args, trainer, epoch_itr, ckpt, stop: StopRequested) -> None:
+    """Every rank: save checkpoint_last.pt once (together), then exit with 128 + the signal number."""
+    names = ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
+    if distributed.is_master():
+        saved = f"saved {os.path.join(args.save_dir, names[0])}" if names else "nothing saved (--no-save)"
+        print(f"fairseq-train: stopped by {faults.signal_name(stop.signum)} (received by rank {stop.rank}) "
+              f"at update {trainer.num_updates}; {saved}; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+    sys.exit(128 + stop.signum)
 
 
 def setup_process(args) -> None:
@@ -297,6 +333,12 @@ def worker_main(args) -> Optional[Trainer]:
         return main(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as e:  # a collective failed: a peer died or hung past --heartbeat-timeout
+        if not (distributed.get_world_size() > 1 and faults.is_comm_failure(e)):
+            raise
+        print(f"fairseq-train: error: {faults.lost_peer_message(e, faults.heartbeat_timeout(args))}",
+              file=sys.stderr, flush=True)
         sys.exit(1)
 
 

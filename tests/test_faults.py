@@ -1,0 +1,211 @@
+"""Faults of a training job, driven with real processes (docs/faults.md).
+
+Signals go to real ranks of real 2-rank jobs (gloo on 127.0.0.1): the spawned form
+(``--distributed-world-size 2``) and fairseq's multi-node form (one process per rank,
+``--distributed-no-spawn``). Each test asserts one line naming the cause, a bounded time, a
+non-zero exit and a checkpoint_last.pt that loads.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fairseq import checkpoint
+from fairseq.distributed import utils as D
+
+REPO = Path(__file__).resolve().parents[1]
+BOUND_S = 60  # every job below must end within this long after the fault
+START_S = 120  # start-up (spawn + import + data) on a busy 2-core machine
+FLAGS = [
+    "--task", "masked_lm", "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "16",
+    "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2", "--tokens-per-sample", "32",
+    "--sample-break-mode", "complete", "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-4",
+    "--cpu", "--log-format", "json", "--log-interval", "1", "--seed", "3", "--num-workers", "0",
+    "--no-epoch-checkpoints",
+]
+
+
+class Job:
+    """One real process, its stdout/stderr collected by threads (so a full pipe never blocks it)."""
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen([sys.executable, *argv], env=env or _env(), cwd=REPO, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out, self.err = [], []
+        self._threads = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
+                         for s, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, buf):
+        for line in stream:
+            buf.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = START_S) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.out) + list(self.err):
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            if self.proc.poll() is not None:
+                time.sleep(0.5)
+                break
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError(f"no line matching {pattern!r}\n" + "\n".join((self.out + self.err)[-40:]))
+
+    def wait(self, timeout: float = BOUND_S) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"still running after {timeout} s\n" + "\n".join((self.out + self.err)[-40:]))
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def kill(self):
+        for pid in _workers(self.proc.pid):
+            _signal(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def errors(self):
+        """The lines of stderr that are fairseq's own one-line messages."""
+        return [line for line in self.err if line.startswith("fairseq-train:")]
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _signal(pid: int, sig) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _workers(parent: int):
+    """The spawned training workers of `parent`, in rank order (start order; not the resource tracker)."""
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    except OSError:
+        return []
+    found = []
+    for pid in map(int, children):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        except OSError:
+            continue
+        if "spawn_main" in cmd:
+            found.append((started, pid))
+    return [pid for _, pid in sorted(found)]
+
+
+def _train(data, save_dir, *extra):
+    return ["-m", "fairseq_cli.train", str(data), *FLAGS, "--save-dir", str(save_dir), *extra]
+
+
+def _no_spawn(data, save_dir, *extra):
+    """fairseq's multi-node form on one machine: one command per rank."""
+    url = f"tcp://127.0.0.1:{D.free_port()}"
+    return [Job(_train(data, save_dir, "--distributed-init-method", url, "--distributed-world-size", "2",
+                       "--distributed-no-spawn", "--distributed-rank", str(r), *extra)) for r in (0, 1)]
+
+
+def _updates(path: Path) -> int:
+    state = checkpoint.load_checkpoint_file(str(path))
+    return state["optimizer_history"][-1]["num_updates"]
+
+
+# ---------------------------------------------------------------- 1. stopping a distributed job
+
+
+def test_sigterm_to_one_spawned_rank_stops_both_with_a_checkpoint(peer_dir, tmp_path):
+    job = Job(_train(peer_dir / "data-bin", tmp_path, "--distributed-world-size", "2", "--max-update", "100000",
+                     "--disable-validation"))
+    job.wait_for(r'"num_updates": "3"')
+    ranks = _workers(job.proc.pid)
+    assert len(ranks) == 2, ranks
+    t0 = time.monotonic()
+    _signal(ranks[1], signal.SIGTERM)
+    rc = job.wait()
+    assert time.monotonic() - t0 < BOUND_S
+    assert rc == 128 + signal.SIGTERM
+    (line,) = job.errors()
+    m = re.fullmatch(r"fairseq-train: stopped by SIGTERM \(received by rank 1\) at update (\d+); saved (\S+); "
+                     r"rerun the same command to resume", line)
+    assert m, line
+    assert m.group(2) == str(tmp_path / "checkpoint_last.pt")
+    assert _updates(tmp_path / "checkpoint_last.pt") == int(m.group(1)) >= 3
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_sigterm_during_validation_stops_both_ranks(peer_dir, tmp_path):
+    """Validation over the whole train split (tens of seconds) is interrupted between batches."""
+    jobs = _no_spawn(peer_dir / "data-bin", tmp_path, "--max-update", "2", "--validate-interval-updates", "1",
+                     "--valid-subset", "train", "--batch-size-valid", "1",
+                     "--skip-invalid-size-inputs-valid-test")
+    jobs[0].wait_for(r'"num_updates": "1"')
+    time.sleep(1)  # validation after update 1 has begun
+    t0 = time.monotonic()
+    _signal(jobs[0].proc.pid, signal.SIGTERM)
+    rcs = [j.wait() for j in jobs]
+    assert time.monotonic() - t0 < BOUND_S
+    assert rcs == [128 + signal.SIGTERM] * 2
+    (line,) = jobs[0].errors()
+    assert line.startswith("fairseq-train: stopped by SIGTERM (received by rank 0) at update 1; saved "), line
+    assert jobs[1].errors() == []
+    assert not [line for line in jobs[0].out if " | valid | " in line]  # stopped inside the validation
+    assert _updates(tmp_path / "checkpoint_last.pt") == 1
+
+
+def test_killed_rank_ends_the_spawned_job_naming_it(peer_dir, tmp_path):
+    job = Job(_train(peer_dir / "data-bin", tmp_path, "--distributed-world-size", "2", "--max-update", "100000",
+                     "--disable-validation", "--save-interval-updates", "2"))
+    job.wait_for(r"saved checkpoint \S+checkpoint_1_2\.pt")
+    before = _updates(tmp_path / "checkpoint_last.pt")
+    ranks = _workers(job.proc.pid)
+    t0 = time.monotonic()
+    _signal(ranks[1], signal.SIGKILL)
+    rc = job.wait()
+    assert time.monotonic() - t0 < BOUND_S
+    assert rc == 128 + signal.SIGKILL
+    assert f"fairseq-train: error: rank 1 (pid {ranks[1]}) was killed by SIGKILL; the job stopped" in job.errors()
+    assert any(re.fullmatch(r"fairseq-train: error: rank 0: rank 1 is gone \(connection closed\); .*", line)
+               for line in job.errors()), job.err
+    assert _updates(tmp_path / "checkpoint_last.pt") >= before  # still a complete checkpoint
+
+
+def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
+    jobs = _no_spawn(peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
+                     "--heartbeat-timeout", "5")
+    jobs[0].wait_for(r'"num_updates": "3"')
+    _signal(jobs[1].proc.pid, signal.SIGSTOP)  # alive but silent: no connection is closed
+    try:
+        t0 = time.monotonic()
+        rc = jobs[0].wait(timeout=BOUND_S)
+        assert time.monotonic() - t0 < BOUND_S
+    finally:
+        _signal(jobs[1].proc.pid, signal.SIGKILL)
+        jobs[1].wait()
+    assert rc == 1
+    (line,) = jobs[0].errors()
+    assert line.startswith("fairseq-train: error: rank 0: rank 1 is gone (no answer within --heartbeat-timeout 5 s)")
