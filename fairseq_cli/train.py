@@ -21,7 +21,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import checkpoint, checkpoint_dir, options, tasks
 from fairseq.distributed import faults, utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
@@ -240,7 +240,27 @@ def set_seeds(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_save_dir(args) -> None:
+    """Rank 0 checks, locks and cleans --save-dir before any work (fairseq/checkpoint_dir.py); every
+    rank learns the outcome, so a refusal ends all of them at once."""
+    problem = None
+    if distributed.is_master() and not args.no_save:
+        problem = checkpoint_dir.prepare(args.save_dir)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise checkpoint_dir.SaveDirError(problem)
+
+
 def main(args) -> Optional[Trainer]:
+    prepare_save_dir(args)
+    try:
+        return _main(args)
+    finally:
+        if distributed.is_master() and not args.no_save:
+            checkpoint_dir.release(args.save_dir)
+
+
+def _main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     set_seeds(args.seed)
     if distributed.is_master() and args.wandb_project:
@@ -331,6 +351,10 @@ def worker_main(args) -> Optional[Trainer]:
     """main() with bad input reported as one line, in whichever process (or spawned worker) hit it."""
     try:
         return main(args)
+    except checkpoint_dir.SaveDirError as e:  # raised on every rank together: reported once
+        if distributed.is_master():
+            print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)
