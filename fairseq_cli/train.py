@@ -25,7 +25,7 @@ from fairseq import checkpoint, checkpoint_dir, options, tasks
 from fairseq.distributed import faults, utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
-from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
+from fairseq.logging.progress_bar import ProgressLogger, log_file_handler, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 
 logger = logging.getLogger("fairseq_cli.train")
@@ -104,6 +104,19 @@ def load_train_epoch(args, task, trainer, epoch: int):
     logger.info(f"loading train data for epoch {epoch}")
     task.load_dataset(args.train_subset, epoch=epoch)
     return train_iterator(args, task, trainer, epoch)
+
+
+def check_valid_subsets(args, task, subsets: List[str], limit: Optional[int]) -> None:
+    """A validation split with no sample that fits max_positions is an error before training: with
+    --skip-invalid-size-inputs-valid-test it would validate on nothing, log valid_loss 0 and make that
+    checkpoint_best.pt (without the flag the first validation would fail, an epoch later)."""
+    for subset in subsets:
+        sizes = np.asarray(task.dataset(subset).sizes)
+        fit = int((sizes <= limit).sum()) if limit is not None else len(sizes)
+        if fit == 0:
+            raise ValueError(f"--valid-subset {subset}: none of its {len(sizes):,} samples fits max_positions={limit}, "
+                             "so there is nothing to validate on; raise --max-positions/--tokens-per-sample, "
+                             "choose another --valid-subset or pass --disable-validation")
 
 
 def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
@@ -277,6 +290,7 @@ def _main(args) -> Optional[Trainer]:
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"num. model params: {n_params:,} (num. trained: {n_trained:,})")
     trainer = Trainer(args, task, model, criterion)
+    check_valid_subsets(args, task, subsets, max_positions(task, trainer.model))
     logger.info(f"training on {distributed.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
     ckpt = checkpoint.CheckpointManager(args)
@@ -371,6 +385,8 @@ def cli_main(argv=None) -> None:
     parser = options.get_training_parser()
     try:
         args = options.parse_args_and_arch(parser, argv)
+        if args.log_file:
+            log_file_handler(args.log_file).close()  # created (with its directory) before any worker starts
     except (ValueError, FileNotFoundError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -209,3 +209,110 @@ def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
     assert rc == 1
     (line,) = jobs[0].errors()
     assert line.startswith("fairseq-train: error: rank 0: rank 1 is gone (no answer within --heartbeat-timeout 5 s)")
+
+
+# ---------------------------------------------------------------- 4. numbers that mean what they say
+
+
+def _run(argv, timeout=BOUND_S):
+    p = subprocess.run([sys.executable, *argv], env=_env(), cwd=REPO, text=True, capture_output=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, [line for line in p.stderr.splitlines() if line.startswith("fairseq-")]
+
+
+@pytest.mark.parametrize("lr", ["1e3", "1e6"])
+def test_diverging_run_ends_with_the_divergence_message(peer_dir, tmp_path, lr):
+    """--lr 1e3 keeps the loss finite but astronomically large (2 ** loss overflowed the perplexity);
+    --lr 1e6 turns it NaN. Both end the same way."""
+    rc, out, errors = _run(_train(peer_dir / "data-bin", tmp_path, "--lr", lr, "--clip-norm", "0",
+                                  "--max-update", "50", "--disable-validation"))
+    assert rc == 1
+    (line,) = errors
+    assert re.fullmatch(r"fairseq-train: error: training diverged at update \d+ \(loss \S+ bits, grad norm \S+\): "
+                        r"NaN/inf or beyond 1024 bits; try a lower --lr or a --clip-norm", line), line
+
+
+def test_perplexity_of_a_huge_loss_is_inf():
+    from fairseq.criterions.masked_lm import reduce_mlm_metrics
+
+    out = reduce_mlm_metrics([{"loss": 1e6, "sample_size": 10, "ntokens": 10}])
+    assert out["ppl"] == float("inf") and out["loss"] > 1e5
+
+
+def test_valid_split_emptied_by_the_size_filter_is_an_error(peer_dir, tmp_path):
+    """Every valid sentence is longer than --tokens-per-sample 32: --skip-invalid-size-inputs-valid-test
+    would validate on nothing (fairseq logs valid_loss 0 and saves that as checkpoint_best.pt)."""
+    import numpy as np
+    from fairseq.data import indexed_dataset
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("dict.txt", "train.bin", "train.idx"):
+        (data / name).symlink_to(peer_dir / "data-bin" / name)
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(data / "valid.bin"))
+    for i in range(20):
+        builder.add_item(np.arange(4, 4 + 40 + i))
+    builder.finalize(str(data / "valid.idx"))
+    save = tmp_path / "ckpt"
+    rc, out, errors = _run(_train(data, save, "--max-update", "2", "--skip-invalid-size-inputs-valid-test"))
+    assert rc == 1
+    assert errors == ["fairseq-train: error: --valid-subset valid: none of its 20 samples fits max_positions=32, "
+                      "so there is nothing to validate on; raise --max-positions/--tokens-per-sample, choose "
+                      "another --valid-subset or pass --disable-validation"]
+    assert "begin training" not in out and not (save / "checkpoint_best.pt").exists()
+
+
+def test_import_hf_answers_bad_weights_files_in_one_line(tmp_path):
+    import pickle
+    import zipfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    good = {"roberta.embeddings.word_embeddings.weight": torch.zeros(8, 4)}
+    torch.save(good, tmp_path / "good.bin")
+    save_file(good, str(tmp_path / "good.safetensors"))
+    evil_zip = tmp_path / "evil.bin"  # torch.save's zip layout with a code-running data.pkl
+    with zipfile.ZipFile(evil_zip, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps(Evil()))
+        z.writestr("archive/version", "3\n")
+    cases = {
+        "pytorch_model.bin": [("malicious pickle", evil_zip.read_bytes()), ("plain pickle", pickle.dumps(Evil())),
+                              ("truncated", (tmp_path / "good.bin").read_bytes()[:300])],
+        "model.safetensors": [("truncated", (tmp_path / "good.safetensors").read_bytes()[:60]),
+                              ("garbage", b"\xff" * 64)],
+    }
+    for name, variants in cases.items():
+        for what, payload in variants:
+            hf = tmp_path / f"hf-{what.replace(' ', '-')}-{name}"
+            hf.mkdir()
+            (hf / "config.json").write_text('{"model_type": "roberta", "layer_norm_eps": 1e-05}')
+            (hf / name).write_bytes(payload)
+            rc, out, errors = _run(["-m", "fairseq_cli.import_hf", str(hf), str(tmp_path / "out")], timeout=60)
+            assert rc == 1, (what, name)
+            (line,) = errors
+            assert line.startswith(f"fairseq-import-hf: error: {hf / name}: truncated, corrupt or unsafe weights "
+                                   "file ("), (what, line)
+            assert "Traceback" not in out
+    assert not marker.exists()
+
+
+def test_log_file_in_a_missing_directory_is_created(peer_dir, tmp_path):
+    log = tmp_path / "logs" / "deeper" / "train.log"
+    rc, out, errors = _run(_train(peer_dir / "data-bin", tmp_path / "ckpt", "--max-update", "1",
+                                  "--disable-validation", "--log-file", str(log)))
+    assert (rc, errors) == (0, [])
+    assert "done training" in log.read_text()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    rc, out, errors = _run(_train(peer_dir / "data-bin", tmp_path / "ckpt2", "--max-update", "1",
+                                  "--log-file", str(blocked / "train.log")))
+    assert rc == 2
+    assert errors == [f"fairseq-train: error: --log-file {blocked / 'train.log'}: cannot write there "
+                      "(File exists)"]

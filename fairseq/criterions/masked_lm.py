@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fairseq import sctd
+from fairseq.logging.meters import get_perplexity
 
 LN2 = math.log(2.0)
 
@@ -53,9 +54,9 @@ def reduce_mlm_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
     out = {"loss": loss_sum / max(sample_size, 1e-12) / LN2 if sample_size else 0.0}
     if sample_size != ntokens and any("nll_loss" in lo for lo in logging_outputs):
         out["nll_loss"] = total("nll_loss") / max(ntokens, 1e-12) / LN2
-        out["ppl"] = 2 ** out["nll_loss"]
+        out["ppl"] = get_perplexity(out["nll_loss"])
     else:
-        out["ppl"] = 2 ** out["loss"]
+        out["ppl"] = get_perplexity(out["loss"])
     out.update(sctd.reduce_metrics(logging_outputs))
     return out
 
