@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -308,7 +309,14 @@ def _main(args) -> Optional[Trainer]:
             if "best" in extra and not args.reset_optimizer and not args.reset_meters:
                 ckpt.best = extra["best"]
     else:
-        logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
+        others = sorted(n for n in os.listdir(args.save_dir) if re.fullmatch(r"checkpoint.*\.pt", n)) \
+            if os.path.isdir(args.save_dir) else []
+        if others:  # e.g. checkpoint_last.pt deleted: say so rather than silently start over
+            logger.warning(f"no checkpoint_last.pt in {args.save_dir}, but {', '.join(others)} "
+                           f"{'is' if len(others) == 1 else 'are'} there; training from scratch (pass "
+                           "--restore-file NAME to resume from one)")
+        else:
+            logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
     epoch = int(itr_state["epoch"]) if itr_state else 1
     epoch_itr = load_train_epoch(args, task, trainer, epoch)  # a resumed epoch reads its own shard
     if itr_state:

@@ -138,24 +138,43 @@ def _updates(path: Path) -> int:
 # ---------------------------------------------------------------- 1. stopping a distributed job
 
 
-def test_sigterm_to_one_spawned_rank_stops_both_with_a_checkpoint(peer_dir, tmp_path):
-    job = Job(_train(peer_dir / "data-bin", tmp_path, "--distributed-world-size", "2", "--max-update", "100000",
-                     "--disable-validation"))
+def _launch(form: str, data, save_dir, *extra):
+    """A 2-rank job in one of fairseq's launch forms: (jobs, rank pids [rank 0, rank 1])."""
+    if form == "no-spawn":
+        jobs = _no_spawn(data, save_dir, *extra)
+        jobs[0].wait_for(r'"num_updates": "3"')
+        return jobs, [j.proc.pid for j in jobs]
+    if form == "spawn":
+        job = Job(_train(data, save_dir, "--distributed-world-size", "2", *extra))
+    else:  # torchrun: its workers are its direct children, started in rank order
+        job = Job(["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr",
+                   "127.0.0.1", "--master_port", str(D.free_port()), *_train(data, save_dir, *extra)])
     job.wait_for(r'"num_updates": "3"')
-    ranks = _workers(job.proc.pid)
+    ranks = _workers(job.proc.pid) if form == "spawn" else _children(job.proc.pid)
     assert len(ranks) == 2, ranks
+    return [job], ranks
+
+
+def _children(parent: int):
+    return sorted(int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split())
+
+
+@pytest.mark.parametrize("form", ["spawn", "no-spawn", "torchrun"])
+def test_sigterm_to_one_rank_stops_both_with_a_checkpoint(peer_dir, tmp_path, form):
+    jobs, ranks = _launch(form, peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation")
     t0 = time.monotonic()
     _signal(ranks[1], signal.SIGTERM)
-    rc = job.wait()
+    rcs = [j.wait() for j in jobs]
     assert time.monotonic() - t0 < BOUND_S
-    assert rc == 128 + signal.SIGTERM
-    (line,) = job.errors()
+    # every rank exits 143; torchrun reports its failed workers with its own status 1
+    assert rcs == ([1] if form == "torchrun" else [128 + signal.SIGTERM] * len(jobs))
+    (line,) = [line for j in jobs for line in j.errors()]
     m = re.fullmatch(r"fairseq-train: stopped by SIGTERM \(received by rank 1\) at update (\d+); saved (\S+); "
                      r"rerun the same command to resume", line)
     assert m, line
     assert m.group(2) == str(tmp_path / "checkpoint_last.pt")
     assert _updates(tmp_path / "checkpoint_last.pt") == int(m.group(1)) >= 3
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no temp file, lock released
 
 
 def test_sigterm_during_validation_stops_both_ranks(peer_dir, tmp_path):
@@ -196,7 +215,7 @@ def test_killed_rank_ends_the_spawned_job_naming_it(peer_dir, tmp_path):
 
 def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
     jobs = _no_spawn(peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
-                     "--heartbeat-timeout", "5")
+                     "--heartbeat-timeout", "8")
     jobs[0].wait_for(r'"num_updates": "3"')
     _signal(jobs[1].proc.pid, signal.SIGSTOP)  # alive but silent: no connection is closed
     try:
@@ -208,7 +227,7 @@ def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
         jobs[1].wait()
     assert rc == 1
     (line,) = jobs[0].errors()
-    assert line.startswith("fairseq-train: error: rank 0: rank 1 is gone (no answer within --heartbeat-timeout 5 s)")
+    assert line.startswith("fairseq-train: error: rank 0: rank 1 is gone (no answer within --heartbeat-timeout 8 s)")
 
 
 # ---------------------------------------------------------------- 4. numbers that mean what they say
