@@ -213,6 +213,20 @@ def test_killed_rank_ends_the_spawned_job_naming_it(peer_dir, tmp_path):
     assert _updates(tmp_path / "checkpoint_last.pt") >= before  # still a complete checkpoint
 
 
+def test_killed_rank_0_ends_its_peer_naming_it(peer_dir, tmp_path):
+    """--distributed-no-spawn: rank 0 also hosts the rendezvous store, so the survivor's roll call
+    finds the store gone and names rank 0."""
+    jobs, ranks = _launch("no-spawn", peer_dir / "data-bin", tmp_path, "--max-update", "100000",
+                          "--disable-validation")
+    t0 = time.monotonic()
+    _signal(ranks[0], signal.SIGKILL)
+    rcs = [j.wait() for j in jobs]
+    assert time.monotonic() - t0 < BOUND_S
+    assert rcs == [-signal.SIGKILL, 1]
+    assert jobs[1].errors() == ["fairseq-train: error: rank 1: rank 0 is gone (connection closed); stopping "
+                                "without saving, checkpoint_last.pt is the last complete save"]
+
+
 def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
     jobs = _no_spawn(peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
                      "--heartbeat-timeout", "8")
