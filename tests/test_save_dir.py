@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq import checkpoint, checkpoint_dir
+from fairseq import checkpoint_dir
 from test_faults import FLAGS, Job, _env, _updates
 
 REPO = Path(__file__).resolve().parents[1]

@@ -108,32 +108,27 @@ def missing_ranks() -> List[int]:
             if missing:
                 time.sleep(0.2)
         return missing
-    except Exception:  # the store's host is gone
+    except RuntimeError:  # DistStoreError and friends: the store's host is gone
         return [0] if rank != 0 else []
 
 
 def lost_peer_message(error: BaseException, timeout_s: int) -> str:
     """One line: which ranks are gone and why this rank stopped (a collective failed)."""
-    rank = dist.get_rank()
     first = (str(error).splitlines() or [""])[0]
-    cause = ("no answer within --heartbeat-timeout " f"{timeout_s} s" if "Timed out" in first or "timeout" in first.lower()
-             else "connection closed")
+    timed_out = "timed out" in first.lower() or "timeout" in first.lower()
+    cause = f"no answer within --heartbeat-timeout {timeout_s} s" if timed_out else "connection closed"
     missing = missing_ranks()
-    who = (f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
-           f"{'are' if len(missing) > 1 else 'is'} gone" if missing else "a peer rank is gone")
-    return (f"rank {rank}: {who} ({cause}); stopping without saving, checkpoint_last.pt is the last "
-            f"complete save")
+    if not missing:
+        who = "a peer rank is gone"
+    elif len(missing) == 1:
+        who = f"rank {missing[0]} is gone"
+    else:
+        who = f"ranks {', '.join(map(str, missing))} are gone"
+    return (f"rank {dist.get_rank()}: {who} ({cause}); stopping without saving, checkpoint_last.pt is the "
+            "last complete save")
 
 
 # ----------------------------------------------------------------------------- spawned workers
-
-
-def _exit_reason(exitcode: int) -> str:
-    if exitcode < 0:
-        return f"was killed by {signal_name(-exitcode)}"
-    if exitcode > 128 and exitcode - 128 in signal.valid_signals():
-        return f"stopped after {signal_name(exitcode - 128)} (exit {exitcode})"
-    return f"exited with status {exitcode}"
 
 
 def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
@@ -178,8 +173,8 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
     proc = procs[first_bad]
     code = proc.exitcode
     if code < 0:
-        print(f"fairseq-train: error: rank {first_rank + first_bad} (pid {proc.pid}) {_exit_reason(code)}; "
-              "the job stopped", file=sys.stderr, flush=True)
+        print(f"fairseq-train: error: rank {first_rank + first_bad} (pid {proc.pid}) was killed by "
+              f"{signal_name(-code)}; the job stopped", file=sys.stderr, flush=True)
         return first_bad, proc.pid, 128 - code
     error_file = context.error_files[first_bad]
     if os.path.isfile(error_file) and os.path.getsize(error_file):
