@@ -380,6 +380,10 @@ def worker_main(args) -> Optional[Trainer]:
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # a second SIGINT while stopping: abort without saving
+        print("fairseq-train: aborted by a second SIGINT; not saved, checkpoint_last.pt is the last complete save",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     except RuntimeError as e:  # a collective failed: a peer died or hung past --heartbeat-timeout
         if not (distributed.get_world_size() > 1 and faults.is_comm_failure(e)):
             raise
