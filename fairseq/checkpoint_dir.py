@@ -6,8 +6,9 @@ of fairseq-train (unless --no-save) calls :func:`prepare`, which
 
 1. creates the directory and writes, fsyncs and removes a probe file in it: a read-only file system,
    a path that is a file, or missing permissions are one error naming the path and the cause;
-2. takes the directory's lock file (LOCK_NAME, holding "pid host"): a second trainer on a directory
-   in use is refused; a lock left by a dead process on this host is taken over;
+2. takes the directory's lock file (LOCK_NAME, holding "pid host", touched every REFRESH_S while the
+   owner lives): a second trainer on a directory in use is refused; a lock left by a dead process on
+   this host, or by another host's trainer that has not touched it for STALE_LOCK_S, is taken over;
 3. removes the temp files (``.tmp-<pid>-...``, see checkpoint._atomic_write) of writers that are no
    longer running: a save killed mid-write leaves a checkpoint-sized one behind.
 
@@ -21,11 +22,19 @@ import os
 import re
 import socket
 import tempfile
+import threading
+import time
 from typing import Optional
 
 logger = logging.getLogger(__name__)
 LOCK_NAME = ".fairseq-train.lock"
 TEMP_PREFIX = ".tmp-"
+# The owner touches its lock every REFRESH_S; a lock of another host (whose pid cannot be checked)
+# that has not been touched for STALE_LOCK_S belongs to a trainer that was killed (kill -9, a preempted
+# node) and is taken over, so a job requeued on another node resumes.
+REFRESH_S = 60
+STALE_LOCK_S = 600
+_refreshers = {}  # lock path -> the Event that stops its refresh thread
 _TEMP_PID = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
 
 
@@ -88,13 +97,18 @@ def acquire_lock(save_dir: str) -> str:
             if owner is not None:
                 pid, host = owner
                 if host != socket.gethostname():
-                    raise SaveDirError(
-                        f"--save-dir {save_dir} is in use by fairseq-train pid {pid} on host {host} (lock file "
-                        f"{path}); if that process is gone, delete the lock file") from None
-                if _alive(pid) and pid != os.getpid():
+                    age = _age(path)
+                    if age < STALE_LOCK_S:
+                        raise SaveDirError(
+                            f"--save-dir {save_dir} is in use by fairseq-train pid {pid} on host {host} (lock file "
+                            f"{path}, refreshed {age:.0f} s ago); stop it or choose another --save-dir") from None
+                    logger.warning(f"taking over the stale lock {path} of pid {pid} on host {host}, not refreshed "
+                                   f"for {age:.0f} s")
+                elif _alive(pid) and pid != os.getpid():
                     raise SaveDirError(f"--save-dir {save_dir} is in use by another fairseq-train (pid {pid}, lock "
                                        f"file {path}); stop it or choose another --save-dir") from None
-                logger.warning(f"taking over the stale lock {path} of pid {pid}, which is no longer running")
+                else:
+                    logger.warning(f"taking over the stale lock {path} of pid {pid}, which is no longer running")
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -104,13 +118,39 @@ def acquire_lock(save_dir: str) -> str:
             raise SaveDirError(f"--save-dir {save_dir}: cannot create the lock file {path} ({_cause(e)})") from None
         with os.fdopen(fd, "w") as f:
             f.write(me)
+        _start_refreshing(path)
         return path
     raise SaveDirError(f"--save-dir {save_dir}: could not take the lock file {path} (another trainer keeps racing)")
+
+
+def _age(path: str) -> float:
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        return float("inf")
+
+
+def _start_refreshing(path: str) -> None:
+    """Touch the lock every REFRESH_S seconds from a daemon thread until release(), so a trainer on
+    another host (which cannot check our pid) can tell a live owner from one that was killed."""
+    stop = threading.Event()
+    _refreshers[path] = stop
+
+    def refresh():
+        while not stop.wait(REFRESH_S):
+            try:
+                os.utime(path)
+            except OSError:
+                return
+    threading.Thread(target=refresh, name="fairseq-save-dir-lock", daemon=True).start()
 
 
 def release(save_dir: str) -> None:
     """Remove the lock file if this process holds it."""
     path = os.path.join(save_dir, LOCK_NAME)
+    stop = _refreshers.pop(path, None)
+    if stop is not None:
+        stop.set()
     owner = _read_lock(path)
     if owner is not None and owner[0] == os.getpid() and owner[1] == socket.gethostname():
         try:

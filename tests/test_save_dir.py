@@ -125,3 +125,24 @@ def test_disk_too_small_for_checkpoint_last_names_it(peer_dir, tmpfs):
     assert errors == [f"fairseq-train: error: could not save checkpoint {save / 'checkpoint_last.pt'}: "
                       "No space left on device; the previous checkpoints are unchanged"]
     assert list(save.iterdir()) == []  # no temp file, no lock
+
+
+def test_lock_of_another_host_is_refused_while_fresh_and_taken_over_when_stale(tmp_path, caplog):
+    """A job requeued on another node finds the lock of its killed predecessor: the pid cannot be checked
+    there, so the lock's age decides (its owner touches it every REFRESH_S seconds)."""
+    import os
+
+    lock = tmp_path / checkpoint_dir.LOCK_NAME
+    lock.write_text("4242 some-other-node\n")
+    with pytest.raises(checkpoint_dir.SaveDirError, match=r"in use by fairseq-train pid 4242 on host some-other-node "
+                                                          r"\(lock file .*, refreshed \d+ s ago\)"):
+        checkpoint_dir.acquire_lock(str(tmp_path))
+    old = time.time() - checkpoint_dir.STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    assert checkpoint_dir.acquire_lock(str(tmp_path)) == str(lock)
+    try:
+        assert lock.read_text().split()[0] == str(os.getpid())
+        assert "taking over the stale lock" in caplog.text and "some-other-node" in caplog.text
+    finally:
+        checkpoint_dir.release(str(tmp_path))
+    assert not lock.exists()
