@@ -541,4 +541,6 @@ def add_distributed_args(parser) -> None:
     add("--fix-batches-to-gpus", action="store_true")
     add("--find-unused-parameters", action="store_true")
     add("--broadcast-buffers", action="store_true")
-    add("--heartbeat-timeout", type=int, default=-1)  # faults.heartbeat_timeout
+    add("--heartbeat-timeout", type=int, default=-1, metavar="N",
+        help="a collective that waits more than N seconds for a peer ends the job; -1: "
+             f"{faults.DEFAULT_HEARTBEAT_TIMEOUT_S} (docs/faults.md)")
