@@ -1,9 +1,12 @@
 """Checkpoints: fairseq's names, keep rules and contents (FAIRSEQ_SPEC section 7), written atomically.
 
-Writing: the first file goes to a temp file in the same directory, is flushed + fsynced and then
-os.replace'd into place; the other names are atomic *copies* of it (no hard links, so deleting or
-overwriting one never affects another). A crash or exception mid-save leaves every existing file
-untouched, in particular the previous checkpoint_last.pt.
+Writing: checkpoint_last.pt (when kept) is written first, to a temp file in the same directory
+(``.tmp-<pid>-...``, so a later trainer can tell a dead writer's leftovers), flushed + fsynced and
+then os.replace'd into place; the other names are atomic *copies* of it (no hard links, so deleting
+or overwriting one never affects another). A crash or exception mid-save leaves every existing file
+untouched, and checkpoint_last.pt always is the newest complete checkpoint: a save that fails (a full
+disk) after it was written leaves it complete, one that fails before leaves the previous one. A failed
+save is one error naming the file and the cause (checkpoint_dir.SaveDirError), on every rank.
 
 Contents differ from fairseq's in one deliberate way: our cfg is plain dicts (cfg["model"] is a
 dict, not an argparse.Namespace), so our files load with torch.load(weights_only=True). fairseq's
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from fairseq import checkpoint_upgrade, options, resume_checks
+from fairseq.checkpoint_dir import TEMP_PREFIX, SaveDirError
 from fairseq.distributed import utils as distributed
 
 logger = logging.getLogger(__name__)
@@ -51,7 +55,7 @@ os.umask(_UMASK)
 def _atomic_write(path: str, write_fn) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
@@ -68,9 +72,35 @@ def _atomic_write(path: str, write_fn) -> None:
     _fsync_dir(directory)
 
 
+class _WriteErrors:
+    """A file object that keeps the OSError of a failed write: torch.save reports a full disk as an
+    opaque RuntimeError ("unexpected pos ..."), this lets atomic_save raise the OSError instead."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
 def atomic_save(obj, path: str) -> None:
     """torch.save to `path` so that readers see either the old file or the complete new one."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    def write(f):
+        out = _WriteErrors(f)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
+    _atomic_write(path, write)
 
 
 def atomic_copy(src: str, dst: str) -> None:
@@ -270,16 +300,39 @@ class CheckpointManager:
         if not names:
             return []
         state = build_state(args, trainer, epoch_itr, val_loss, self.best)  # collective under FSDP
+        failure = None
         if distributed.is_master():
             paths = [os.path.join(args.save_dir, n) for n in names]
-            atomic_save(state, paths[0])
-            for p in paths[1:]:
-                atomic_copy(paths[0], p)
-            logger.info(f"saved checkpoint {paths[0]} (epoch {epoch} @ {updates} updates, score {val_loss})"
-                        + (f"; copied to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
-            prune_checkpoints(args)
-        distributed.barrier()
+            failure = _write(state, paths, updates)
+            if failure is None:
+                logger.info(f"saved checkpoint {paths[0]} (epoch {epoch} @ {updates} updates, score {val_loss})"
+                            + (f"; copied to {', '.join(os.path.basename(p) for p in paths[1:])}"
+                               if paths[1:] else ""))
+                prune_checkpoints(args)
+        failure = distributed.broadcast_object(failure)  # also the barrier: every rank waits for the write
+        if failure is not None:
+            raise SaveDirError(failure)
         return names
+
+
+def _write(state: Dict, paths: List[str], updates: int) -> Optional[str]:
+    """Write `state` to paths (checkpoint_last.pt first, the rest copied from it); the failure as one
+    line naming the file and the cause, or None."""
+    order = sorted(paths, key=lambda p: not os.path.basename(p).startswith("checkpoint_last"))
+    done = []
+    for p in order:
+        try:
+            if done:
+                atomic_copy(done[0], p)
+            else:
+                atomic_save(state, p)
+        except OSError as e:
+            left = (f"{os.path.basename(done[0])} (update {updates}) is complete"
+                    if done and os.path.basename(done[0]).startswith("checkpoint_last")
+                    else "the previous checkpoints are unchanged")
+            return f"could not save checkpoint {p}: {e.strerror or e}; {left}"
+        done.append(p)
+    return None
 
 
 # ---- loading ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ required_seq_len_multiple dataset_impl train_subset valid_subset validate_interv
 validate_interval_updates validate_after_updates disable_validation max_tokens_valid batch_size_valid
 max_valid_steps curriculum
 distributed_world_size distributed_rank distributed_backend distributed_init_method distributed_port device_id
-distributed_no_spawn ddp_backend bucket_cap_mb find_unused_parameters broadcast_buffers
+distributed_no_spawn ddp_backend bucket_cap_mb heartbeat_timeout find_unused_parameters broadcast_buffers
 max_epoch max_update stop_time_hours clip_norm sentence_avg update_freq lr stop_min_lr
 save_dir restore_file finetune_from_model reset_dataloader reset_lr_scheduler reset_meters reset_optimizer
 save_interval save_interval_updates keep_interval_updates keep_interval_updates_pattern keep_last_epochs
@@ -81,7 +81,6 @@ _WARN = {
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
     "shard_id": "only fairseq-generate shards its input this way; data parallelism shards by rank",
     "fix_batches_to_gpus": "each epoch's shuffled batches are dealt to ranks round-robin",
-    "heartbeat_timeout": "there is no heartbeat watchdog (torch.distributed's own timeout applies)",
     "distributed_num_procs": "the number of local processes is --distributed-world-size (or torchrun's)",
     "skip_remainder_batch": "the last, partial --update-freq group of an epoch is trained",
     "write_checkpoints_asynchronously": "checkpoints are written synchronously (temp file, fsync, rename)",

@@ -14,6 +14,7 @@ Precision choices (documented in README "Compatibility notes"):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Dict, List, Optional
 
@@ -28,6 +29,9 @@ from fairseq.optim.loss_scaler import DynamicLossScaler, default_scale_window
 
 logger = logging.getLogger(__name__)
 _warned_fp16_cpu = False
+# A loss above this many bits per unit has diverged even if it is finite: its perplexity 2**loss
+# overflows a float, and no model giving its targets a probability below 2**-1024 is training.
+DIVERGED_BITS = 1024
 
 
 class StepOptimizer:
@@ -171,6 +175,7 @@ class Trainer:
             clipped = gnorm > clip
             coef = (clip / (gnorm + 1e-6)).clamp(max=1.0)
             torch._foreach_mul_(grads, coef)
+        bits = float(logs.get("loss", 0.0)) / (float(sample_size) or 1.0) / math.log(2)
         finite = bool(torch.isfinite(gnorm))
         if not finite:
             if self.scaler is not None:
@@ -184,9 +189,10 @@ class Trainer:
                         discard()
                     self._train_time += time.perf_counter() - start
                     return None
+        if not finite or not bits < DIVERGED_BITS:  # NaN bits fails the comparison too
             raise FloatingPointError(
-                f"loss or gradient is NaN/inf at update {self.num_updates + 1} (grad norm {float(gnorm)}); "
-                "try a lower --lr or a --clip-norm")
+                f"training diverged at update {self.num_updates + 1} (loss {bits:.4g} bits, grad norm "
+                f"{float(gnorm):.4g}): NaN/inf or beyond {DIVERGED_BITS} bits; try a lower --lr or a --clip-norm")
         self.optimizer.step()
         if self.scaler is not None:
             self.scaler.update()

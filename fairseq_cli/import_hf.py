@@ -83,14 +83,27 @@ def read_config(hf_dir: Path) -> dict:
 
 
 def read_tensors(hf_dir: Path) -> dict:
+    """The weights file's tensors; a truncated, corrupt or malicious file (weights_only refuses to run a
+    pickle's code) is one ValueError naming the file, not the reader's traceback."""
     st, pt = hf_dir / "model.safetensors", hf_dir / "pytorch_model.bin"
     if st.is_file():
         from safetensors.torch import load_file
 
-        return dict(load_file(str(st)))
+        return _read_weights(st, lambda: load_file(str(st)))
     if pt.is_file():
-        return dict(torch.load(pt, map_location="cpu", weights_only=True))
+        return _read_weights(pt, lambda: torch.load(pt, map_location="cpu", weights_only=True))
     raise FileNotFoundError(f"{hf_dir}: no model.safetensors or pytorch_model.bin")
+
+
+def _read_weights(path: Path, load) -> dict:
+    try:
+        tensors = load()
+    except Exception as e:  # SafetensorError, UnpicklingError, zip/EOF errors: many kinds, one cause
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        raise ValueError(f"{path}: truncated, corrupt or unsafe weights file ({reason})") from None
+    if not isinstance(tensors, dict) or not all(torch.is_tensor(v) for v in tensors.values()):
+        raise ValueError(f"{path}: not a weights file (expected a dict of tensors)")
+    return dict(tensors)
 
 
 def _token_name(value, default: str) -> str:

@@ -3,14 +3,17 @@
 Loop (fairseq 0.12.2): for each epoch, group batches by --update-freq, run one update per group,
 log train_inner every --log-interval updates, then validate/save when an epoch ends, every
 --save-interval-updates / --validate-interval-updates, and when a stop condition (--max-update,
---max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update, write
-checkpoint_last.pt and exit with 128 + signal number.
+--max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update (or validation
+batch), write checkpoint_last.pt and exit with 128 + signal number; in a multi-process job a signal
+seen by any rank stops all of them at the same update (fairseq/distributed/faults.py, docs/faults.md).
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import re
 import signal
 import sys
 import time
@@ -19,12 +22,12 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import checkpoint, checkpoint_dir, options, tasks
 from fairseq.data import checks
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import faults, utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
-from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
+from fairseq.logging.progress_bar import ProgressLogger, log_file_handler, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 from fairseq.user_dir import import_user_module
 
@@ -32,15 +35,38 @@ logger = logging.getLogger("fairseq_cli.train")
 
 
 class _Stop:
-    """Signal flag: the loop checks it after every update."""
+    """Signal flag: the loop checks it (agreed over ranks) after every update and validation batch."""
     signum: Optional[int] = None
+    at: float = 0.0
+
+
+_REPEAT_S = 2.0  # a second SIGINT this soon is the same request (Ctrl-C reaches a spawned job's parent too,
+                 # which forwards it); a later one aborts without saving
 
 
 def _on_signal(signum, frame):
-    if _Stop.signum is not None and signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    _Stop.signum = signum
-    logger.warning(f"received signal {signum}: finishing the current update, then saving checkpoint_last.pt")
+    if _Stop.signum is not None:
+        if signum == signal.SIGINT and time.monotonic() - _Stop.at > _REPEAT_S:
+            raise KeyboardInterrupt
+        return
+    _Stop.signum, _Stop.at = signum, time.monotonic()
+    logger.warning(f"received {faults.signal_name(signum)}: finishing the current update, "
+                   "then saving checkpoint_last.pt")
+
+
+class StopRequested(Exception):
+    """All ranks agreed to stop: `signum` was received by rank `rank`."""
+
+    def __init__(self, signum: int, rank: int):
+        super().__init__(f"{faults.signal_name(signum)} received by rank {rank}")
+        self.signum, self.rank = signum, rank
+
+
+def check_stop() -> None:
+    """Raise StopRequested on every rank if any rank has received SIGINT/SIGTERM (a collective)."""
+    agreed = faults.agree_on_stop(_Stop.signum)
+    if agreed is not None:
+        raise StopRequested(*agreed)
 
 
 def install_signal_handlers():
@@ -88,6 +114,19 @@ def load_train_epoch(args, task, trainer, epoch: int):
     return train_iterator(args, task, trainer, epoch)
 
 
+def check_valid_subsets(args, task, subsets: List[str], limit: Optional[int]) -> None:
+    """A validation split with no sample that fits max_positions is an error before training: with
+    --skip-invalid-size-inputs-valid-test it would validate on nothing, log valid_loss 0 and make that
+    checkpoint_best.pt (without the flag the first validation would fail, an epoch later)."""
+    for subset in subsets:
+        sizes = np.asarray(task.dataset(subset).sizes)
+        fit = int((sizes <= limit).sum()) if limit is not None else len(sizes)
+        if fit == 0:
+            raise ValueError(f"--valid-subset {subset}: none of its {len(sizes):,} samples fits max_positions={limit}, "
+                             "so there is nothing to validate on; raise --max-positions/--tokens-per-sample, "
+                             "choose another --valid-subset or pass --disable-validation")
+
+
 def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
     losses = []
     for subset in subsets:
@@ -103,6 +142,7 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
         for i, sample in enumerate(itr):
             if args.max_valid_steps is not None and i >= args.max_valid_steps:
                 break
+            check_stop()  # a long validation does not delay a stop request
             log = trainer.valid_step(sample)
             if log is not None:
                 window.add(log)
@@ -182,34 +222,31 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
     valid_losses, should_stop = [None], False
     chunk = []
     logger.info(f"begin training epoch {epoch}")
-    for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
-        chunk.append(batch)
-        if len(chunk) < uf and itr.has_next():
-            continue
-        out = trainer.train_step(chunk)
-        chunk = []
-        if out is not None:
-            inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
-            whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
-            n = trainer.num_updates
-            if args.log_interval > 0 and n % args.log_interval == 0:
-                stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
-                                    args.clip_norm, trainer.loss_scale)
-                progress.log(stats, tag="train_inner", step=n,
-                             update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
-                inner.reset()
-        end_of_epoch = not itr.has_next()
-        valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress,
-                                                      patience, end_of_epoch)
-        if _Stop.signum is not None:
-            progress.close()
-            logger.warning("saving checkpoint_last.pt after the interrupt")
-            ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
-            logger.warning(f"interrupted by signal {_Stop.signum}; resume with the same command")
-            sys.exit(128 + int(_Stop.signum))
-        if should_stop:
-            break
-    progress.close()
+    try:
+        for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
+            chunk.append(batch)
+            if len(chunk) < uf and itr.has_next():
+                continue
+            out = trainer.train_step(chunk)
+            chunk = []
+            if out is not None:
+                inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+                whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
+                n = trainer.num_updates
+                if args.log_interval > 0 and n % args.log_interval == 0:
+                    stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
+                                        args.clip_norm, trainer.loss_scale)
+                    progress.log(stats, tag="train_inner", step=n,
+                                 update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
+                    inner.reset()
+            check_stop()  # every rank learns of a signal any rank received, at this same update
+            end_of_epoch = not itr.has_next()
+            valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt,
+                                                          progress, patience, end_of_epoch)
+            if should_stop:
+                break
+    finally:
+        progress.close()
     logger.info(f"end of epoch {epoch} (average epoch stats below)")
     if whole.updates:
         stats = whole.stats(reduce, trainer.num_updates, trainer.get_lr(), time.perf_counter() - start_time,
@@ -224,7 +261,27 @@ def set_seeds(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_save_dir(args) -> None:
+    """Rank 0 checks, locks and cleans --save-dir before any work (fairseq/checkpoint_dir.py); every
+    rank learns the outcome, so a refusal ends all of them at once."""
+    problem = None
+    if distributed.is_master() and not args.no_save:
+        problem = checkpoint_dir.prepare(args.save_dir)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise checkpoint_dir.SaveDirError(problem)
+
+
 def main(args) -> Optional[Trainer]:
+    prepare_save_dir(args)
+    try:
+        return _main(args)
+    finally:
+        if distributed.is_master() and not args.no_save:
+            checkpoint_dir.release(args.save_dir)
+
+
+def _main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     import_user_module(args)  # again in spawned workers and torchrun ranks (fresh interpreters)
     set_seeds(args.seed)
@@ -245,6 +302,7 @@ def main(args) -> Optional[Trainer]:
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"num. model params: {n_params:,} (num. trained: {n_trained:,})")
     trainer = Trainer(args, task, model, criterion)
+    check_valid_subsets(args, task, subsets, max_positions(task, trainer.model))
     logger.info(f"training on {distributed.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
     ckpt = checkpoint.CheckpointManager(args)
@@ -262,7 +320,14 @@ def main(args) -> Optional[Trainer]:
             if "best" in extra and not args.reset_optimizer and not args.reset_meters:
                 ckpt.best = extra["best"]
     else:
-        logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
+        others = sorted(n for n in os.listdir(args.save_dir) if re.fullmatch(r"checkpoint.*\.pt", n)) \
+            if os.path.isdir(args.save_dir) else []
+        if others:  # e.g. checkpoint_last.pt deleted: say so rather than silently start over
+            logger.warning(f"no checkpoint_last.pt in {args.save_dir}, but {', '.join(others)} "
+                           f"{'is' if len(others) == 1 else 'are'} there; training from scratch (pass "
+                           "--restore-file NAME to resume from one)")
+        else:
+            logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
     epoch = int(itr_state["epoch"]) if itr_state else 1
     epoch_itr = load_train_epoch(args, task, trainer, epoch)  # a resumed epoch reads its own shard
     if itr_state:
@@ -286,12 +351,25 @@ def main(args) -> Optional[Trainer]:
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
             if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
                 epoch_itr = load_train_epoch(args, task, trainer, epoch_itr.next_epoch_idx)
+    except StopRequested as stop:
+        save_and_exit(args, trainer, epoch_itr, ckpt, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     wandb_log.finish()
     logger.info(f"done training in {time.perf_counter() - start_time:.1f} seconds")
     return trainer
+
+
+def save_and_exit(args, trainer, epoch_itr, ckpt, stop: StopRequested) -> None:
+    """Every rank: save checkpoint_last.pt once (together), then exit with 128 + the signal number."""
+    names = ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
+    if distributed.is_master():
+        saved = f"saved {os.path.join(args.save_dir, names[0])}" if names else "nothing saved (--no-save)"
+        print(f"fairseq-train: stopped by {faults.signal_name(stop.signum)} (received by rank {stop.rank}) "
+              f"at update {trainer.num_updates}; {saved}; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+    sys.exit(128 + stop.signum)
 
 
 def setup_process(args) -> None:
@@ -306,8 +384,22 @@ def worker_main(args) -> Optional[Trainer]:
     """main() with bad input reported as one line, in whichever process (or spawned worker) hit it."""
     try:
         return main(args)
+    except checkpoint_dir.SaveDirError as e:  # raised on every rank together: reported once
+        if distributed.is_master():
+            print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # a second SIGINT while stopping: abort without saving
+        print("fairseq-train: aborted by a second SIGINT; not saved, checkpoint_last.pt is the last complete save",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
+    except RuntimeError as e:  # a collective failed: a peer died or hung past --heartbeat-timeout
+        if not (distributed.get_world_size() > 1 and faults.is_comm_failure(e)):
+            raise
+        print(f"fairseq-train: error: {faults.lost_peer_message(e, faults.heartbeat_timeout(args))}",
+              file=sys.stderr, flush=True)
         sys.exit(1)
 
 
@@ -316,6 +408,8 @@ def cli_main(argv=None) -> None:
     parser = options.get_training_parser()
     try:
         args = options.parse_args_and_arch(parser, argv)
+        if args.log_file:
+            log_file_handler(args.log_file).close()  # created (with its directory) before any worker starts
     except (ValueError, FileNotFoundError) as e:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)

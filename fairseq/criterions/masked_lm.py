@@ -19,6 +19,7 @@ from omegaconf import II
 from fairseq.criterions.fairseq_criterion import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
+from fairseq.logging.meters import get_perplexity
 
 LN2 = math.log(2.0)
 
@@ -47,9 +48,9 @@ def reduce_mlm_metrics(logging_outputs: List[Dict]) -> Dict[str, float]:
     out = {"loss": loss_sum / max(sample_size, 1e-12) / LN2 if sample_size else 0.0}
     if sample_size != ntokens and any("nll_loss" in lo for lo in logging_outputs):
         out["nll_loss"] = total("nll_loss") / max(ntokens, 1e-12) / LN2
-        out["ppl"] = 2 ** out["nll_loss"]
+        out["ppl"] = get_perplexity(out["nll_loss"])
     else:
-        out["ppl"] = 2 ** out["loss"]
+        out["ppl"] = get_perplexity(out["loss"])
     metrics.log_scalar("loss", out["loss"], sample_size)
     if "nll_loss" in out:
         metrics.log_scalar("nll_loss", out["nll_loss"], ntokens)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Dict, Optional
 import torch
 import torch.distributed as dist
 
+from fairseq.distributed import faults
+
 logger = logging.getLogger(__name__)
 
 DDP_BACKENDS = ("c10d", "pytorch_ddp", "legacy_ddp", "no_c10d", "fully_sharded")
@@ -460,8 +462,9 @@ def init_process_group(args, init: DistInit) -> None:
         # CPU workers share the machine's cores; give each its share so they do not oversubscribe.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, min(init.world_size, os.cpu_count() or 1))))
     logger.info(f"distributed init (rank {init.rank}): {init.url()}")
+    # Every collective (and the rendezvous) waits at most --heartbeat-timeout for a peer: see faults.py.
     dist.init_process_group(backend=init.backend, init_method=init.url(), world_size=init.world_size,
-                            rank=init.rank)
+                            rank=init.rank, timeout=faults.process_group_timeout(args))
     logger.info(f"initialized host {socket.gethostname()} as rank {init.rank}")
     _record(args, init)
 
@@ -499,7 +502,8 @@ def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, *
     Single process: a plain call. torchrun/SLURM/--distributed-no-spawn: join the group, run, leave.
     Otherwise spawn the local workers (main_fn must be picklable, i.e. a module-level function), on a
     free localhost port unless --distributed-init-method/--distributed-port says where; the parent
-    returns None once all workers finish.
+    returns None once all workers finish, or raises ProcessExitedException with the exit status of
+    the first worker that failed (a worker killed by signal S counts as 128 + S); see faults.supervise.
     """
     init = infer_init(args)
     if init.mode == "single":
@@ -510,8 +514,13 @@ def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, *
     if init.mode == "spawn":
         if init.init_method is None and init.master_port <= 0:
             init.master_port = free_port()
-        torch.multiprocessing.spawn(_spawn_worker, args=(args, main_fn, init, worker_init, kwargs),
-                                    nprocs=init.nprocs, join=True)
+        context = torch.multiprocessing.start_processes(
+            _spawn_worker, args=(args, main_fn, init, worker_init, kwargs), nprocs=init.nprocs, join=False)
+        failed = faults.supervise(context, first_rank=init.rank)
+        if failed is not None:
+            index, pid, status = failed
+            raise torch.multiprocessing.ProcessExitedException(
+                f"rank {init.rank + index} (pid {pid}) ended with status {status}", index, pid, status)
         return None
     return _run_in_group(args, init, main_fn, worker_init, kwargs)
 
@@ -532,4 +541,6 @@ def add_distributed_args(parser) -> None:
     add("--fix-batches-to-gpus", action="store_true")
     add("--find-unused-parameters", action="store_true")
     add("--broadcast-buffers", action="store_true")
-    add("--heartbeat-timeout", type=int, default=-1)
+    add("--heartbeat-timeout", type=int, default=-1, metavar="N",
+        help="a collective that waits more than N seconds for a peer ends the job; -1: "
+             f"{faults.DEFAULT_HEARTBEAT_TIMEOUT_S} (docs/faults.md)")

@@ -27,6 +27,15 @@ def safe_round(value, ndigits: int):
     return round(float(value), ndigits)
 
 
+def get_perplexity(loss: float, base: float = 2) -> float:
+    """base ** loss, inf when that overflows a float (fairseq.utils.get_perplexity): a diverging loss
+    is logged as ppl inf and training goes on to the divergence check instead of crashing here."""
+    try:
+        return base ** float(loss)
+    except OverflowError:
+        return float("inf")
+
+
 def format_stat(value) -> str:
     """fairseq's formatting: numbers with '{:g}', everything else via str()."""
     if torch.is_tensor(value):

@@ -37,6 +37,16 @@ class _StdoutHandler(logging.StreamHandler):
         pass
 
 
+def log_file_handler(path: str) -> logging.FileHandler:
+    """A handler appending to --log-file, its directory created when missing (fairseq fails there with
+    a FileNotFoundError traceback); a path that cannot be written is one ValueError naming it."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return logging.FileHandler(path)
+    except OSError as e:
+        raise ValueError(f"--log-file {path}: cannot write there ({e.strerror or e})") from None
+
+
 def setup_logging(log_file: Optional[str] = None, stream=None, rank: int = 0) -> None:
     """Root logger to stdout (as fairseq does) in fairseq's line format; optional copy to --log-file.
 
@@ -50,7 +60,7 @@ def setup_logging(log_file: Optional[str] = None, stream=None, rank: int = 0) ->
             h.close()
     handlers = [logging.StreamHandler(stream) if stream is not None else _StdoutHandler()]
     if log_file and rank == 0:
-        handlers.append(logging.FileHandler(log_file))
+        handlers.append(log_file_handler(log_file))
     for h in handlers:
         h.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
         h._fairseq_sctd = True

@@ -1,0 +1,148 @@
+"""--save-dir checked before the work, with real processes and real file systems (docs/faults.md).
+
+A read-only and a full file system are small tmpfs mounts (the tests run as root; they skip, saying
+so, where mounting is not permitted). Each asserts one line naming the path and the cause, a
+non-zero exit before (or instead of) training, and that checkpoint_last.pt is never lost.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fairseq import checkpoint_dir
+from test_faults import FLAGS, Job, _env, _updates
+
+REPO = Path(__file__).resolve().parents[1]
+BOUND_S = 120
+
+
+def _argv(data, save_dir, *extra):
+    return ["-m", "fairseq_cli.train", str(data), *FLAGS, "--save-dir", str(save_dir), "--disable-validation",
+            *extra]
+
+
+def _run(data, save_dir, *extra):
+    p = subprocess.run([sys.executable, *_argv(data, save_dir, *extra)], env=_env(), cwd=REPO, text=True,
+                       capture_output=True, timeout=BOUND_S)
+    return p.returncode, p.stdout, [line for line in p.stderr.splitlines() if line.startswith("fairseq-train:")]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size, ro=False) -> a fresh tmpfs under tmp_path; unmounted afterwards."""
+    mounted = []
+
+    def mount(size: str, ro: bool = False) -> Path:
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); these tests need root and mount(8)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_read_only_save_dir_is_refused_before_training(peer_dir, tmpfs):
+    ro = tmpfs("1m", ro=True)
+    rc, out, errors = _run(peer_dir / "data-bin", ro / "ckpt", "--max-update", "2")
+    assert rc == 1
+    assert errors == [f"fairseq-train: error: --save-dir {ro / 'ckpt'}: cannot write there "
+                      f"(Read-only file system: {ro / 'ckpt'})"]
+    assert "begin training" not in out
+
+
+def test_save_dir_that_is_a_file_is_refused(peer_dir, tmp_path):
+    path = tmp_path / "not-a-dir"
+    path.write_text("x")
+    rc, out, errors = _run(peer_dir / "data-bin", path, "--max-update", "2")
+    assert (rc, errors) == (1, [f"fairseq-train: error: --save-dir {path}: is a file, not a directory"])
+    assert "begin training" not in out
+
+
+def test_full_disk_fails_in_one_line_and_the_rerun_resumes(peer_dir, tmpfs):
+    """A 3 MB disk holds checkpoint_last.pt (1.7 MB) but not its copy checkpoint_1_2.pt."""
+    fs = tmpfs("3m")
+    save = fs / "ckpt"
+    rc, out, errors = _run(peer_dir / "data-bin", save, "--max-update", "4", "--save-interval-updates", "2")
+    assert rc == 1
+    assert errors == [f"fairseq-train: error: could not save checkpoint {save / 'checkpoint_1_2.pt'}: "
+                      "No space left on device; checkpoint_last.pt (update 2) is complete"]
+    assert _updates(save / "checkpoint_last.pt") == 2
+    assert sorted(p.name for p in save.iterdir()) == ["checkpoint_last.pt"]  # no temp file, no lock
+    subprocess.run(["mount", "-o", "remount,size=16m", str(fs)], check=True)
+    rc, out, errors = _run(peer_dir / "data-bin", save, "--max-update", "4", "--save-interval-updates", "2")
+    assert (rc, errors) == (0, [])
+    assert f"loaded checkpoint {save / 'checkpoint_last.pt'} (num_updates 2)" in out  # resumed, not restarted
+    assert _updates(save / "checkpoint_last.pt") == 4
+
+
+def test_stale_temp_files_and_lock_of_dead_writers_are_removed(peer_dir, tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".tmp-{dead.pid}-checkpoint_last.pt-abc123"
+    stale.write_bytes(b"\0" * 100_000)
+    old_style = tmp_path / ".tmp-checkpoint_1_2.pt-xyz"  # written before temp names carried a pid
+    old_style.write_bytes(b"\0" * 10)
+    (tmp_path / checkpoint_dir.LOCK_NAME).write_text(f"{dead.pid} {__import__('socket').gethostname()}\n")
+    rc, out, errors = _run(peer_dir / "data-bin", tmp_path, "--max-update", "1")
+    assert (rc, errors) == (0, [])
+    assert f"removed {stale} (100,000 bytes), left by a save that never finished" in out
+    assert f"taking over the stale lock {tmp_path / checkpoint_dir.LOCK_NAME} of pid {dead.pid}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]
+
+
+def test_second_trainer_on_a_save_dir_in_use_is_refused(peer_dir, tmp_path):
+    first = Job(_argv(peer_dir / "data-bin", tmp_path, "--max-update", "100000"))
+    try:
+        first.wait_for(r'"num_updates": "1"')
+        owner = (tmp_path / checkpoint_dir.LOCK_NAME).read_text().split()[0]
+        t0 = time.monotonic()
+        rc, out, errors = _run(peer_dir / "data-bin", tmp_path, "--max-update", "2")
+        assert time.monotonic() - t0 < BOUND_S
+        assert rc == 1
+        assert errors == [f"fairseq-train: error: --save-dir {tmp_path} is in use by another fairseq-train "
+                          f"(pid {owner}, lock file {tmp_path / checkpoint_dir.LOCK_NAME}); stop it or choose "
+                          "another --save-dir"]
+        assert "begin training" not in out
+    finally:
+        first.kill()
+
+
+def test_disk_too_small_for_checkpoint_last_names_it(peer_dir, tmpfs):
+    """torch.save reports a full disk as an opaque RuntimeError; the line names the OSError instead."""
+    save = tmpfs("1m") / "ckpt"
+    rc, out, errors = _run(peer_dir / "data-bin", save, "--max-update", "2")
+    assert rc == 1
+    assert errors == [f"fairseq-train: error: could not save checkpoint {save / 'checkpoint_last.pt'}: "
+                      "No space left on device; the previous checkpoints are unchanged"]
+    assert list(save.iterdir()) == []  # no temp file, no lock
+
+
+def test_lock_of_another_host_is_refused_while_fresh_and_taken_over_when_stale(tmp_path, caplog):
+    """A job requeued on another node finds the lock of its killed predecessor: the pid cannot be checked
+    there, so the lock's age decides (its owner touches it every REFRESH_S seconds)."""
+    import os
+
+    lock = tmp_path / checkpoint_dir.LOCK_NAME
+    lock.write_text("4242 some-other-node\n")
+    with pytest.raises(checkpoint_dir.SaveDirError, match=r"in use by fairseq-train pid 4242 on host some-other-node "
+                                                          r"\(lock file .*, refreshed \d+ s ago\)"):
+        checkpoint_dir.acquire_lock(str(tmp_path))
+    old = time.time() - checkpoint_dir.STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    assert checkpoint_dir.acquire_lock(str(tmp_path)) == str(lock)
+    try:
+        assert lock.read_text().split()[0] == str(os.getpid())
+        assert "taking over the stale lock" in caplog.text and "some-other-node" in caplog.text
+    finally:
+        checkpoint_dir.release(str(tmp_path))
+    assert not lock.exists()
