@@ -15,14 +15,14 @@ import pytest
 from fairseq import options, tasks
 from fairseq.data import checks
 from fairseq.data.indexed_dataset import MMapIndexedDataset, MMapIndexedDatasetBuilder
-from fairseq.data.token_blocks import TokenBlockDataset
+from fairseq.data import TokenBlockDataset
 from fairseq_cli import preprocess, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 TINY = ("-a roberta_base --encoder-layers 1 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 "
         "--encoder-attention-heads 2 --tokens-per-sample 16 --max-positions 32 --sample-break-mode complete "
-        "--batch-size 4 --cpu --log-format none --lr 1e-3 --max-update 2")
+        "--batch-size 4 --cpu --log-format none --optimizer adam --lr 1e-3 --max-update 2")
 
 
 def _corpus(path, n, seed, long_line=None):
