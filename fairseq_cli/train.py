@@ -119,7 +119,7 @@ def check_valid_subsets(args, task, subsets: List[str], limit: Optional[int]) ->
     --skip-invalid-size-inputs-valid-test it would validate on nothing, log valid_loss 0 and make that
     checkpoint_best.pt (without the flag the first validation would fail, an epoch later)."""
     for subset in subsets:
-        sizes = np.asarray(task.dataset(subset).sizes)
+        sizes = checks.sample_sizes(task.dataset(subset).sizes)
         fit = int((sizes <= limit).sum()) if limit is not None else len(sizes)
         if fit == 0:
             raise ValueError(f"--valid-subset {subset}: none of its {len(sizes):,} samples fits max_positions={limit}, "

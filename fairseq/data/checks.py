@@ -49,6 +49,14 @@ def check_not_empty(split: str, prefix: str, num_sentences: int, num_samples: in
         )
 
 
+def sample_sizes(sizes) -> np.ndarray:
+    """One size per sample from a dataset's `sizes`: fairseq's nested datasets keep a list of arrays
+    (one per sized field), and a sample is as long as its longest field."""
+    if isinstance(sizes, (list, tuple)):
+        return np.max(np.vstack([np.asarray(s) for s in sizes]), axis=0)
+    return np.asarray(sizes)
+
+
 def check_valid_sizes(split: str, sizes: np.ndarray, max_positions: int, skip_invalid: bool) -> None:
     """Validation samples longer than max_positions, found at start-up rather than after the first epoch.
 
@@ -57,7 +65,7 @@ def check_valid_sizes(split: str, sizes: np.ndarray, max_positions: int, skip_in
     """
     if skip_invalid or max_positions is None:
         return
-    sizes = np.asarray(sizes)
+    sizes = sample_sizes(sizes)
     too_long = np.flatnonzero(sizes > max_positions)
     if too_long.size:
         i = int(too_long[0])
