@@ -37,12 +37,12 @@ def bpe_files(peer_dir, tmp_path_factory):
     return out
 
 
-def make_hf(tmp_path, bpe_dir, layers, dim, heads, tied=True, zero_types=True, seed=0):
+def make_hf(tmp_path, bpe_dir, layers, dim, heads, tied=True, zero_types=True, seed=0, layer_norm_eps=1e-5):
     """A saved HF folder: RobertaTokenizer from vocab.json/merges.txt and a randomly perturbed model."""
     tok = transformers.RobertaTokenizer(vocab=str(bpe_dir / "vocab.json"), merges=str(bpe_dir / "merges.txt"))
     cfg = transformers.RobertaConfig(vocab_size=len(tok), hidden_size=dim, num_hidden_layers=layers,
                                      num_attention_heads=heads, intermediate_size=2 * dim, max_position_embeddings=66,
-                                     layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                     layer_norm_eps=layer_norm_eps, pad_token_id=1, bos_token_id=0, eos_token_id=2,
                                      type_vocab_size=1, tie_word_embeddings=tied)
     torch.manual_seed(seed)
     model = transformers.RobertaForMaskedLM(cfg).eval()
@@ -140,7 +140,7 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
     hf_dir, hf, tok = make_hf(tmp_path, bpe_files["std"], 2, 16, 2)
     for edit, msg in (({"model_type": "bert"}, "model_type 'bert': only 'roberta'"),
                       ({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key'"),
-                      ({"layer_norm_eps": 1e-12}, "layer_norm_eps 1e-12"),
+                      ({"layer_norm_eps": 0}, "layer_norm_eps 0: must be positive"),
                       ({"hidden_act": "relu"}, "hidden_act 'relu'")):
         bad = tmp_path / f"bad_{list(edit)[0]}"
         bad.mkdir()
@@ -197,3 +197,33 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     x = roberta.encode("Return the value of the attribute.").unsqueeze(0)
     with torch.no_grad():
         torch.testing.assert_close(hf2(input_ids=x).logits, roberta.model(x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_hf_layer_norm_eps_1e12_imports_and_round_trips(tmp_path, bpe_files):
+    """HF's RobertaConfig default layer_norm_eps=1e-12 becomes the model's --layer-norm-eps: HF's logits within
+    1e-4 (with embeddings small enough that the epsilon matters: 1e-5 would be off), and back out in config.json."""
+    hf_dir, hf, tok = make_hf(tmp_path, bpe_files["std"], 2, 32, 2, layer_norm_eps=1e-12)
+    with torch.no_grad():  # tiny embeddings: the embedding LayerNorm's variance is near the epsilons
+        for emb in (hf.roberta.embeddings.word_embeddings, hf.roberta.embeddings.position_embeddings):
+            emb.weight.mul_(0.01)
+    hf.save_pretrained(hf_dir)
+    out = tmp_path / "fs"
+    import_hf.cli_main([str(hf_dir), str(out)])
+    roberta = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt")
+    assert roberta.cfg.layer_norm_eps == 1e-12
+    assert roberta.model.encoder.sentence_encoder.layers[0].final_layer_norm.eps == 1e-12
+    index, order = fairseq_index(tok)
+    ids = torch.tensor([tok(TEXTS[0])["input_ids"]])
+    with torch.no_grad():
+        want = hf(input_ids=ids).logits[..., order]
+        got = roberta.model(torch.tensor([[index[h] for h in ids[0].tolist()]]))[0]
+        wrong_eps = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt", layer_norm_eps=1e-5)
+        off = wrong_eps.model(torch.tensor([[index[h] for h in ids[0].tolist()]]))[0]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert (off - want).abs().max() > 1e-3  # 10x the tolerance: the epsilon really matters here
+    back = tmp_path / "back"
+    export_hf.cli_main([str(out / "model.pt"), str(back), "--dict", str(out / "dict.txt"), "--bpe-dir", str(out)])
+    assert json.loads((back / "config.json").read_text())["layer_norm_eps"] == 1e-12
+    hf2 = transformers.RobertaForMaskedLM.from_pretrained(back).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf2(input_ids=ids).logits, hf(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
