@@ -23,7 +23,7 @@ from fairseq import checkpoint, options, tasks
 from fairseq.distributed import utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
-from fairseq.logging.progress_bar import ProgressLogger, resolve_format, setup_logging
+from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 
 logger = logging.getLogger("fairseq_cli.train")
@@ -220,6 +220,8 @@ def set_seeds(seed: int) -> None:
 def main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     set_seeds(args.seed)
+    if distributed.is_master():
+        check_tensorboard(args.tensorboard_logdir)  # a missing optional extra: one line now, not after the data
     if distributed.is_master() and args.wandb_project:
         wandb_log.start(args.wandb_project, args.save_dir)
     logger.info(args)
