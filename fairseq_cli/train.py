@@ -23,6 +23,7 @@ from fairseq import checkpoint, options, tasks
 from fairseq.distributed import utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
+from fairseq.logging.eta import UpdateEta
 from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 
@@ -164,7 +165,8 @@ def validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress, p
     return valid_losses, should_stop
 
 
-def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float):
+def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float,
+                eta: Optional[UpdateEta] = None):
     itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
     epoch = epoch_itr.epoch
     uf = args.update_freq[min(epoch, len(args.update_freq)) - 1]
@@ -191,6 +193,8 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                 progress.log(stats, tag="train_inner", step=n,
                              update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
                 inner.reset()
+            if eta is not None and fmt in ("simple", "json") and eta.due(n, args.log_interval):
+                logger.info(eta.line(n))  # a non-TTY log shows the first update and an ETA (fairseq/logging/eta.py)
         end_of_epoch = not itr.has_next()
         valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress,
                                                       patience, end_of_epoch)
@@ -263,6 +267,7 @@ def main(args) -> Optional[Trainer]:
     max_epoch = args.max_epoch or math.inf
     previous = install_signal_handlers()
     _Stop.signum = None
+    eta = UpdateEta(args.max_update, trainer.num_updates)
     try:
         if should_stop_now(args, trainer):
             return trainer
@@ -271,7 +276,7 @@ def main(args) -> Optional[Trainer]:
                 logger.info(f"stopping training because the lr ({trainer.get_lr()}) fell to --stop-min-lr")
                 break
             valid_losses, should_stop = train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience,
-                                                    fmt, start_time)
+                                                    fmt, start_time, eta)
             if should_stop:
                 break
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
