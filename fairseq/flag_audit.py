@@ -57,7 +57,7 @@ token_drop_final_full_updates
 adam_betas adam_eps weight_decay warmup_updates warmup_init_lr end_learning_rate power total_num_update
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
 path model_overrides quiet
-source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc
+source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc bpe_dir
 padding_factor workers only_source dict_only
 config_dir config_name print_argv overrides
 """.split()

@@ -62,7 +62,7 @@ DOMAINS = {
     "patience": ">=-1", "checkpoint_shard_count": ">=1",
     # model
     "encoder_layers": ">0", "encoder_embed_dim": ">0", "encoder_ffn_embed_dim": ">0",
-    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0",
+    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0", "layer_norm_eps": ">0",
     "dropout": "[0,1)", "attention_dropout": "[0,1)", "activation_dropout": "[0,1)", "pooler_dropout": "[0,1)",
     "encoder_layerdrop": "[0,1)",
     # masked_lm task, token dropping / ScTD

@@ -12,6 +12,7 @@ import io
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import uuid
 from collections import Counter
@@ -43,7 +44,26 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-impl", default="mmap", choices=["mmap"])
     p.add_argument("--only-source", action="store_true")
     p.add_argument("--dict-only", action="store_true")
+    p.add_argument("--bpe-dir", default=None,
+                   help="the BPE the inputs were encoded with (fairseq-bpe train's --output-dir): its tokenizer.json "
+                        "and/or encoder.json + vocab.bpe are copied into --destdir, where "
+                        "RobertaModel.from_pretrained(..., data_name_or_path=DESTDIR) and glue.sh find them")
     return p
+
+
+# The BPE files fairseq-bpe train writes, as the hub looks for them (tokenizer.json, else the GPT-2 pair).
+BPE_FILES = ("tokenizer.json", "encoder.json", "vocab.bpe")
+
+
+def bpe_files(bpe_dir: str) -> List[str]:
+    """The BPE files of --bpe-dir to copy; a clear error (before any work) when it holds no usable BPE."""
+    if not os.path.isdir(bpe_dir):
+        raise FileNotFoundError(f"--bpe-dir: directory not found: {bpe_dir}")
+    found = [name for name in BPE_FILES if os.path.isfile(os.path.join(bpe_dir, name))]
+    if "tokenizer.json" not in found and not {"encoder.json", "vocab.bpe"} <= set(found):
+        raise FileNotFoundError(f"--bpe-dir {bpe_dir}: no tokenizer.json and no encoder.json + vocab.bpe "
+                                f"(the files fairseq-bpe train writes)")
+    return found
 
 
 # -- chunking -----------------------------------------------------------------------------------
@@ -206,6 +226,7 @@ def main(args) -> None:
         raise ValueError("--trainpref is required when --srcdict is not given")
     if args.srcdict is not None and not os.path.isfile(args.srcdict):
         raise FileNotFoundError(f"--srcdict: dictionary file not found: {args.srcdict}")
+    bpe_names = bpe_files(args.bpe_dir) if args.bpe_dir is not None else []
 
     created = not os.path.isdir(args.destdir)
     os.makedirs(args.destdir, exist_ok=True)
@@ -244,6 +265,10 @@ def main(args) -> None:
                 nrep = sum(s[2] for s in stats)
                 pct = 100 * nrep / ntok if ntok else 0.0
                 info(f"[{args.source_lang}] {path}: {nseq} sents, {ntok} tokens, {pct:.3}% replaced (by <unk>)")
+        for name in bpe_names:
+            shutil.copyfile(os.path.join(args.bpe_dir, name), temps.path(name))
+        if bpe_names:
+            info(f"copied the BPE ({', '.join(bpe_names)}) from {args.bpe_dir}")
         info(f"Wrote preprocessed data to {args.destdir}")
         with open(temps.path("preprocess.log"), "w", encoding="utf-8") as f:
             f.write("\n".join(log_lines + log_handler_lines) + "\n")
