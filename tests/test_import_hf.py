@@ -163,7 +163,9 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
 @pytest.mark.slow
 def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, peer_dir):
     """examples/sctd/continue_pretraining.sh, shrunk by env vars: HF folder -> import -> binarize with its
-    dict.txt -> 3 ScTD updates restored from it -> HF export that transformers loads with our logits."""
+    dict.txt (and its BPE) -> 3 ScTD updates restored from it -> HF export that transformers loads with our
+    logits. TOKENS_PER_SAMPLE is left at its default (512): it is lowered to the model's 64 positions, with a
+    note; paths given with a trailing slash print without a `//`."""
     import os
     import subprocess
     from pathlib import Path
@@ -176,12 +178,14 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     (text / "train.txt").write_text("\n".join(raw[:200]) + "\n", encoding="utf-8")
     (text / "valid.txt").write_text("\n".join(raw[200:240]) + "\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(repo), MAX_UPDATE="3", WARMUP_UPDATES="1", BATCH_SIZE="4", UPDATE_FREQ="1",
-               TOKENS_PER_SAMPLE="64", WORKERS="1", SAVE_INTERVAL_UPDATES="0", SCTD_INTERVAL="2", OMP_NUM_THREADS="1",
+               WORKERS="1", SAVE_INTERVAL_UPDATES="0", SCTD_INTERVAL="2", OMP_NUM_THREADS="1",
                PYTHON=sys.executable)
     out = tmp_path / "out"
-    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "continue_pretraining.sh"), str(hf_dir), str(text),
-                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "continue_pretraining.sh"), f"{hf_dir}/",
+                           f"{text}/", f"{out}/"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"note: {out}/model/model.pt has 64 positions: --tokens-per-sample 64 (not 512)" in proc.stderr
+    assert "//" not in proc.stdout.replace("://", "") + proc.stderr.replace("://", "")
     logs = [json.loads(line.split(" | ", 3)[3]) for line in (out / "train.log").read_text().splitlines()
             if " | train | " in line]
     assert logs and int(logs[-1]["train_num_updates"]) == 3 and "train_sctd_kl_local" in logs[-1]
@@ -190,10 +194,9 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     assert trained["model"].keys() == imported.keys()
     assert trained["cfg"]["model"]["token_drop"] == 0.5
     hf2 = transformers.RobertaForMaskedLM.from_pretrained(out / "hf").eval()
+    # the BPE is in data-bin: the hub needs nothing else (the line the script prints at the end)
     roberta = RobertaModel.from_pretrained(str(out / "checkpoints"), checkpoint_file="checkpoint_last.pt",
-                                           data_name_or_path=str(out / "data-bin"),
-                                           gpt2_encoder_json=str(out / "model" / "encoder.json"),
-                                           gpt2_vocab_bpe=str(out / "model" / "vocab.bpe"))
+                                           data_name_or_path=str(out / "data-bin"))
     x = roberta.encode("Return the value of the attribute.").unsqueeze(0)
     with torch.no_grad():
         torch.testing.assert_close(hf2(input_ids=x).logits, roberta.model(x)[0], atol=1e-4, rtol=1e-4)
