@@ -7,6 +7,8 @@ import pytest
 
 from fairseq import quickstart_corpus as qc
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 MODULE_A = '''
 """Module alpha holds several paragraphs of prose about gardens and rivers.
 
