@@ -172,8 +172,8 @@ def plot_curves(summaries: list[Summary], path: Path, title: str, notes: Sequenc
             label = f"{s.variant}: {s.updates} updates" + (f", {x:.2f}x steps/s" if x is not None else "")
             ax.plot(s.curve_seconds, s.curve_loss, marker="o", markersize=3, color=color, label=label)
             if s.curve_loss_drop is not None:
-                ax.plot(s.curve_seconds, s.curve_loss_drop, linestyle="--", color=color, alpha=0.7,
-                        label=f"{s.variant}: token-dropping forward")
+                ax.plot(s.curve_seconds, s.curve_loss_drop, linestyle="--", color=color, alpha=0.8, zorder=3,
+                        label=f"{s.variant}: token-dropping forward")  # on top: early on it hides behind the solids
         ax.set_xlabel("the variant's own training step time (s, validation excluded)")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)

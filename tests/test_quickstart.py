@@ -141,7 +141,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch):
+def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch, shared_dir):
     """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,
     and the table and JSON are there. Then the plot from that JSON is a real PNG."""
     from fairseq_cli import quickstart as q
@@ -203,6 +203,19 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
     export_hf.cli_main([str(out / "sctd" / "checkpoint_last.pt"), str(tmp_path / "hf"), "--dict",
                         str(out / "sctd" / "dict.txt"), "--bpe-dir", str(out / "sctd")])
     assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "tokenizer.json").is_file()
+    # ... and examples/sctd/glue.sh (CHECKPOINT, DATA_DICT_DIR = the folder), on WNLI for 2 updates
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), PYTHON=sys.executable, OMP_NUM_THREADS="1", MAX_EPOCH="1",
+               OUT_DIR=str(tmp_path / "glue"))
+    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "glue.sh"), "WNLI", str(shared_dir / "data" / "glue"),
+                           str(out / "sctd" / "checkpoint_last.pt"), str(out / "sctd"), "--max-update", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "glue" / "WNLI-ckpt" / "checkpoint_best.pt").is_file()
 
 
 def _summary(variant, updates, seconds, ideal_ratio):
