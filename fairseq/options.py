@@ -64,7 +64,7 @@ DOMAINS = {
     "patience": ">=-1", "checkpoint_shard_count": ">=1",
     # model
     "encoder_layers": ">0", "encoder_embed_dim": ">0", "encoder_ffn_embed_dim": ">0",
-    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0",
+    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0", "layer_norm_eps": ">0",
     "dropout": "[0,1)", "attention_dropout": "[0,1)", "activation_dropout": "[0,1)", "pooler_dropout": "[0,1)",
     "encoder_layerdrop": "[0,1)",
     # masked_lm task, token dropping / ScTD
@@ -279,6 +279,10 @@ def get_preprocessing_parser(default_task: str = "translation") -> argparse.Argu
     p.add_argument("--dataset-impl", default="mmap", choices=["mmap"])
     p.add_argument("--only-source", action="store_true")
     p.add_argument("--dict-only", action="store_true")
+    p.add_argument("--bpe-dir", default=None,
+                   help="the BPE the inputs were encoded with (fairseq-bpe train's --output-dir): its tokenizer.json "
+                        "and/or encoder.json + vocab.bpe are copied into --destdir, where "
+                        "RobertaModel.from_pretrained(..., data_name_or_path=DESTDIR) and glue.sh find them")
     return p
 
 

@@ -158,7 +158,8 @@ def build_config(sd: dict, margs: dict, head: str | None, tied: bool, label_name
         "max_position_embeddings": int(sd[ENC + "embed_positions.weight"].shape[0]),
         "type_vocab_size": 1,
         "initializer_range": 0.02,
-        "layer_norm_eps": 1e-5,
+        # fairseq's own checkpoints have no such setting: their LayerNorms use 1e-5
+        "layer_norm_eps": float(margs.get("layer_norm_eps") or 1e-5),
         "pad_token_id": 1,
         "bos_token_id": 0,
         "eos_token_id": 2,

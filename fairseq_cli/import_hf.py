@@ -20,11 +20,12 @@ it as <unk> aliases: they are dropped from the model and, being absent from dict
 
 Weights. HF adds token_type_embeddings[0] to every input; fairseq has no token types, so that row is
 added to every position embedding row (identical outputs; exactly a no-op for roberta-base, whose row
-is zero). Positions start at padding_idx + 1 in both, so pad must be id 1.
+is zero). Positions start at padding_idx + 1 in both, so pad must be id 1. HF's layer_norm_eps (1e-12
+unless config.json says otherwise, the RobertaConfig default) becomes the model's --layer-norm-eps.
 
 Not supported (clear errors, not a different model): other model types (BERT, XLM-R/CamemBERT with
 SentencePiece, ...), position_embedding_type other than "absolute", token type rows other than 0 with
-non-zero weights, activations other than gelu, layer_norm_eps other than 1e-5, decoders, tokenizers with
+non-zero weights, activations other than gelu, decoders, tokenizers with
 add_prefix_space or a normalizer, and weights other than the masked-LM model (classification heads,
 pooler-only RobertaModel folders).
 """
@@ -52,6 +53,7 @@ LAYER_PAIRS = (("attention.self.query", "self_attn.q_proj"), ("attention.self.ke
                ("attention.output.LayerNorm", "self_attn_layer_norm"), ("intermediate.dense", "fc1"),
                ("output.dense", "fc2"), ("output.LayerNorm", "final_layer_norm"))
 IGNORED = ("roberta.embeddings.position_ids", "roberta.embeddings.token_type_ids")
+HF_LAYER_NORM_EPS = 1e-12  # RobertaConfig's default, used when config.json leaves the key out
 
 
 def _json(path: Path) -> dict:
@@ -71,8 +73,8 @@ def read_config(hf_dir: Path) -> dict:
         (c.get("position_embedding_type", "absolute") == "absolute",
          f"position_embedding_type {c.get('position_embedding_type')!r}: only 'absolute' is supported"),
         (c.get("hidden_act", "gelu") == "gelu", f"hidden_act {c.get('hidden_act')!r}: only 'gelu' is supported"),
-        (float(c.get("layer_norm_eps", 1e-12)) == 1e-5,
-         f"layer_norm_eps {c.get('layer_norm_eps')}: only RoBERTa's 1e-5 is supported"),
+        (float(c.get("layer_norm_eps", HF_LAYER_NORM_EPS)) > 0,
+         f"layer_norm_eps {c.get('layer_norm_eps')}: must be positive"),
         (not c.get("is_decoder") and not c.get("add_cross_attention"), "decoder models are not supported"),
         (c.get("pad_token_id", 1) == 1, f"pad_token_id {c.get('pad_token_id')}: must be 1 (fairseq's padding index)"),
     ]
@@ -257,7 +259,8 @@ def import_hf(hf_dir, out_dir) -> dict:
             "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
             "--encoder-attention-heads", str(config["num_attention_heads"]), "--max-positions", str(positions),
             "--tokens-per-sample", str(positions), "--batch-size", "8", "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
-            "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1))]
+            "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1)),
+            "--layer-norm-eps", repr(float(config.get("layer_norm_eps", HF_LAYER_NORM_EPS)))]
     args = options.parse_args_and_arch(options.get_training_parser(), argv + (["--untie-weights-roberta"] if untied else []))
     dictionary = Dictionary.load(str(out / "dict.txt"))
     dictionary.add_symbol("<mask>")

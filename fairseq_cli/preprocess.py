@@ -13,6 +13,7 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import uuid
 from collections import Counter
@@ -29,6 +30,21 @@ logger = logging.getLogger("fairseq_cli.preprocess")
 
 def get_parser() -> argparse.ArgumentParser:
     return options.get_preprocessing_parser()
+
+
+# The BPE files fairseq-bpe train writes, as the hub looks for them (tokenizer.json, else the GPT-2 pair).
+BPE_FILES = ("tokenizer.json", "encoder.json", "vocab.bpe")
+
+
+def bpe_files(bpe_dir: str) -> List[str]:
+    """The BPE files of --bpe-dir to copy; a clear error (before any work) when it holds no usable BPE."""
+    if not os.path.isdir(bpe_dir):
+        raise FileNotFoundError(f"--bpe-dir: directory not found: {bpe_dir}")
+    found = [name for name in BPE_FILES if os.path.isfile(os.path.join(bpe_dir, name))]
+    if "tokenizer.json" not in found and not {"encoder.json", "vocab.bpe"} <= set(found):
+        raise FileNotFoundError(f"--bpe-dir {bpe_dir}: no tokenizer.json and no encoder.json + vocab.bpe "
+                                f"(the files fairseq-bpe train writes)")
+    return found
 
 
 # -- counting ---------------------------------------------------------------------------------
@@ -131,6 +147,7 @@ def main(args) -> None:
         raise ValueError("--trainpref is required when --srcdict is not given")
     if args.srcdict is not None and not os.path.isfile(args.srcdict):
         raise FileNotFoundError(f"--srcdict: dictionary file not found: {args.srcdict}")
+    bpe_names = bpe_files(args.bpe_dir) if args.bpe_dir is not None else []
 
     created = not os.path.isdir(args.destdir)
     os.makedirs(args.destdir, exist_ok=True)
@@ -158,6 +175,10 @@ def main(args) -> None:
                     path, args.dataset_impl, binarizer, out_prefix, vocab_size=len(d), num_workers=args.workers
                 )
                 info(f"[{args.source_lang}] {path}: {summary} (by {d.unk_word})")
+        for name in bpe_names:
+            shutil.copyfile(os.path.join(args.bpe_dir, name), temps.path(name))
+        if bpe_names:
+            info(f"copied the BPE ({', '.join(bpe_names)}) from {args.bpe_dir}")
         info(f"Wrote preprocessed data to {args.destdir}")
         with open(temps.path("preprocess.log"), "w", encoding="utf-8") as f:
             f.write("\n".join(log_lines + log_handler_lines) + "\n")

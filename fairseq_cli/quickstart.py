@@ -3,10 +3,14 @@
     fairseq-sctd-quickstart --out quickstart-out
 
 Steps: build an English corpus from the standard library's docstrings (no download; or --corpus)
--> train a byte-level BPE (fairseq-bpe) -> encode -> fairseq-preprocess -> pretrain a narrow
-12-layer RoBERTa three ways (full; --token-drop 0.5 without ScTD; --token-drop 0.5 with ScTD) for the
-same budget of training step time each -> write the table (results.md, results.json), then plot
-validation loss (always the full model) against each variant's training step time.
+-> train a byte-level BPE (fairseq-bpe) -> encode -> fairseq-preprocess --bpe-dir (the BPE goes into
+data-bin) -> warm up (two throwaway updates per variant: the process's first updates are slow, and no
+variant's clock pays for them) -> pretrain a narrow 12-layer RoBERTa three ways (full; --token-drop 0.5
+without ScTD; --token-drop 0.5 with ScTD) for the same budget of training step time each -> write one
+hub-ready folder per variant (checkpoint_last.pt + dict.txt + the BPE), the table (results.md,
+results.json, with caveats in words when the comparison rests on too few updates, an implausible
+speedup or a busy CPU), then plot validation loss (full model, and the dropping forward's) against
+each variant's training step time.
 
 Why equal time and not equal updates: token dropping's claim is that cheaper steps buy more of them in
 the same time, so the fair comparison is quality per second. Why side by side (fairseq/side_by_side.py):
@@ -23,18 +27,18 @@ import json
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
+import torch
 from tqdm import tqdm
 
 from fairseq import quickstart_corpus
 from fairseq.cpu_memory import keep_freed_memory
-from fairseq.flops import ideal_step_ratio
+from fairseq.quickstart_results import (MEASURED, MIN_UPDATES, CpuShare, Summary, caveats, format_table,
+                                        model_description, plot_curves, summarize)
 from fairseq.side_by_side import Lane, check_no_loop_flags, interleave
-from fairseq.token_drop import sctd_interval
 from fairseq_cli import bpe, preprocess
 
 VARIANTS = {
@@ -92,7 +96,7 @@ def prepare_corpus(args, out: Path) -> tuple[Path, Path]:
 def prepare_data(args, out: Path) -> Path:
     """Corpus -> BPE -> binarized data-bin (re-used when its settings stamp matches)."""
     data_bin = out / "data-bin"
-    stamp = {"corpus": str(args.corpus), "vocab_size": args.vocab_size,
+    stamp = {"corpus": str(args.corpus), "vocab_size": args.vocab_size, "bpe_in_data_bin": True,
              "max_corpus_bytes": args.max_corpus_bytes, "python": sys.version.split()[0]}
     stamp_path = data_bin / "quickstart-data.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
@@ -113,18 +117,12 @@ def prepare_data(args, out: Path) -> Path:
         shutil.rmtree(data_bin)
     _run_cli(preprocess.cli_main, ["--only-source", "--trainpref", str(bpe_dir / "train.bpe"),
                                    "--validpref", str(bpe_dir / "valid.bpe"), "--destdir", str(data_bin),
-                                   "--workers", "1"], "fairseq-preprocess")
+                                   "--workers", "1", "--bpe-dir", str(bpe_dir)], "fairseq-preprocess")
     stamp_path.write_text(json.dumps(stamp))
     return data_bin
 
 
 # --------------------------------------------------------------------------- training, side by side
-
-# How the time axis was measured: said under the table, in results.md and in the plot's subtitle.
-MEASURED = ("measured side by side: the variants' updates interleaved in one process, the next update always "
-            "going to the variant with the least step time so far; each variant's time is the sum of its own "
-            "update wall times (validation excluded) and it trains until that sum reaches the budget")
-
 
 def train_argv(args, data_bin: Path, variant: str) -> list[str]:
     """fairseq-train flags of one quickstart variant (the loop itself is the quickstart's)."""
@@ -142,11 +140,28 @@ def train_argv(args, data_bin: Path, variant: str) -> list[str]:
     return argv + VARIANTS[variant] + shlex.split(args.extra_train_args or "")
 
 
-def train_side_by_side(args, data_bin: Path, out: Path, variants: list[str]) -> list[Lane]:
+# Updates each variant runs once, in a throwaway copy, before any clock starts: the process's first updates
+# pay one-off costs (kernel and allocator set-up, thread pools: seen 6.3 s against a 0.35 s median step) that
+# would otherwise be charged to whichever variant runs first. Two, so ScTD's variant runs both of its kinds
+# (update 0 is an ScTD update, update 1 a dropping one).
+WARM_UP_UPDATES = 2
+
+
+def warm_up(args, data_bin: Path, variants: list[str]) -> float:
+    """WARM_UP_UPDATES updates of a throwaway lane per variant, off every clock; returns their seconds."""
+    seconds = 0.0
+    for variant in variants:
+        lane = Lane(f"warm-up {variant}", train_argv(args, data_bin, variant))
+        seconds += sum(lane.step() for _ in range(WARM_UP_UPDATES))
+    return seconds
+
+
+def train_side_by_side(args, data_bin: Path, out: Path, variants: list[str]) -> tuple[list[Lane], CpuShare]:
     """All variants in one process, interleaved on their own step-time clocks, until each has the budget.
 
-    Validation (always the full model) before the first update, every --validate-interval-updates
-    updates of a variant and once at its end; then OUT/<variant>/checkpoint_last.pt (an ordinary fairseq checkpoint).
+    Validation (always the full model) before the first update, each time a variant's clock crosses another
+    1/--validation-points of the budget (also every --validate-interval-updates updates, when given) and once
+    at its end; then OUT/<variant>/checkpoint_last.pt (an ordinary fairseq checkpoint).
     """
     lanes = []
     for variant in variants:
@@ -154,95 +169,44 @@ def train_side_by_side(args, data_bin: Path, out: Path, variants: list[str]) -> 
         _say(f"[{variant}] fairseq-train " + " ".join(shlex.quote(a) for a in argv))
         lanes.append(Lane(variant, argv))
         lanes[-1].validate()  # the curves' common start: the same initial weights at 0 s
+    warm = warm_up(args, data_bin, variants)
+    _say(f"warm-up: {WARM_UP_UPDATES} throwaway updates per variant took {warm:.1f} s, outside the clocks")
     budget_s = args.budget_minutes * 60.0
+    every_s = budget_s / args.validation_points
+    next_point = {lane.name: every_s for lane in lanes}
     bar = tqdm(total=round(budget_s, 1), desc="train (side by side)", unit="s",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s step time each {postfix}")
 
     def after_step(lane: Lane) -> None:
-        if lane.num_updates % args.validate_interval_updates == 0 or lane.clock >= budget_s:
+        by_updates = args.validate_interval_updates and lane.num_updates % args.validate_interval_updates == 0
+        if lane.clock >= next_point[lane.name] or lane.clock >= budget_s or by_updates:
             lane.validate()
+            while next_point[lane.name] <= lane.clock:
+                next_point[lane.name] += every_s
         bar.n = round(min(budget_s, min(x.clock for x in lanes)), 1)
         bar.set_postfix_str(" ".join(f"{x.name}={x.num_updates}" for x in lanes), refresh=True)
 
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         interleave(lanes, done=lambda lane: lane.clock >= budget_s, behind=lambda lane: lane.clock,
                    after_step=after_step)
     finally:
         bar.close()
+    cpu = CpuShare(time.process_time() - cpu0, time.perf_counter() - wall0, torch.get_num_threads())
     for lane in lanes:
         lane.save(str(out / lane.name / "checkpoint_last.pt"))
-    return lanes
+    return lanes, cpu
 
 
 # --------------------------------------------------------------------------- results
 
 
-@dataclass
-class Summary:
-    variant: str
-    updates: int
-    train_seconds: float
-    tokens_per_s: float
-    steps_per_s: float
-    median_step_s: float
-    final_valid_loss: float
-    final_valid_loss_drop: float | None
-    curve_seconds: list[float]
-    curve_loss: list[float]
-    ideal_step_ratio: float
-    train_argv: list[str]
-
-
-def summarize(lane: Lane) -> Summary:
-    """A lane's totals, its full-model valid-loss curve on its own clock, and the ideal FLOP ratio."""
-    a = lane.args
-    ideal = ideal_step_ratio(a.encoder_layers, a.tokens_per_sample, a.encoder_embed_dim, a.encoder_ffn_embed_dim,
-                             float(a.token_drop or 0.0), sctd_interval(a), float(a.sctd_full_mlm_weight or 0.0))
-    last = lane.points[-1]
-    return Summary(
-        variant=lane.name, updates=lane.num_updates, train_seconds=lane.clock,
-        tokens_per_s=lane.tokens / lane.clock, steps_per_s=lane.num_updates / lane.clock,
-        median_step_s=float(np.median(lane.step_seconds)), final_valid_loss=last["valid_loss"],
-        final_valid_loss_drop=last.get("valid_loss_drop"),
-        curve_seconds=[p["seconds"] for p in lane.points], curve_loss=[p["valid_loss"] for p in lane.points],
-        ideal_step_ratio=ideal, train_argv=lane.argv)
-
-
-def format_table(summaries: list[Summary]) -> str:
-    base = next((s for s in summaries if s.variant == "full"), None)
-    header = (f"{'variant':<11} {'updates':>7} {'train s':>8} {'tokens/s':>9} {'steps/s':>8} "
-              f"{'speedup':>8} {'ideal':>6} {'final valid loss':>17} {'(drop fwd)':>10}")
-    lines = [header, "-" * len(header)]
-    for s in summaries:
-        speedup = s.steps_per_s / base.steps_per_s if base else float("nan")
-        drop = f"{s.final_valid_loss_drop:>10.3f}" if s.final_valid_loss_drop is not None else f"{'-':>10}"
-        lines.append(f"{s.variant:<11} {s.updates:>7d} {s.train_seconds:>8.1f} {s.tokens_per_s:>9.0f} "
-                     f"{s.steps_per_s:>8.3f} {speedup:>7.2f}x {1 / s.ideal_step_ratio:>5.2f}x "
-                     f"{s.final_valid_loss:>17.3f} {drop}")
-    lines.append("speedup = steps/s vs full; ideal = 1 / ideal FLOP ratio of the encoder layers; valid loss in "
-                 "bits per masked token of the full model ((drop fwd): the token-dropping forward's)")
-    lines.append(MEASURED)
-    return "\n".join(lines)
-
-
-def plot_curves(summaries: list[Summary], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
-    for s in summaries:
-        ax.plot(s.curve_seconds, s.curve_loss, marker="o", markersize=3, label=f"{s.variant} ({s.updates} updates)")
-    ax.set_xlabel("the variant's own training step time (s, validation excluded)")
-    ax.set_ylabel("validation MLM loss (bits, full model)")
-    fig.suptitle(title, fontsize=10)
-    ax.set_title("updates interleaved in one process; each variant on its own step-time clock", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def write_model_folders(data_bin: Path, out: Path, variants: list[str]) -> None:
+    """Make OUT/<variant>/ hub-ready: beside checkpoint_last.pt, the dictionary and the BPE, so
+    from_pretrained, glue.sh and fairseq-export-hf take the folder as it is."""
+    for variant in variants:
+        for name in ("dict.txt",) + preprocess.BPE_FILES:
+            shutil.copyfile(data_bin / name, out / variant / name)
 
 
 # --------------------------------------------------------------------------- command line
@@ -255,7 +219,10 @@ QUICKSTART_ARCH = {"encoder_layers": 12, "encoder_embed_dim": 128, "encoder_ffn_
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fairseq-sctd-quickstart", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="quickstart-out", help="output directory (data, checkpoints, logs, plot)")
+    p.add_argument("--out", default="quickstart-out",
+                   help="output directory: corpus/, bpe/, data-bin/ (binarized, with the BPE), one hub-ready folder "
+                        "per variant (checkpoint_last.pt, dict.txt, the BPE), results.md, results.json, "
+                        "quickstart.png")
     p.add_argument("--corpus", default=None,
                    help="text file (one paragraph per line, blank line between documents) or a directory "
                         "with train.txt and valid.txt; default: the standard library's docstrings")
@@ -275,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup-updates", type=int, default=50)
-    p.add_argument("--validate-interval-updates", type=int, default=50)
+    p.add_argument("--validation-points", type=int, default=20,
+                   help="validate each variant this many times over its budget (at equal steps of its own "
+                        "step time), plus once before the first update")
+    p.add_argument("--validate-interval-updates", type=int, default=None,
+                   help="also validate every N updates of a variant (default: only --validation-points)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--extra-train-args", default="",
                    help="more fairseq-train model/optimisation flags, as one quoted string (not the loop's: "
@@ -291,7 +262,7 @@ def _check_args(args) -> list[str]:
     if not args.budget_minutes > 0:
         raise ValueError(f"--budget-minutes {args.budget_minutes}: must be > 0")
     check_no_loop_flags(shlex.split(args.extra_train_args or ""), "--extra-train-args")
-    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates", "lr",
+    for flag in ("vocab_size", "tokens_per_sample", "batch_size", "validate_interval_updates", "lr", "validation_points",
                  "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
                  "max_corpus_bytes"):
         value = getattr(args, flag)
@@ -309,19 +280,26 @@ def run(args) -> list[Summary]:
     out.mkdir(parents=True, exist_ok=True)
     data_bin = prepare_data(args, out)
     keep_freed_memory()  # CPU steps stop page-faulting their activations back in (fairseq/cpu_memory.py)
-    summaries = [summarize(lane) for lane in train_side_by_side(args, data_bin, out, variants)]
-    table = format_table(summaries)
-    title = (f"{args.arch} {args.encoder_layers}x{args.encoder_embed_dim}, T={args.tokens_per_sample}, "
-             f"batch {args.batch_size}, {args.budget_minutes:g} min of step time per variant")
+    lanes, cpu = train_side_by_side(args, data_bin, out, variants)
+    write_model_folders(data_bin, out, variants)
+    summaries = [summarize(lane) for lane in lanes]
+    notes = caveats(summaries, cpu, max(MIN_UPDATES, args.warmup_updates))
+    table = format_table(summaries, notes)
+    title = (f"{model_description(args)}, T={args.tokens_per_sample}, batch {args.batch_size}, "
+             f"{args.budget_minutes:g} min of step time per variant")
     # The results first: a failing plot (a missing or broken matplotlib) must not lose the table.
     (out / "results.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
-    (out / "results.json").write_text(json.dumps({"title": title, "measured": MEASURED,
-                                                  "variants": [s.__dict__ for s in summaries]}, indent=1))
+    (out / "results.json").write_text(json.dumps({
+        "title": title, "measured": MEASURED, "caveats": notes, "warm_up_updates_per_variant": WARM_UP_UPDATES,
+        "cpu": {"cpu_seconds": cpu.cpu_seconds, "wall_seconds": cpu.wall_seconds, "threads": cpu.threads,
+                "share": cpu.share},
+        "variants": [s.__dict__ for s in summaries]}, indent=1))
     print("\n" + table, flush=True)
     _say(f"table: {out / 'results.md'}   data: {out / 'results.json'}")
+    _say(f"models: {', '.join(str(out / v) for v in variants)} (each: checkpoint_last.pt, dict.txt, the BPE)")
     plot_path = out / "quickstart.png"
     try:
-        plot_curves(summaries, plot_path, title)
+        plot_curves(summaries, plot_path, title, notes)
     except Exception as exc:  # any plotting failure: one line, the results above stay
         raise RuntimeError(f"the plot step failed ({type(exc).__name__}: {exc}); "
                            f"the results are in {out / 'results.md'} and {out / 'results.json'}") from None

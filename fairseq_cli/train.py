@@ -27,7 +27,8 @@ from fairseq.data import checks
 from fairseq.distributed import faults, utils as distributed
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
-from fairseq.logging.progress_bar import ProgressLogger, log_file_handler, resolve_format, setup_logging
+from fairseq.logging.eta import UpdateEta
+from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, log_file_handler, resolve_format, setup_logging
 from fairseq.trainer import Trainer
 from fairseq.user_dir import import_user_module
 
@@ -211,7 +212,8 @@ def validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress, p
     return valid_losses, should_stop
 
 
-def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float):
+def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float,
+                eta: Optional[UpdateEta] = None):
     itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
     epoch = epoch_itr.epoch
     uf = args.update_freq[min(epoch, len(args.update_freq)) - 1]
@@ -239,6 +241,8 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                     progress.log(stats, tag="train_inner", step=n,
                                  update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
                     inner.reset()
+                if eta is not None and fmt in ("simple", "json") and eta.due(n, args.log_interval):
+                    logger.info(eta.line(n))  # a non-TTY log shows the first update and an ETA (fairseq/logging/eta.py)
             check_stop()  # every rank learns of a signal any rank received, at this same update
             end_of_epoch = not itr.has_next()
             valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt,
@@ -285,6 +289,8 @@ def _main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     import_user_module(args)  # again in spawned workers and torchrun ranks (fresh interpreters)
     set_seeds(args.seed)
+    if distributed.is_master():
+        check_tensorboard(args.tensorboard_logdir)  # a missing optional extra: one line now, not after the data
     if distributed.is_master() and args.wandb_project:
         wandb_log.start(args.wandb_project, args.save_dir)
     logger.info(args)
@@ -337,6 +343,7 @@ def _main(args) -> Optional[Trainer]:
     max_epoch = args.max_epoch or math.inf
     previous = install_signal_handlers()
     _Stop.signum = None
+    eta = UpdateEta(args.max_update, trainer.num_updates)
     try:
         if should_stop_now(args, trainer):
             return trainer
@@ -345,7 +352,7 @@ def _main(args) -> Optional[Trainer]:
                 logger.info(f"stopping training because the lr ({trainer.get_lr()}) fell to --stop-min-lr")
                 break
             valid_losses, should_stop = train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience,
-                                                    fmt, start_time)
+                                                    fmt, start_time, eta)
             if should_stop:
                 break
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])

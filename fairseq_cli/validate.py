@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import checkpoint, flag_audit, options, registry, tasks
+from fairseq import checkpoint, flag_audit, options, registry, tasks, token_drop
 from fairseq.distributed import utils as distributed
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
@@ -70,6 +70,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         merged["max_tokens_valid"] = merged.get("max_tokens")
     ns = argparse.Namespace(**merged)
     ns._state = state
+    ns._trained_with = training_only_settings(ns)
     return ns
 
 
@@ -77,9 +78,28 @@ def _group_actions(parser, title: str):
     return [a for g in parser._action_groups if g.title == title for a in g._group_actions]
 
 
+def training_only_settings(args) -> Optional[str]:
+    """Validation runs the full model (fairseq's valid_step: no token dropping, no ScTD pass). The checkpoint's
+    --token-drop/ScTD settings are training settings: they are reset here, so the task builds no token
+    dropper and logs no dropping schedule as if validation used it. Returns what the checkpoint trained
+    with (for one honest log line), or None."""
+    p = float(getattr(args, "token_drop", 0.0) or 0.0)
+    if p <= 0:
+        return None
+    interval = getattr(args, "sctd_interval", None)
+    args.token_drop = 0.0
+    for name, default in token_drop.DROP_ONLY_DEFAULTS.items():
+        setattr(args, name, default)
+    return f"--token-drop {p:g}" + (f" with ScTD every {interval} updates" if interval else "")
+
+
 def main(args) -> List[Dict]:
     state = args.__dict__.pop("_state", None)
     import_user_module(args)  # again in spawned workers
+    trained_with = args.__dict__.pop("_trained_with", None)
+    if trained_with:
+        logger.info(f"validation runs the full model (the checkpoint was trained with {trained_with}: "
+                    f"a training-time setting)")
     torch.manual_seed(args.seed)
     task = tasks.setup_task(args)
     model = task.build_model(args)

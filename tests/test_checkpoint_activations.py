@@ -16,6 +16,8 @@ from fairseq.models import build_model
 from fairseq.registry import lookup
 from fairseq.token_drop import TokenDropper, add_token_drop_args
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 V = 40
 
 

@@ -7,6 +7,8 @@ import torch
 
 from fairseq_cli import export_hf
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 

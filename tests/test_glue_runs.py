@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +29,8 @@ def test_best_line_parsing_and_median_table():
 
 
 @pytest.mark.slow
-def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, capsys):
+def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # glue.sh's fairseq-train: a tiny model, one thread
     g = _module()
     argv = ["--checkpoint", f"peer={peer_dir / 'checkpoint_last.no-optimizer-state.pt'}",
             "--dict", str(peer_dir / "data-bin" / "dict.txt"), "--tokenizer-json", str(peer_dir / "tokenizer.json"),

@@ -9,6 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 
 @pytest.fixture(scope="module")
 def model_dir(peer_dir, tmp_path_factory):

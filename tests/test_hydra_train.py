@@ -6,6 +6,8 @@ import torch
 from fairseq import options
 from fairseq_cli import hydra_train as ht
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 TINY_YAML = """
 common:
   log_format: json

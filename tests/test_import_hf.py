@@ -37,12 +37,12 @@ def bpe_files(peer_dir, tmp_path_factory):
     return out
 
 
-def make_hf(tmp_path, bpe_dir, layers, dim, heads, tied=True, zero_types=True, seed=0):
+def make_hf(tmp_path, bpe_dir, layers, dim, heads, tied=True, zero_types=True, seed=0, layer_norm_eps=1e-5):
     """A saved HF folder: RobertaTokenizer from vocab.json/merges.txt and a randomly perturbed model."""
     tok = transformers.RobertaTokenizer(vocab=str(bpe_dir / "vocab.json"), merges=str(bpe_dir / "merges.txt"))
     cfg = transformers.RobertaConfig(vocab_size=len(tok), hidden_size=dim, num_hidden_layers=layers,
                                      num_attention_heads=heads, intermediate_size=2 * dim, max_position_embeddings=66,
-                                     layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                     layer_norm_eps=layer_norm_eps, pad_token_id=1, bos_token_id=0, eos_token_id=2,
                                      type_vocab_size=1, tie_word_embeddings=tied)
     torch.manual_seed(seed)
     model = transformers.RobertaForMaskedLM(cfg).eval()
@@ -140,7 +140,7 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
     hf_dir, hf, tok = make_hf(tmp_path, bpe_files["std"], 2, 16, 2)
     for edit, msg in (({"model_type": "bert"}, "model_type 'bert': only 'roberta'"),
                       ({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key'"),
-                      ({"layer_norm_eps": 1e-12}, "layer_norm_eps 1e-12"),
+                      ({"layer_norm_eps": 0}, "layer_norm_eps 0: must be positive"),
                       ({"hidden_act": "relu"}, "hidden_act 'relu'")):
         bad = tmp_path / f"bad_{list(edit)[0]}"
         bad.mkdir()
@@ -163,7 +163,9 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
 @pytest.mark.slow
 def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, peer_dir):
     """examples/sctd/continue_pretraining.sh, shrunk by env vars: HF folder -> import -> binarize with its
-    dict.txt -> 3 ScTD updates restored from it -> HF export that transformers loads with our logits."""
+    dict.txt (and its BPE) -> 3 ScTD updates restored from it -> HF export that transformers loads with our
+    logits. TOKENS_PER_SAMPLE is left at its default (512): it is lowered to the model's 64 positions, with a
+    note; paths given with a trailing slash print without a `//`."""
     import os
     import subprocess
     from pathlib import Path
@@ -176,12 +178,14 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     (text / "train.txt").write_text("\n".join(raw[:200]) + "\n", encoding="utf-8")
     (text / "valid.txt").write_text("\n".join(raw[200:240]) + "\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(repo), MAX_UPDATE="3", WARMUP_UPDATES="1", BATCH_SIZE="4", UPDATE_FREQ="1",
-               TOKENS_PER_SAMPLE="64", WORKERS="1", SAVE_INTERVAL_UPDATES="0", SCTD_INTERVAL="2", OMP_NUM_THREADS="1",
+               WORKERS="1", SAVE_INTERVAL_UPDATES="0", SCTD_INTERVAL="2", OMP_NUM_THREADS="1",
                PYTHON=sys.executable)
     out = tmp_path / "out"
-    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "continue_pretraining.sh"), str(hf_dir), str(text),
-                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "continue_pretraining.sh"), f"{hf_dir}/",
+                           f"{text}/", f"{out}/"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"note: {out}/model/model.pt has 64 positions: --tokens-per-sample 64 (not 512)" in proc.stderr
+    assert "//" not in proc.stdout.replace("://", "") + proc.stderr.replace("://", "")
     logs = [json.loads(line.split(" | ", 3)[3]) for line in (out / "train.log").read_text().splitlines()
             if " | train | " in line]
     assert logs and int(logs[-1]["train_num_updates"]) == 3 and "train_sctd_kl_local" in logs[-1]
@@ -190,10 +194,39 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     assert trained["model"].keys() == imported.keys()
     assert trained["cfg"]["model"]["token_drop"] == 0.5
     hf2 = transformers.RobertaForMaskedLM.from_pretrained(out / "hf").eval()
+    # the BPE is in data-bin: the hub needs nothing else (the line the script prints at the end)
     roberta = RobertaModel.from_pretrained(str(out / "checkpoints"), checkpoint_file="checkpoint_last.pt",
-                                           data_name_or_path=str(out / "data-bin"),
-                                           gpt2_encoder_json=str(out / "model" / "encoder.json"),
-                                           gpt2_vocab_bpe=str(out / "model" / "vocab.bpe"))
+                                           data_name_or_path=str(out / "data-bin"))
     x = roberta.encode("Return the value of the attribute.").unsqueeze(0)
     with torch.no_grad():
         torch.testing.assert_close(hf2(input_ids=x).logits, roberta.model(x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_hf_layer_norm_eps_1e12_imports_and_round_trips(tmp_path, bpe_files):
+    """HF's RobertaConfig default layer_norm_eps=1e-12 becomes the model's --layer-norm-eps: HF's logits within
+    1e-4 (with embeddings small enough that the epsilon matters: 1e-5 would be off), and back out in config.json."""
+    hf_dir, hf, tok = make_hf(tmp_path, bpe_files["std"], 2, 32, 2, layer_norm_eps=1e-12)
+    with torch.no_grad():  # tiny embeddings: the embedding LayerNorm's variance is near the epsilons
+        for emb in (hf.roberta.embeddings.word_embeddings, hf.roberta.embeddings.position_embeddings):
+            emb.weight.mul_(0.01)
+    hf.save_pretrained(hf_dir)
+    out = tmp_path / "fs"
+    import_hf.cli_main([str(hf_dir), str(out)])
+    roberta = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt")
+    assert roberta.cfg.layer_norm_eps == 1e-12
+    assert roberta.model.encoder.sentence_encoder.layers[0].final_layer_norm.eps == 1e-12
+    index, order = fairseq_index(tok)
+    ids = torch.tensor([tok(TEXTS[0])["input_ids"]])
+    with torch.no_grad():
+        want = hf(input_ids=ids).logits[..., order]
+        got = roberta.model(torch.tensor([[index[h] for h in ids[0].tolist()]]))[0]
+        wrong_eps = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt", layer_norm_eps=1e-5)
+        off = wrong_eps.model(torch.tensor([[index[h] for h in ids[0].tolist()]]))[0]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert (off - want).abs().max() > 1e-3  # 10x the tolerance: the epsilon really matters here
+    back = tmp_path / "back"
+    export_hf.cli_main([str(out / "model.pt"), str(back), "--dict", str(out / "dict.txt"), "--bpe-dir", str(out)])
+    assert json.loads((back / "config.json").read_text())["layer_norm_eps"] == 1e-12
+    hf2 = transformers.RobertaForMaskedLM.from_pretrained(back).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf2(input_ids=ids).logits, hf(input_ids=ids).logits, atol=1e-5, rtol=1e-5)

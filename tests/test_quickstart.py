@@ -7,6 +7,8 @@ import pytest
 
 from fairseq import quickstart_corpus as qc
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 MODULE_A = '''
 """Module alpha holds several paragraphs of prose about gardens and rivers.
 
@@ -139,7 +141,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch):
+def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch, shared_dir):
     """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,
     and the table and JSON are there. Then the plot from that JSON is a real PNG."""
     from fairseq_cli import quickstart as q
@@ -155,7 +157,7 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
             "--out", str(out), "--corpus", str(tmp_path / "text"), "--vocab-size", "600", "--budget-minutes", "0.03",
             "--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
             "--encoder-attention-heads", "2", "--tokens-per-sample", "64", "--batch-size", "8",
-            "--validate-interval-updates", "10"])
+            "--validation-points", "4", "--warmup-updates", "1000"])
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()[-1]
@@ -163,6 +165,11 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
     assert str(out / "results.md") in err
     results = json.loads((out / "results.json").read_text())
     assert "interleaved" in results["measured"] and results["measured"] in (out / "results.md").read_text()
+    assert results["title"].startswith("4 layers x 32 wide RoBERTa (FFN 64, 2 heads; roberta_base's layout, scaled")
+    # fewer updates than the lr warm-up (1000): results.md and the printed table say so in words
+    assert any(c.startswith("too few updates to compare") for c in results["caveats"])
+    for note in results["caveats"]:
+        assert f"CAVEAT: {note}" in (out / "results.md").read_text() and f"CAVEAT: {note}" in captured.out
     summaries = [q.Summary(**v) for v in results["variants"]]
     assert [s.variant for s in summaries] == ["full", "token-drop", "sctd"]
     for s in summaries:
@@ -170,12 +177,119 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
         assert s.updates > 0 and 1.8 <= s.train_seconds and s.curve_loss and 0 < s.final_valid_loss < 20
         assert s.curve_seconds[-1] == pytest.approx(s.train_seconds) and s.final_valid_loss == s.curve_loss[-1]
         assert s.curve_seconds[0] == 0 and s.curve_loss[0] == summaries[0].curve_loss[0]  # same initial weights
-        assert (s.final_valid_loss_drop is None) == (s.variant == "full")
+        assert (s.final_valid_loss_drop is None) == (s.variant == "full") == (s.curve_loss_drop is None)
+        assert s.curve_loss_drop is None or len(s.curve_loss_drop) == len(s.curve_loss)
+        # validation at 0, whenever the clock enters a new quarter of the budget (1.8 s) and at the end
+        quarters = [int(t // 0.45) for t in s.curve_seconds[1:]]
+        assert len(quarters) >= 2 and all(a < b for a, b in zip(quarters[:-2], quarters[1:-1]))
         assert (out / s.variant / "checkpoint_last.pt").is_file()
+        for name in ("dict.txt", "tokenizer.json", "encoder.json", "vocab.bpe"):  # a hub-ready folder
+            assert (out / s.variant / name).read_bytes() == (out / "data-bin" / name).read_bytes()
         row = re.search(rf"^{s.variant}\s+(\d+)\s", captured.out, re.M)
         assert row and int(row.group(1)) == s.updates
     assert (out / "data-bin" / "dict.txt").is_file() and not (out / "quickstart.png").exists()
     monkeypatch.undo()
-    q.plot_curves(summaries, out / "quickstart.png", "title")
+    q.plot_curves(summaries, out / "quickstart.png", "title", results["caveats"])
     png = (out / "quickstart.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+    # the model folder as it is: the hub (README's Python block) and fairseq-export-hf take it
+    from fairseq.models.roberta import RobertaModel
+    from fairseq_cli import export_hf
+
+    roberta = RobertaModel.from_pretrained(str(out / "sctd"), checkpoint_file="checkpoint_last.pt")
+    line = (tmp_path / "text" / "train.txt").read_text().splitlines()[0]  # every token is in the dictionary
+    assert roberta.decode(roberta.encode(line)) == line
+    export_hf.cli_main([str(out / "sctd" / "checkpoint_last.pt"), str(tmp_path / "hf"), "--dict",
+                        str(out / "sctd" / "dict.txt"), "--bpe-dir", str(out / "sctd")])
+    assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "tokenizer.json").is_file()
+    # ... and examples/sctd/glue.sh (CHECKPOINT, DATA_DICT_DIR = the folder), on WNLI for 2 updates
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), PYTHON=sys.executable, OMP_NUM_THREADS="1", MAX_EPOCH="1",
+               OUT_DIR=str(tmp_path / "glue"))
+    proc = subprocess.run(["bash", str(repo / "examples" / "sctd" / "glue.sh"), "WNLI", str(shared_dir / "data" / "glue"),
+                           str(out / "sctd" / "checkpoint_last.pt"), str(out / "sctd"), "--max-update", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "glue" / "WNLI-ckpt" / "checkpoint_best.pt").is_file()
+
+
+def _summary(variant, updates, seconds, ideal_ratio):
+    from fairseq_cli import quickstart as q
+
+    return q.Summary(variant=variant, updates=updates, train_seconds=seconds, tokens_per_s=1.0,
+                     steps_per_s=updates / seconds, median_step_s=seconds / updates, final_valid_loss=10.0,
+                     final_valid_loss_drop=None, curve_seconds=[0.0, seconds], curve_loss=[12.9, 10.0],
+                     curve_loss_drop=None, ideal_step_ratio=ideal_ratio, train_argv=[])
+
+
+def test_caveats_say_in_words_when_the_comparison_misleads():
+    """The issue's run: 'sctd 6.13x, ideal 1.20x' from a handful of updates on a busy machine must come with words."""
+    from fairseq_cli import quickstart as q
+
+    quiet = q.CpuShare(cpu_seconds=190.0, wall_seconds=100.0, threads=2)
+    short = [_summary("full", 3, 6.0, 1.0), _summary("token-drop", 5, 6.0, 0.74), _summary("sctd", 18, 6.0, 1 / 1.2)]
+    notes = q.caveats(short, quiet, min_updates=50)
+    assert notes[0] == ("too few updates to compare: full 3, token-drop 5, sctd 18 (under 50); speedups and losses "
+                        "this early are mostly noise and learning-rate warm-up: run a longer --budget-minutes")
+    assert notes[1] == ("sctd's speedup 6.00x is beyond 1.5x its ideal 1.20x: not a real speedup (noise or load), "
+                        "do not quote it")
+    assert len(notes) == 2  # token-drop's 1.67x is within 1.5x of its 1.35x ideal; the CPU was not busy
+    table = q.format_table(short, notes)
+    assert table.splitlines()[-2:] == [f"CAVEAT: {n}" for n in notes]
+    honest = [_summary("full", 300, 120.0, 1.0), _summary("sctd", 340, 120.0, 1 / 1.2)]
+    assert q.caveats(honest, quiet, min_updates=50) == []
+    busy = q.caveats(honest, q.CpuShare(cpu_seconds=50.0, wall_seconds=100.0, threads=2), min_updates=50)
+    assert busy == ["the machine was busy: this process got 25% of the CPU its 2 thread(s) could use (50 s CPU in "
+                    "100 s wall), so step times are noisy; rerun on a quieter machine"]
+
+
+def test_model_description_names_the_model():
+    import argparse
+
+    from fairseq_cli import quickstart as q
+
+    args = q.build_parser().parse_args([])
+    assert q.model_description(args) == ("12 layers x 128 wide RoBERTa (FFN 512, 4 heads; roberta_base's layout, "
+                                         "scaled down)")
+    full = argparse.Namespace(arch="roberta_base", encoder_layers=12, encoder_embed_dim=768,
+                              encoder_ffn_embed_dim=3072, encoder_attention_heads=12)
+    assert q.model_description(full) == "12 layers x 768 wide RoBERTa (FFN 3072, 12 heads: roberta_base)"
+
+
+def test_plot_zooms_where_the_variants_differ(tmp_path):
+    """The zoom panel's y-range fits the curves after the first third (not the ~13-bit start); dashed lines
+    for the dropping forward; caveats printed on the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairseq import quickstart_results
+    from fairseq_cli import quickstart as q
+
+    t = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0]
+    full = _summary("full", 300, 120.0, 1.0)
+    full.curve_seconds, full.curve_loss = t, [12.9, 11.0, 10.4, 10.1, 9.9, 9.8, 9.7]
+    sctd = _summary("sctd", 340, 120.0, 1 / 1.2)
+    sctd.curve_seconds, sctd.curve_loss = t, [12.9, 10.9, 10.3, 10.0, 9.8, 9.6, 9.5]
+    sctd.curve_loss_drop = [12.9, 11.2, 10.6, 10.3, 10.1, 9.9, 9.8]
+    assert quickstart_results._zoom_range([full, sctd], 40.0) == pytest.approx((9.5 - 0.088, 10.6 + 0.088))
+    figures = []
+    monkey_close = plt.close
+    try:
+        plt.close = lambda fig=None: figures.append(fig)
+        q.plot_curves([full, sctd], tmp_path / "p.png", "title", ["too few updates"])
+    finally:
+        plt.close = monkey_close
+    (fig,) = figures
+    whole, zoom = fig.axes
+    assert zoom.get_ylim() == pytest.approx((9.5 - 0.088, 10.6 + 0.088)) and whole.get_ylim()[1] > 12.9
+    assert [line.get_linestyle() for line in zoom.get_lines()] == ["-", "-", "--"]
+    assert any("CAVEAT: too few updates" in text.get_text() for text in fig.texts)
+    plt.close(fig)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

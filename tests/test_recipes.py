@@ -35,7 +35,8 @@ def fairseq_train_argv(script: Path, env: dict) -> list:
     text = script.read_text()
     match = re.search(r"^fairseq-train (.*?)(?: 2>&1.*)?$", text.replace("\\\n", " "), re.M)
     assert match, f"no fairseq-train command in {script}"
-    command = re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], match.group(1))
+    command = match.group(1).replace('"$@"', "")  # the user's extra flags: none here
+    command = re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], command)
     return shlex.split(command)
 
 
@@ -82,3 +83,67 @@ def test_readme_names_every_recipe():
                  "pretrain_large.yaml", "fairseq-hydra-train", "fairseq-sctd-quickstart", "--token-drop",
                  "--sctd-interval", "--sctd-weight"):
         assert name in readme, name
+
+
+# --- recipes that connect (issue 24): extra flags, Ctrl-C through tee, continue_pretraining's positions ---
+
+FAKE_TRAIN = """#!/usr/bin/env bash
+echo "fake fairseq-train args: $*"
+trap 'echo "saving checkpoint_last.pt after the interrupt"; sleep 0.3; echo "interrupted by signal 2"; exit 130' INT
+echo "fake fairseq-train started"
+while true; do sleep 0.05; done
+"""
+
+
+def test_pretrain_script_takes_extra_flags_and_keeps_ctrl_c_messages(tmp_path):
+    """Extra flags reach fairseq-train last (a smoke test can shrink the run); Ctrl-C in the terminal (SIGINT to the
+    whole foreground group, tee included) still delivers what fairseq-train prints while it saves: tee -i."""
+    import os
+    import signal
+    import time
+
+    bin_dir, data, save = tmp_path / "bin", tmp_path / "data", tmp_path / "save"
+    bin_dir.mkdir()
+    data.mkdir()
+    (data / "dict.txt").write_text("a 1\n")  # data preparation is skipped
+    (bin_dir / "fairseq-train").write_text(FAKE_TRAIN)
+    (bin_dir / "fairseq-train").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    proc = subprocess.Popen(["bash", str(RECIPES / "pretrain_base.sh"), str(tmp_path / "text"), str(data), str(save),
+                             "--encoder-layers", "2", "--max-update", "3"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = save / "train.log"
+    deadline = time.time() + 60
+    while not (log.is_file() and "started" in log.read_text()):
+        assert time.time() < deadline and proc.poll() is None, "the fake fairseq-train did not start"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    args = next(line for line in out.splitlines() if line.startswith("fake fairseq-train args:"))
+    assert args.endswith(f"--save-dir {save} --log-format json --log-interval 100 --encoder-layers 2 --max-update 3")
+    for text in (out, log.read_text()):
+        assert "saving checkpoint_last.pt after the interrupt" in text and "interrupted by signal 2" in text
+
+
+def test_continue_pretraining_stops_before_work_when_samples_exceed_positions(peer_dir, tmp_path):
+    """TOKENS_PER_SAMPLE set above the model's positions: one message and exit 2 before BPE or binarizing."""
+    import os
+    import sys
+
+    model = tmp_path / "model"
+    model.mkdir()
+    os.symlink(peer_dir / "checkpoint_last.no-optimizer-state.pt", model / "model.pt")
+    os.symlink(peer_dir / "data-bin" / "dict.txt", model / "dict.txt")
+    os.symlink(peer_dir / "tokenizer.json", model / "tokenizer.json")
+    text = tmp_path / "text"
+    text.mkdir()
+    for split in ("train", "valid"):
+        (text / f"{split}.txt").write_text("Some text.\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHON=sys.executable, TOKENS_PER_SAMPLE="1000")
+    proc = subprocess.run(["bash", str(RECIPES / "continue_pretraining.sh"), f"{model}/", str(text), f"{tmp_path}/out/"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"TOKENS_PER_SAMPLE=1000 exceeds the 128 positions of {model}/model.pt; "
+                                   "set TOKENS_PER_SAMPLE=128 or less")
+    assert sorted(os.listdir(tmp_path / "out")) == []  # no BPE, no data-bin, no training

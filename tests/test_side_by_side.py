@@ -4,6 +4,8 @@ import torch
 
 from fairseq import side_by_side as sbs
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
+
 TINY = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
         "--encoder-attention-heads", "2", "--optimizer", "adam"]
 

@@ -44,3 +44,32 @@ def test_spawned_validate_logs_like_one_process(peer_dir, tmp_path):
     lines = [ln for ln in out.stdout.splitlines() if "valid on 'valid' subset | loss 10.306" in ln]
     assert len(lines) == 1, out.stdout  # rank 0 only, the same loss as one process
     assert "valid on 'valid' subset | loss 10.306" in log_file.read_text()
+
+
+def test_token_drop_checkpoint_validates_the_full_model_and_says_so(peer_dir, tmp_path, caplog):
+    """A checkpoint trained with --token-drop/ScTD: fairseq-validate logs no dropping schedule as if it used one,
+    says that validation runs the full model, and gets fairseq-train's own valid loss of that checkpoint."""
+    import json
+    import shlex
+
+    from fairseq import options
+    from fairseq_cli import train
+
+    caplog.set_level("INFO")
+    data = peer_dir / "data-bin"
+    tiny = ("--encoder-layers 4 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 --encoder-attention-heads 2 "
+            "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete --batch-size 4 "
+            "--skip-invalid-size-inputs-valid-test")
+    train.main(options.parse_args_and_arch(options.get_training_parser(), shlex.split(
+        f"{data} -a roberta_base {tiny} --lr 1e-3 --max-update 2 --max-valid-steps 3 --log-format json "
+        f"--save-dir {tmp_path} --criterion masked_lm --token-drop 0.5 --sctd-interval 2 --no-epoch-checkpoints")))
+    trained = [json.loads(r.getMessage()) for r in caplog.records if r.name == "valid"][-1]["valid_loss"]
+    caplog.clear()
+    args = validate.parse_args([str(data), "--path", str(tmp_path / "checkpoint_last.pt"), "--max-valid-steps", "3",
+                                "--skip-invalid-size-inputs-valid-test", "--log-format", "simple"])
+    (res,) = validate.main(args)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("token dropping" in m for m in messages)
+    assert ("validation runs the full model (the checkpoint was trained with --token-drop 0.5 with ScTD every 2 "
+            "updates: a training-time setting)") in messages
+    assert res["loss"] == float(trained)

@@ -62,7 +62,8 @@ m = model_cfg(load_checkpoint(sys.argv[1]))
 pos = m.get("max_positions") or m.get("tokens_per_sample") or 512
 print(f"--arch roberta_base --encoder-layers {m['encoder_layers']} --encoder-embed-dim {m['encoder_embed_dim']} "
       f"--encoder-ffn-embed-dim {m['encoder_ffn_embed_dim']} --encoder-attention-heads "
-      f"{m['encoder_attention_heads']} --max-positions {pos}")
+      f"{m['encoder_attention_heads']} --max-positions {pos} --layer-norm-eps {m.get('layer_norm_eps') or 1e-5!r}"
+      + (" --untie-weights-roberta" if m.get("untie_weights_roberta") else ""))
 EOF
 )"
 
@@ -76,6 +77,7 @@ if [[ "$($PY -c 'import torch; print(torch.cuda.is_available())')" != "True" ]];
 fi
 
 LOG="$OUT_DIR/$TASK.train.log"
+# tee -i: Ctrl-C reaches fairseq-train, not tee, so the messages it prints while saving still reach the log
 $PY -m fairseq_cli.train "$DATA" --restore-file "$CHECKPOINT" "${ARCH_FLAGS[@]}" \
   --batch-size "$BSZ" --max-tokens 4400 --task sentence_prediction \
   --reset-optimizer --reset-dataloader --reset-meters --required-batch-size-multiple 1 \
@@ -84,7 +86,7 @@ $PY -m fairseq_cli.train "$DATA" --restore-file "$CHECKPOINT" "${ARCH_FLAGS[@]}"
   --adam-eps 1e-06 --clip-norm 0.0 --lr-scheduler polynomial_decay --lr "$LR" \
   --total-num-update "$TOTAL_NUM_UPDATES" --warmup-updates "$WARMUP_UPDATES" --max-epoch "$MAX_EPOCH" \
   --find-unused-parameters "${PREC_FLAGS[@]}" "${TASK_FLAGS[@]}" --save-dir "$SAVE_DIR" \
-  --no-epoch-checkpoints --log-format json --log-interval 50 "$@" 2>&1 | tee "$LOG"
+  --no-epoch-checkpoints --log-format json --log-interval 50 "$@" 2>&1 | tee -i "$LOG"
 
 # dev metrics of every validation, and the best epoch, from the JSON log
 $PY - "$TASK" "$LOG" <<'EOF'

@@ -2,20 +2,26 @@
 # Pretrain roberta_base with token dropping (p=0.5) + ScTD: the ScTD paper's fairseq-train command
 # (SPEC section 1) with --arch roberta_base. The same run as config/pretrain_base.yaml.
 #
-#   examples/sctd/pretrain_base.sh TEXT_DIR DATA_DIR SAVE_DIR
+#   examples/sctd/pretrain_base.sh TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]
 #
 # TEXT_DIR holds train.txt and valid.txt (one paragraph per line, a blank line between documents).
 # Data preparation runs only when DATA_DIR/dict.txt does not exist yet:
 #   * with ENCODER_JSON, VOCAB_BPE (and DICT) set to GPT-2's encoder.json, vocab.bpe and dict.txt,
 #     the text is encoded with GPT-2's BPE and binarized with its dictionary (RoBERTa's setup);
 #   * otherwise a byte-level BPE of BPE_VOCAB_SIZE (default 50000) is trained on train.txt.
-# WORKERS (default 8) sets the BPE-encoding and preprocessing processes.
+# WORKERS (default 8) sets the BPE-encoding and preprocessing processes. The BPE files go into DATA_DIR
+# (fairseq-preprocess --bpe-dir), where RobertaModel.from_pretrained(SAVE_DIR, data_name_or_path=DATA_DIR)
+# finds them. Extra flags go to fairseq-train after the paper's (a later flag wins), e.g. a smoke test:
+#   examples/sctd/pretrain_base.sh text data-bin ckpt --encoder-layers 2 --max-update 10 --cpu
+# Ctrl-C: fairseq-train saves checkpoint_last.pt and says so; tee -i keeps the log going until it has.
 # Multi-GPU: launch the same fairseq-train line with torchrun (see examples/sctd/README.md).
 set -euo pipefail
 
-TEXT_DIR=${1:?usage: $0 TEXT_DIR DATA_DIR SAVE_DIR}
-DATA_DIR=${2:?usage: $0 TEXT_DIR DATA_DIR SAVE_DIR}
-SAVE_DIR=${3:?usage: $0 TEXT_DIR DATA_DIR SAVE_DIR}
+USAGE="usage: $0 TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]"
+TEXT_DIR=${1:?$USAGE}
+DATA_DIR=${2:?$USAGE}
+SAVE_DIR=${3:?$USAGE}
+shift 3
 WORKERS=${WORKERS:-8}
 
 if [ ! -f "$DATA_DIR/dict.txt" ]; then
@@ -24,7 +30,9 @@ if [ ! -f "$DATA_DIR/dict.txt" ]; then
     done
     mkdir -p "$DATA_DIR/bpe"
     if [ -n "${ENCODER_JSON:-}" ]; then
-        BPE_ARGS=(--encoder-json "$ENCODER_JSON" --vocab-bpe "${VOCAB_BPE:?set VOCAB_BPE with ENCODER_JSON}")
+        cp "$ENCODER_JSON" "$DATA_DIR/bpe/encoder.json"
+        cp "${VOCAB_BPE:?set VOCAB_BPE with ENCODER_JSON}" "$DATA_DIR/bpe/vocab.bpe"
+        BPE_ARGS=(--encoder-json "$DATA_DIR/bpe/encoder.json" --vocab-bpe "$DATA_DIR/bpe/vocab.bpe")
     else
         fairseq-bpe train --inputs "$TEXT_DIR/train.txt" --vocab-size "${BPE_VOCAB_SIZE:-50000}" \
             --output-dir "$DATA_DIR/bpe"
@@ -38,7 +46,7 @@ if [ ! -f "$DATA_DIR/dict.txt" ]; then
     if [ -n "${DICT:-}" ]; then DICT_ARGS=(--srcdict "$DICT"); fi
     fairseq-preprocess --only-source "${DICT_ARGS[@]}" \
         --trainpref "$DATA_DIR/bpe/train.bpe" --validpref "$DATA_DIR/bpe/valid.bpe" \
-        --destdir "$DATA_DIR" --workers "$WORKERS"
+        --destdir "$DATA_DIR" --workers "$WORKERS" --bpe-dir "$DATA_DIR/bpe"
 fi
 
 mkdir -p "$SAVE_DIR"
@@ -53,4 +61,4 @@ fairseq-train "$DATA_DIR" \
     --dropout 0.1 --token-drop 0.5 --max-positions 512 --attention-dropout 0.1 \
     --update-freq 2 --ddp-backend=legacy_ddp \
     --total-num-update 250000 --max-update 250000 --max-epoch 40 \
-    --save-dir "$SAVE_DIR" --log-format json --log-interval 100 2>&1 | tee "$SAVE_DIR/train.log"
+    --save-dir "$SAVE_DIR" --log-format json --log-interval 100 "$@" 2>&1 | tee -i "$SAVE_DIR/train.log"

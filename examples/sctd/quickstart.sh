@@ -4,8 +4,9 @@
 #   examples/sctd/quickstart.sh [OUT_DIR] [more fairseq-sctd-quickstart flags...]
 #
 # Builds a corpus from the standard library's docstrings (no download), trains a BPE, binarizes,
-# pretrains a 12-layer x 128-wide RoBERTa three ways for BUDGET_MINUTES (default 2) each, prints a
-# comparison table and writes OUT_DIR/quickstart.png.
+# pretrains a 12-layer x 128-wide RoBERTa three ways, side by side, for BUDGET_MINUTES (default 2) of step
+# time each (after a warm-up), and writes OUT_DIR/results.md (with caveats), OUT_DIR/quickstart.png and one
+# hub-ready model folder per variant (see examples/sctd/README.md).
 set -euo pipefail
 OUT_DIR=${1:-quickstart-out}
 shift || true

@@ -135,20 +135,40 @@ class ProgressLogger:
         self._tb = {}
 
     def _tensorboard(self, stats: Dict, tag: str, step: int) -> None:
+        """fairseq's layout, so curves of both overlay: one writer per tag (LOGDIR/train_inner, LOGDIR/train,
+        LOGDIR/<valid subset>), scalars keyed by the stat's own name (`loss`, not the log line's `valid_loss`),
+        at step num_updates, which is not written itself."""
         if not self.tensorboard_logdir:
             return
         writer = self._tb.get(tag)
         if writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logging.getLogger(__name__).warning("--tensorboard-logdir given but tensorboard is not installed")
-                self.tensorboard_logdir = None
-                return
-            writer = self._tb[tag] = SummaryWriter(os.path.join(self.tensorboard_logdir, tag))
+            writer = self._tb[tag] = summary_writer_class()(os.path.join(self.tensorboard_logdir, tag))
+        prefix = tag + "_"
         for key, value in stats.items():
+            name = key[len(prefix):] if key.startswith(prefix) else key
+            if name == "num_updates":
+                continue
             try:
-                writer.add_scalar(key, float(value), step)
+                writer.add_scalar(name, float(value), step)
             except (TypeError, ValueError):
                 pass
         writer.flush()
+
+
+TENSORBOARD_MISSING = ("--tensorboard-logdir needs tensorboard, which is not installed: "
+                       "pip install -e '.[tensorboard]' (or pip install tensorboard)")
+
+
+def summary_writer_class():
+    """torch's SummaryWriter; the optional tensorboard package (the `tensorboard` extra) provides it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError(TENSORBOARD_MISSING) from None
+    return SummaryWriter
+
+
+def check_tensorboard(logdir: Optional[str]) -> None:
+    """At start-up, before any work: one clear error when --tensorboard-logdir is given without tensorboard."""
+    if logdir:
+        summary_writer_class()

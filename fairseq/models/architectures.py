@@ -81,6 +81,7 @@ def base_architecture(args):
     _fill(args, "checkpoint_activations", False)
     _fill(args, "offload_activations", False)
     _fill(args, "spectral_norm_classification_head", False)
+    _fill(args, "layer_norm_eps", 1e-5)
     tps = getattr(args, "tokens_per_sample", None)
     _fill(args, "max_positions", int(tps) if tps is not None else 512)
     _fill(args, "max_source_positions", args.max_positions)
@@ -97,6 +98,8 @@ def _check(args) -> None:
                  "max_positions"):
         if int(getattr(args, name)) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not float(args.layer_norm_eps) > 0:
+        raise ValueError(f"--layer-norm-eps must be positive, got {args.layer_norm_eps}")
 
 
 # RoBERTa's shapes (the last three are ours, small and CPU-friendly; fairseq has no such names)
@@ -128,6 +131,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder-ffn-embed-dim", type=int, metavar="F", help="encoder FFN dimension")
     g.add_argument("--encoder-attention-heads", type=int, metavar="A", help="number of attention heads")
     g.add_argument("--max-positions", type=int, help="number of positional embeddings to learn")
+    g.add_argument("--layer-norm-eps", type=float, metavar="EPS",
+                   help="epsilon of every LayerNorm (default 1e-5, fairseq's; HF RobertaConfig's default is "
+                        "1e-12, kept by fairseq-import-hf)")
     g.add_argument("--dropout", type=float, metavar="D", help="dropout probability")
     g.add_argument("--attention-dropout", type=float, metavar="D", help="dropout on attention weights")
     g.add_argument("--activation-dropout", "--relu-dropout", type=float, metavar="D",

@@ -147,16 +147,16 @@ class TransformerEncoderLayer(nn.Module):
     """Post-LN layer: x = LN(x + drop(attn(x))); x = LN(x + drop(fc2(act_drop(gelu(fc1(x))))))."""
 
     def __init__(self, embed_dim: int, ffn_dim: int, num_heads: int, dropout: float = 0.1,
-                 attention_dropout: float = 0.1, activation_dropout: float = 0.0):
+                 attention_dropout: float = 0.1, activation_dropout: float = 0.0, layer_norm_eps: float = 1e-5):
         super().__init__()
         self.embed_dim = embed_dim
         self.self_attn = MultiheadSelfAttention(embed_dim, num_heads, attention_dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=1e-5)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.dropout = dropout
         self.activation_dropout = activation_dropout
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, embed_dim)
-        self.final_layer_norm = nn.LayerNorm(embed_dim, eps=1e-5)
+        self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 query_index: Optional[torch.Tensor] = None) -> torch.Tensor:

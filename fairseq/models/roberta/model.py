@@ -74,10 +74,11 @@ class TransformerSentenceEncoder(nn.Module):
         self.max_positions = args.max_positions
         self.embed_tokens = nn.Embedding(vocab_size, e, padding_idx)
         self.embed_positions = nn.Embedding(args.max_positions + padding_idx + 1, e, padding_idx)
-        self.layernorm_embedding = nn.LayerNorm(e, eps=1e-5)
+        self.layernorm_embedding = nn.LayerNorm(e, eps=args.layer_norm_eps)
         self.layers = nn.ModuleList([
             TransformerEncoderLayer(e, args.encoder_ffn_embed_dim, args.encoder_attention_heads,
-                                    args.dropout, args.attention_dropout, args.activation_dropout)
+                                    args.dropout, args.attention_dropout, args.activation_dropout,
+                                    args.layer_norm_eps)
             for _ in range(args.encoder_layers)])
         tdl = getattr(args, "token_drop_layers", None)
         self.token_drop_layers = None if tdl in (None, "") else tdl
@@ -210,10 +211,11 @@ def vocab_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
 class RobertaLMHead(nn.Module):
     """dense -> gelu -> LayerNorm -> tied output projection + bias; only masked rows when asked."""
 
-    def __init__(self, embed_dim: int, output_dim: int, weight: Optional[nn.Parameter] = None):
+    def __init__(self, embed_dim: int, output_dim: int, weight: Optional[nn.Parameter] = None,
+                 layer_norm_eps: float = 1e-5):
         super().__init__()
         self.dense = nn.Linear(embed_dim, embed_dim)
-        self.layer_norm = nn.LayerNorm(embed_dim, eps=1e-5)
+        self.layer_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         if weight is None:
             weight = nn.Linear(embed_dim, output_dim, bias=False).weight
         self.weight = weight
@@ -249,7 +251,7 @@ class RobertaEncoder(nn.Module):
         super().__init__()
         self.sentence_encoder = TransformerSentenceEncoder(args, vocab_size, padding_idx)
         tied = None if getattr(args, "untie_weights_roberta", False) else self.sentence_encoder.embed_tokens.weight
-        self.lm_head = RobertaLMHead(args.encoder_embed_dim, vocab_size, tied)
+        self.lm_head = RobertaLMHead(args.encoder_embed_dim, vocab_size, tied, args.layer_norm_eps)
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, masked_tokens=None,
                 token_drop_keep=None, cls_only=False, **unused):
