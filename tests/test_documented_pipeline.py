@@ -30,7 +30,7 @@ def test_bpe_preprocess_train_hub(peer_dir, tmp_path, monkeypatch):
     assert "copied the BPE (tokenizer.json, encoder.json, vocab.bpe) from bpe/" in \
         (tmp_path / "data-bin" / "preprocess.log").read_text()
     train.main(options.parse_args_and_arch(options.get_training_parser(), (
-        "data-bin --arch roberta_base --encoder-layers 2 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 "
+        "data-bin --arch roberta_base --optimizer adam --encoder-layers 2 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 "
         "--encoder-attention-heads 2 --tokens-per-sample 32 --batch-size 8 --max-update 2 --lr 1e-3 "
         "--task masked_lm --criterion masked_lm --log-format none --save-dir checkpoints --no-epoch-checkpoints "
         "--max-valid-steps 1 --skip-invalid-size-inputs-valid-test").split()))

@@ -62,7 +62,7 @@ def test_combine_valid_subsets_validates_valid_and_valid1_as_one(peer_dir, tmp_p
     for flag in ("--combine-valid-subsets", "--combine-val"):
         combined = train.main(parse(*argv, flag)).task.dataset("valid")
         assert len(combined) == 2 * len(alone)
-        assert list(combined.sizes[len(alone):]) == list(alone.sizes)  # valid1 (a copy of valid) follows valid
+        assert list(combined.sizes[0][len(alone):]) == list(alone.sizes[0])  # valid1 (a copy of valid) follows valid
 
 
 def test_sentence_ranking_criterion_scores_each_candidate_with_the_ranking_head(tmp_path):

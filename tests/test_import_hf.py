@@ -213,7 +213,7 @@ def test_hf_layer_norm_eps_1e12_imports_and_round_trips(tmp_path, bpe_files):
     out = tmp_path / "fs"
     import_hf.cli_main([str(hf_dir), str(out)])
     roberta = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt")
-    assert roberta.cfg.layer_norm_eps == 1e-12
+    assert roberta.cfg.model.layer_norm_eps == 1e-12
     assert roberta.model.encoder.sentence_encoder.layers[0].final_layer_norm.eps == 1e-12
     index, order = fairseq_index(tok)
     ids = torch.tensor([tok(TEXTS[0])["input_ids"]])

@@ -34,7 +34,7 @@ def test_train_logs_first_update_and_eta(peer_dir, tmp_path, caplog, fmt):
     tiny = ("--encoder-layers 2 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 --encoder-attention-heads 2 "
             "--tokens-per-sample 32 --max-positions 32 --sample-break-mode complete --batch-size 4")
     train.main(options.parse_args_and_arch(options.get_training_parser(), shlex.split(
-        f"{peer_dir / 'data-bin'} -a roberta_base {tiny} --lr 1e-3 --max-update 6 --log-interval 3 "
+        f"{peer_dir / 'data-bin'} -a roberta_base {tiny} --optimizer adam --lr 1e-3 --max-update 6 --log-interval 3 "
         f"--disable-validation --no-save --save-dir {tmp_path} --log-format {fmt}")))
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
     assert [m.split(";")[0].split(" in ")[0] for m in progress] == [

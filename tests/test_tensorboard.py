@@ -15,7 +15,7 @@ TINY = ("--encoder-layers 2 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 --
 
 
 def _argv(data, save, logdir):
-    return shlex.split(f"{data} -a roberta_base {TINY} --batch-size 4 --lr 1e-3 --max-update 4 --max-valid-steps 2 --skip-invalid-size-inputs-valid-test "
+    return shlex.split(f"{data} -a roberta_base {TINY} --batch-size 4 --optimizer adam --lr 1e-3 --max-update 4 --max-valid-steps 2 --skip-invalid-size-inputs-valid-test "
                        f"--validate-interval-updates 2 --log-interval 2 --log-format json --no-save "
                        f"--save-dir {save} --criterion masked_lm --tensorboard-logdir {logdir}")
 

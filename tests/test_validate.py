@@ -61,7 +61,7 @@ def test_token_drop_checkpoint_validates_the_full_model_and_says_so(peer_dir, tm
             "--tokens-per-sample 64 --max-positions 64 --sample-break-mode complete --batch-size 4 "
             "--skip-invalid-size-inputs-valid-test")
     train.main(options.parse_args_and_arch(options.get_training_parser(), shlex.split(
-        f"{data} -a roberta_base {tiny} --lr 1e-3 --max-update 2 --max-valid-steps 3 --log-format json "
+        f"{data} -a roberta_base {tiny} --optimizer adam --lr 1e-3 --max-update 2 --max-valid-steps 3 --log-format json "
         f"--save-dir {tmp_path} --criterion masked_lm --token-drop 0.5 --sctd-interval 2 --no-epoch-checkpoints")))
     trained = [json.loads(r.getMessage()) for r in caplog.records if r.name == "valid"][-1]["valid_loss"]
     caplog.clear()
