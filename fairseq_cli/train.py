@@ -376,6 +376,9 @@ def save_and_exit(args, trainer, epoch_itr, ckpt, stop: StopRequested) -> None:
         print(f"fairseq-train: stopped by {faults.signal_name(stop.signum)} (received by rank {stop.rank}) "
               f"at update {trainer.num_updates}; {saved}; rerun the same command to resume",
               file=sys.stderr, flush=True)
+    # Every rank got here together (the stop was agreed on): finish the save's last collective on all
+    # ranks before any of them tears its connections down, or gloo aborts (SIGABRT) a slower peer.
+    distributed.barrier()
     sys.exit(128 + stop.signum)
 
 
