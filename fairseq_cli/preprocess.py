@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import sys
 import uuid
-from collections import Counter
 from typing import List, Tuple
 
 from fairseq import flag_audit, options
 from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
 from fairseq.data.dictionary import Dictionary
-from fairseq.file_chunker_utils import find_offsets, line_blocks
 from fairseq.logging.progress_bar import setup_logging
+from fairseq.tokenizer import tokenize_line
 
 logger = logging.getLogger("fairseq_cli.preprocess")
 
@@ -45,25 +43,6 @@ def bpe_files(bpe_dir: str) -> List[str]:
         raise FileNotFoundError(f"--bpe-dir {bpe_dir}: no tokenizer.json and no encoder.json + vocab.bpe "
                                 f"(the files fairseq-bpe train writes)")
     return found
-
-
-# -- counting ---------------------------------------------------------------------------------
-def _count_chunk(args) -> Counter:
-    """Word counts of bytes [start, end) of a file, plus one eos per line, read a block at a time."""
-    path, start, end, eos_word = args
-    counter: Counter = Counter()
-    for lines in line_blocks(path, start, end):
-        for line in lines:
-            counter.update(line.split())
-        counter[eos_word] += len(lines)
-    return counter
-
-
-def _run(fn, jobs, workers):
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(workers) as pool:
-            return pool.map(fn, jobs)
-    return [fn(j) for j in jobs]
 
 
 def _check_input(path: str, flag: str) -> None:
@@ -122,15 +101,11 @@ def _split_jobs(args) -> List[Tuple[str, str, str]]:
 
 
 def build_dictionary(paths: List[str], workers: int, threshold: int, nwords: int, padding_factor: int) -> Dictionary:
+    """fairseq's dictionary of `paths`: counted a block at a time in `workers` line-aligned byte ranges
+    (Dictionary.add_file_to_dictionary, fairseq's public way), then finalized."""
     d = Dictionary()
     for path in paths:
-        offsets = find_offsets(path, max(workers, 1))
-        jobs = [(path, offsets[i], offsets[i + 1], d.eos_word) for i in range(len(offsets) - 1)]
-        total: Counter = Counter()
-        for c in _run(_count_chunk, jobs, workers):
-            total.update(c)
-        for w, c in sorted(total.items()):
-            d.add_symbol(w, c)
+        Dictionary.add_file_to_dictionary(path, d, tokenize_line, workers)
     d.finalize(threshold=threshold, nwords=nwords, padding_factor=padding_factor)
     return d
 

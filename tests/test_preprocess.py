@@ -4,7 +4,8 @@ import os
 import pytest
 
 from fairseq.data import Dictionary, MMapIndexedDataset
-from fairseq_cli.preprocess import find_offsets, get_parser, main
+from fairseq.file_chunker_utils import find_offsets
+from fairseq_cli.preprocess import get_parser, main
 
 FILES = ["dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"]
 

@@ -14,6 +14,7 @@ import torch
 
 from fairseq import utils
 from fairseq.data.data_utils import post_process
+from fairseq.file_chunker_utils import find_offsets, line_blocks
 from fairseq.file_io import PathManager
 from fairseq.tokenizer import tokenize_line
 
@@ -253,7 +254,7 @@ class Dictionary:
         """Add the words of every line of `filename` (and one </s> per line) to `dict` with their counts,
         in sorted word order; num_workers > 1 counts byte ranges of the file in that many processes
         (same counts)."""
-        offsets = _line_offsets(filename, max(int(num_workers), 1))
+        offsets = find_offsets(filename, max(int(num_workers), 1))
         jobs = [(filename, tokenize, dict.eos_word, offsets[i], offsets[i + 1]) for i in range(len(offsets) - 1)]
         if len(jobs) > 1:
             with Pool(processes=len(jobs)) as pool:
@@ -267,41 +268,14 @@ class Dictionary:
             dict.add_symbol(word, n)
 
 
-def _line_offsets(filename: str, num_chunks: int) -> List[int]:
-    """num_chunks + 1 byte offsets that cut the file at line starts (first 0, last the file size)."""
-    size = os.path.getsize(filename)
-    offsets = [0]
-    with open(filename, "rb") as f:
-        for i in range(1, num_chunks):
-            f.seek(max(size * i // num_chunks, offsets[-1]))
-            if f.tell() > 0:
-                f.readline()  # move to the start of the next line
-            offsets.append(max(f.tell(), offsets[-1]))
-    offsets.append(size)
-    return offsets
-
-
 def _count_words(filename: str, tokenize: Callable[[str], List[str]], eos_word: str, start: int, end: int) -> Counter:
-    """Word counts (and one eos per line) of the lines that start in bytes [start, end); lines end at
-    \n, \r\n or \r, as Python's text mode reads them."""
+    """Word counts (and one eos per line) of the lines in bytes [start, end), read a block at a time
+    (fairseq/file_chunker_utils.py: the lines fairseq-preprocess binarizes, as Python's text mode reads them)."""
     counter = Counter()
-    with open(filename, "rb") as f:
-        f.seek(start)
-        while f.tell() < end:
-            pos = f.tell()
-            raw = f.readline()
-            if not raw:
-                break
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{filename}: not valid UTF-8 (byte {pos + e.start})") from None
-            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            if lines[-1] == "":
-                lines.pop()  # the text after the final newline
-            for line in lines:
-                counter.update(tokenize(line))
-                counter[eos_word] += 1
+    for lines in line_blocks(filename, start, end):
+        for line in lines:
+            counter.update(tokenize(line))
+            counter[eos_word] += 1
     return counter
 
 
