@@ -18,7 +18,7 @@ keys, checkpoints, DDP/FSDP wrapping and --checkpoint-activations are unaffected
 model's own samplers (the cheap 16-bit one on CPU, F.dropout/SDPA on CUDA); compiled, inductor draws
 their random numbers with its own generator, so dropout streams differ from eager runs.
 
-Measured on the 2-core CPU (README, Measured results): compiled layers run at the speed of eager ones
+Measured on the 2-core CPU (docs/results.md): compiled layers run at the speed of eager ones
 (C1, quickstart model), so --compile is off by default and pays only where kernel fusion matters (GPU).
 
 torch.compile's inductor backend generates C++ on CPU (needs a C++ compiler) and Triton on CUDA (needs

@@ -4,7 +4,7 @@ Per update: run the --update-freq micro-batches (gradients summed; DDP sync only
 divide by the global sample_size, compute fairseq's gradient norm, clip if --clip-norm > 0, take
 the Adam step, advance the lr schedule, update the loss scale, num_updates += 1, task.after_update.
 
-Precision choices (documented in README "Compatibility notes"):
+Precision choices (documented in docs/compatibility.md):
 - --bf16: torch.autocast(bf16) on CPU or CUDA; parameters, gradients and Adam state stay fp32.
 - --fp16 / --memory-efficient-fp16 on CUDA: torch.autocast(fp16) with fp32 parameters (which thus
   act as the fp32 master copy) and fairseq's dynamic loss scaler (an overflow skips the update).
