@@ -68,7 +68,7 @@ def test_unknown_flag_names_it(capsys):
 
 @pytest.mark.parametrize("argv,match", [
     ("D -a roberta_huge --batch-size 8", r"unknown --arch 'roberta_huge'; choose from: .*roberta_base"),
-    ("D -a roberta_base --task translation --batch-size 8", r"unknown --task 'translation'; choose from: masked_lm"),
+    ("D -a roberta_base --task translation --batch-size 8", r"unknown --task 'translation'; choose from: (\w+, )*masked_lm, sentence_prediction"),  # plus any --user-dir task imported earlier in this process
     ("D -a roberta_base --criterion nope --batch-size 8", r"unknown --criterion 'nope'; choose from: cross_entropy"),
     ("D -a roberta_base --optimizer adam --lr-scheduler cosine --batch-size 8", r"unknown --lr-scheduler 'cosine'"),
     ("D --batch-size 8", r"--arch/-a is required"),

@@ -15,7 +15,7 @@ from typing import Dict, List
 from torch.nn.modules.loss import _Loss
 
 from fairseq import registry
-from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.dataclass.flags import add_registered_args
 
 CRITERION_REGISTRY = registry.setup_registry("criterion").classes
 CRITERION_DATACLASS_REGISTRY = registry.REGISTRIES["criterion"].dataclasses
@@ -30,9 +30,7 @@ class FairseqCriterion(_Loss):
 
     @classmethod
     def add_args(cls, parser):
-        dc = registry.dataclass_of(cls)
-        if dc is not None:
-            gen_parser_from_dataclass(parser.add_argument_group("criterion"), dc())
+        add_registered_args(cls, parser, "criterion")
 
     @classmethod
     def build_criterion(cls, cfg, task):

@@ -12,6 +12,8 @@ import enum
 import typing
 from typing import Any
 
+from fairseq import registry
+
 
 def _interpolation(value) -> bool:
     return isinstance(value, str) and value.startswith("${")
@@ -66,3 +68,11 @@ def gen_parser_from_dataclass(parser, dataclass_instance, delete_default: bool =
         elif tp in (int, float, str):
             kwargs["type"] = tp
         container.add_argument(flag, **kwargs)
+
+
+def add_registered_args(cls, parser, group: str, delete_default: bool = False) -> None:
+    """The flags of the dataclass `cls` was registered with (register_task(name, dataclass=...) and the
+    like), in argument group `group`: what the base classes' add_args do, unless a subclass overrides it."""
+    dc = registry.dataclass_of(cls)
+    if dc is not None:
+        gen_parser_from_dataclass(parser.add_argument_group(group), dc(), delete_default=delete_default)

@@ -169,7 +169,13 @@ def sum_logs(logs: Iterable[Dict]) -> Dict:
 
 # ---- fairseq's meter classes (fairseq.logging.meters), used by fairseq.logging.metrics ----------------
 class Meter:
-    """A value that accumulates updates and reports one smoothed number."""
+    """A value that accumulates updates and reports one smoothed number (rounded to `round` digits
+    when a meter has one, as fairseq's log lines show it)."""
+
+    round: Optional[int] = None
+
+    def _rounded(self, val):
+        return safe_round(val, self.round) if self.round is not None and val is not None else val
 
     def state_dict(self) -> Dict:
         return {}
@@ -217,10 +223,7 @@ class AverageMeter(Meter):
 
     @property
     def smoothed_value(self) -> float:
-        val = self.avg
-        if self.round is not None and val is not None:
-            val = safe_round(val, self.round)
-        return val
+        return self._rounded(self.avg)
 
 
 class SumMeter(Meter):
@@ -246,10 +249,7 @@ class SumMeter(Meter):
 
     @property
     def smoothed_value(self) -> float:
-        val = self.sum
-        if self.round is not None and val is not None:
-            val = safe_round(val, self.round)
-        return val
+        return self._rounded(self.sum)
 
 
 class TimeMeter(Meter):
@@ -286,10 +286,7 @@ class TimeMeter(Meter):
 
     @property
     def smoothed_value(self) -> float:
-        val = self.avg
-        if self.round is not None and val is not None:
-            val = safe_round(val, self.round)
-        return val
+        return self._rounded(self.avg)
 
 
 class StopwatchMeter(Meter):
@@ -334,10 +331,7 @@ class StopwatchMeter(Meter):
 
     @property
     def smoothed_value(self) -> float:
-        val = self.avg if self.sum > 0 else self.elapsed_time
-        if self.round is not None and val is not None:
-            val = safe_round(val, self.round)
-        return val
+        return self._rounded(self.avg if self.sum > 0 else self.elapsed_time)
 
 
 class MetersDict(OrderedDict):

@@ -5,17 +5,14 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fairseq import registry
-from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.dataclass.flags import add_registered_args
 
 
 class BaseFairseqModel(nn.Module):
     @classmethod
     def add_args(cls, parser):
         """Flags from the dataclass the model was registered with (a model may override this)."""
-        dc = registry.dataclass_of(cls)
-        if dc is not None:
-            gen_parser_from_dataclass(parser.add_argument_group("model"), dc(), delete_default=True)
+        add_registered_args(cls, parser, "model", delete_default=True)
 
     @classmethod
     def build_model(cls, args, task):

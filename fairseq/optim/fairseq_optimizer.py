@@ -6,7 +6,7 @@ zero_grad and (de)serialisable state."""
 from __future__ import annotations
 
 from fairseq import registry
-from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.dataclass.flags import add_registered_args
 
 OPTIMIZER_REGISTRY = registry.setup_registry("optimizer").classes
 OPTIMIZER_DATACLASS_REGISTRY = registry.REGISTRIES["optimizer"].dataclasses
@@ -19,9 +19,7 @@ class FairseqOptimizer:
 
     @classmethod
     def add_args(cls, parser):
-        dc = registry.dataclass_of(cls)
-        if dc is not None:
-            gen_parser_from_dataclass(parser.add_argument_group("optimizer"), dc())
+        add_registered_args(cls, parser, "optimizer")
 
     @property
     def optimizer(self):

@@ -8,7 +8,7 @@ same order as fairseq's so the values agree to the last bit (e.g. (9/10) * 5e-4 
 from __future__ import annotations
 
 from fairseq import registry
-from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.dataclass.flags import add_registered_args
 
 LR_SCHEDULER_REGISTRY = registry.setup_registry("lr-scheduler").classes
 LR_SCHEDULER_DATACLASS_REGISTRY = registry.REGISTRIES["lr-scheduler"].dataclasses
@@ -39,9 +39,7 @@ class FairseqLRScheduler:
 
     @classmethod
     def add_args(cls, parser):
-        dc = registry.dataclass_of(cls)
-        if dc is not None:
-            gen_parser_from_dataclass(parser.add_argument_group("lr_scheduler"), dc())
+        add_registered_args(cls, parser, "lr_scheduler")
 
     def step_update(self, num_updates: int) -> float:
         lr = self.lr_at(num_updates)

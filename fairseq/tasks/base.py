@@ -22,7 +22,7 @@ import torch
 from fairseq import models, registry
 from fairseq.criterions import build_criterion
 from fairseq.data import data_utils, iterators
-from fairseq.dataclass.flags import gen_parser_from_dataclass
+from fairseq.dataclass.flags import add_registered_args
 from fairseq.logging import metrics
 
 TASK_REGISTRY = registry.setup_registry("task").classes
@@ -53,9 +53,7 @@ class FairseqTask:
     @classmethod
     def add_args(cls, parser):
         """Flags from the dataclass the task was registered with (a task may override this)."""
-        dc = registry.dataclass_of(cls)
-        if dc is not None:
-            gen_parser_from_dataclass(parser.add_argument_group("task"), dc())
+        add_registered_args(cls, parser, "task")
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
