@@ -175,3 +175,13 @@ def test_bad_inputs(tiny_glue, tmp_path):
     with pytest.raises(ValueError, match="no classification head 'nope'"):
         crit(_Linear(torch.zeros(4, 2)), {"net_input": {"src_tokens": torch.zeros(1, 2, dtype=torch.long)},
                                           "target": torch.zeros(1, 1, dtype=torch.long), "ntokens": 2})
+
+
+def test_ids_past_the_dictionary_are_an_error_naming_the_files(tiny_glue):
+    """The same start-up check as masked_lm's: an input0 dict.txt shorter than the ids in input0/valid.bin
+    (a dictionary of another run) is one error naming the .bin and dict.txt, before any batch is built."""
+    dict_txt = tiny_glue / "input0" / "dict.txt"
+    dict_txt.write_text("".join(dict_txt.read_text().splitlines(keepends=True)[:20]))
+    task = SentencePredictionTask.setup_task(_args(tiny_glue))
+    with pytest.raises(ValueError, match=r"input0/valid\.bin.*input0/dict\.txt"):
+        task.load_dataset("valid")

@@ -29,6 +29,7 @@ import torch
 
 from fairseq import models
 from fairseq.data.dictionary import Dictionary
+from fairseq.data import checks
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
 from fairseq.data.data_utils import collate_tokens
 from fairseq.data.fairseq_dataset import FairseqDataset
@@ -207,7 +208,11 @@ class SentencePredictionTask(FairseqTask):
             if required:
                 raise FileNotFoundError(f"dataset not found: {prefix}.bin/.idx (split {split!r})")
             return None
-        return MMapIndexedDataset(prefix)
+        dataset = MMapIndexedDataset(prefix)
+        vocab = self.label_dictionary if kind == "label" else self.dictionary
+        dict_path = os.path.join(os.path.dirname(os.path.dirname(prefix)), kind, "dict.txt")
+        checks.check_token_ids(dataset, len(vocab), dict_path)  # ids a corrupt or mismatched file would feed
+        return dataset
 
     def _targets(self, split: str) -> np.ndarray:
         data = str(self.args.data).split(":")[0]
@@ -233,6 +238,8 @@ class SentencePredictionTask(FairseqTask):
             raise ValueError("--combine-valid-subsets: sentence_prediction reads one valid split; name each in "
                              "--valid-subset instead")
         input0 = self._indexed("input0", split)
+        checks.check_not_empty(split, os.path.join(str(self.args.data).split(":")[0], "input0", split), len(input0),
+                               len(input0), "none")
         input1 = self._indexed("input1", split, required=False)
         targets = self._targets(split)
         shorten = getattr(self.args, "shorten_method", "none")
