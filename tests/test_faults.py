@@ -20,6 +20,7 @@ import pytest
 
 from fairseq import checkpoint
 from fairseq.distributed import utils as D
+from test_launch import _env  # the environment the launch tests give a job's processes
 
 REPO = Path(__file__).resolve().parents[1]
 BOUND_S = 60  # every job below must end within this long after the fault
@@ -84,14 +85,6 @@ class Job:
     def errors(self):
         """The lines of stderr that are fairseq's own one-line messages."""
         return [line for line in self.err if line.startswith("fairseq-train:")]
-
-
-def _env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
-    env["PYTHONPATH"] = str(REPO)
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def _signal(pid: int, sig) -> None:

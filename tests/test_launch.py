@@ -88,15 +88,12 @@ class _Lines(logging.Handler):
         self.lines.append(f"time | {record.levelname} | {record.name} | {record.getMessage()}")
 
 
-@pytest.fixture(scope="module")
-def reference(peer_dir, tmp_path_factory):
-    """One process, --update-freq 2: the global batch of the 2-rank launches."""
+def train_in_process(argv):
+    """fairseq_cli.train.main on parsed `argv` in this process: (trainer, its train_inner records)."""
     from fairseq import options
     from fairseq_cli import train
 
-    out = tmp_path_factory.mktemp("single")
-    args = options.parse_args_and_arch(options.get_training_parser(),
-                                       _train(peer_dir / "data-bin", out, "--update-freq", "2")[2:])
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
     tap, inner = _Lines(), logging.getLogger("train_inner")
     inner.addHandler(tap)
     inner.setLevel(logging.INFO)
@@ -105,8 +102,15 @@ def reference(peer_dir, tmp_path_factory):
     finally:
         inner.removeHandler(tap)
         inner.setLevel(logging.NOTSET)
-    return {"params": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
-            "records": _records(tap.lines)}
+    return trainer, _records(tap.lines)
+
+
+@pytest.fixture(scope="module")
+def reference(peer_dir, tmp_path_factory):
+    """One process, --update-freq 2: the global batch of the 2-rank launches."""
+    out = tmp_path_factory.mktemp("single")
+    trainer, records = train_in_process(_train(peer_dir / "data-bin", out, "--update-freq", "2")[2:])
+    return {"params": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, "records": records}
 
 
 def _check(stdout: str, save_dir: Path, reference):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from fairseq import options, registry
 from fairseq.distributed import utils as D
 from fairseq.user_dir import import_user_module
-from fairseq_cli import train
+from test_launch import _env, _records, train_in_process as _train_in_process  # the launch tests' helpers
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "examples" / "plugin" / "mlm_plugin"
@@ -35,40 +34,7 @@ PLUGIN_FLAGS = ["--user-dir", str(PLUGIN), "--task", "counting_masked_lm", "--cr
 BUILTIN_FLAGS = ["--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base", "--encoder-layers", "4",
                  "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2"]
 TOKEN_DROP = ["--token-drop", "0.5", "--sctd-interval", "2"]
-VOLATILE = ("wps", "ups", "train_wall", "wall")
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
-
-def _records(lines, tag="train_inner"):
-    out = []
-    for line in lines:
-        parts = line.split(" | ", 3)
-        if len(parts) == 4 and parts[2] == tag:
-            out.append({k: v for k, v in json.loads(parts[3]).items() if k not in VOLATILE})
-    return out
-
-
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(f"time | {record.levelname} | {record.name} | {record.getMessage()}")
-
-
-def _train_in_process(argv):
-    args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    tap, inner = _Lines(), logging.getLogger("train_inner")
-    inner.addHandler(tap)
-    inner.setLevel(logging.INFO)
-    try:
-        trainer = train.main(args)
-    finally:
-        inner.removeHandler(tap)
-        inner.setLevel(logging.NOTSET)
-    return trainer, _records(tap.lines)
 
 
 def test_plugin_registers_its_names_and_flags():
@@ -112,16 +78,6 @@ def test_plugin_trains_exactly_like_the_builtin_classes(peer_dir, tmp_path, drop
         assert float(plugin_logs[0]["drop_rate"]) > 0.3
         assert "sctd_kl_local" in plugin_logs[0] and "sctd_kl_local" not in plugin_logs[1]  # every 2nd update
         assert plugin_logs[0]["sctd_kl_local"] == builtin_logs[0]["sctd_kl_local"]
-
-
-def _env():
-    import os
-
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
-    env["PYTHONPATH"] = str(REPO)
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def _run(argv, timeout=240):
