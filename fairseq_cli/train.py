@@ -115,19 +115,6 @@ def load_train_epoch(args, task, trainer, epoch: int):
     return train_iterator(args, task, trainer, epoch)
 
 
-def check_valid_subsets(args, task, subsets: List[str], limit: Optional[int]) -> None:
-    """A validation split with no sample that fits max_positions is an error before training: with
-    --skip-invalid-size-inputs-valid-test it would validate on nothing, log valid_loss 0 and make that
-    checkpoint_best.pt (without the flag the first validation would fail, an epoch later)."""
-    for subset in subsets:
-        sizes = checks.sample_sizes(task.dataset(subset).sizes)
-        fit = int((sizes <= limit).sum()) if limit is not None else len(sizes)
-        if fit == 0:
-            raise ValueError(f"--valid-subset {subset}: none of its {len(sizes):,} samples fits max_positions={limit}, "
-                             "so there is nothing to validate on; raise --max-positions/--tokens-per-sample, "
-                             "choose another --valid-subset or pass --disable-validation")
-
-
 def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
     losses = []
     for subset in subsets:
@@ -308,7 +295,6 @@ def _main(args) -> Optional[Trainer]:
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"num. model params: {n_params:,} (num. trained: {n_trained:,})")
     trainer = Trainer(args, task, model, criterion)
-    check_valid_subsets(args, task, subsets, max_positions(task, trainer.model))
     logger.info(f"training on {distributed.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
     ckpt = checkpoint.CheckpointManager(args)

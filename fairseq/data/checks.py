@@ -9,6 +9,8 @@ what to do.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from fairseq.data.indexed_dataset import MMapIndexedDataset, data_file_path
@@ -57,20 +59,26 @@ def sample_sizes(sizes) -> np.ndarray:
     return np.asarray(sizes)
 
 
-def check_valid_sizes(split: str, sizes: np.ndarray, max_positions: int, skip_invalid: bool) -> None:
-    """Validation samples longer than max_positions, found at start-up rather than after the first epoch.
+def check_valid_sizes(split: str, sizes: np.ndarray, max_positions: Optional[int], skip_invalid: bool) -> None:
+    """What the first validation of `split` would reject, found at start-up rather than after an epoch.
 
-    Training skips such samples (as fairseq does); validation refuses them unless
-    --skip-invalid-size-inputs-valid-test is given (fairseq's rule), so say so before training.
+    Training skips samples longer than max_positions (as fairseq does); validation refuses them unless
+    --skip-invalid-size-inputs-valid-test is given (fairseq's rule), so say so before training. With the
+    flag, a split none of whose samples fits would validate on nothing, log valid_loss 0 and make that
+    checkpoint_best.pt: an error too.
     """
-    if skip_invalid or max_positions is None:
-        return
     sizes = sample_sizes(sizes)
-    too_long = np.flatnonzero(sizes > max_positions)
-    if too_long.size:
-        i = int(too_long[0])
-        raise ValueError(
-            f"split {split!r}: {too_long.size} sample(s) longer than max_positions={max_positions}, the first is "
-            f"#{i} with {int(sizes[i])} tokens; pass --skip-invalid-size-inputs-valid-test to skip them in "
-            f"validation, or raise --tokens-per-sample"
-        )
+    if not skip_invalid and max_positions is not None:
+        too_long = np.flatnonzero(sizes > max_positions)
+        if too_long.size:
+            i = int(too_long[0])
+            raise ValueError(
+                f"split {split!r}: {too_long.size} sample(s) longer than max_positions={max_positions}, the first "
+                f"is #{i} with {int(sizes[i])} tokens; pass --skip-invalid-size-inputs-valid-test to skip them in "
+                f"validation, or raise --tokens-per-sample"
+            )
+    fit = int((sizes <= max_positions).sum()) if max_positions is not None else len(sizes)
+    if fit == 0:
+        raise ValueError(f"--valid-subset {split}: none of its {len(sizes):,} samples fits max_positions={max_positions}, "
+                         "so there is nothing to validate on; raise --max-positions/--tokens-per-sample, "
+                         "choose another --valid-subset or pass --disable-validation")
