@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fairseq.logging.meters import safe_round
+from fairseq.logging.meters import get_perplexity as get_perplexity_unrounded, safe_round
 from fairseq.user_dir import import_user_module  # noqa: F401  (fairseq's public path)
 
 logger = logging.getLogger(__name__)
@@ -232,10 +232,7 @@ def get_perplexity(loss, round: int = 2, base: int = 2):
     """base ** loss, rounded; inf when it overflows (fairseq's ppl column)."""
     if loss is None:
         return 0.0
-    try:
-        return safe_round(base ** loss, round)
-    except OverflowError:
-        return float("inf")
+    return safe_round(get_perplexity_unrounded(loss, base), round)
 
 
 def softmax(x: torch.Tensor, dim: int, onnx_trace: bool = False) -> torch.Tensor:
