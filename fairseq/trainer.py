@@ -168,13 +168,9 @@ class Trainer:
             factor = factor / self.scaler.loss_scale
         if grads:
             torch._foreach_mul_(grads, factor)
-        gnorm = utils.grad_norm(grads)
         clip = float(getattr(self.args, "clip_norm", 0.0) or 0.0)
-        clipped = False
-        if clip > 0 and grads:
-            clipped = gnorm > clip
-            coef = (clip / (gnorm + 1e-6)).clamp(max=1.0)
-            torch._foreach_mul_(grads, coef)
+        gnorm = utils.clip_grad_norm_(self.params, clip)  # fairseq's gnorm (before clipping); clips if clip > 0
+        clipped = gnorm > clip if clip > 0 and grads else False
         bits = float(logs.get("loss", 0.0)) / (float(sample_size) or 1.0) / math.log(2)
         finite = bool(torch.isfinite(gnorm))
         if not finite:
