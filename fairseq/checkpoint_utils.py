@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from fairseq import checkpoint, models, options, tasks
+from fairseq import models, tasks
+from fairseq.checkpoint.cfg import args_to_cfg, model_args_from_cfg
+from fairseq.checkpoint.files import load_checkpoint_file
+from fairseq.checkpoint.restore import check_vocab
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 
 def load_checkpoint_to_cpu(path: str, arg_overrides: Optional[Dict] = None, load_on_all_ranks: bool = False) -> dict:
     """The checkpoint's state dict on the CPU (its cfg with arg_overrides applied to cfg['model'])."""
-    state = checkpoint.load_checkpoint_file(path)
+    state = load_checkpoint_file(path)
     if arg_overrides:
-        args = options.model_args_from_cfg(state["cfg"])
+        args = model_args_from_cfg(state["cfg"])
         for key, value in arg_overrides.items():
             setattr(args, key, value)
-        state["cfg"] = options.args_to_cfg(args)
+        state["cfg"] = args_to_cfg(args)
     return state
 
 
@@ -33,12 +36,12 @@ def load_model_ensemble_and_task(filenames: List[str], arg_overrides: Optional[D
     ensemble, cfg = [], None
     for filename in filenames:
         file_state = state if state is not None else load_checkpoint_to_cpu(filename, arg_overrides)
-        args = options.model_args_from_cfg(file_state["cfg"])
+        args = model_args_from_cfg(file_state["cfg"])
         args.task = getattr(args, "task", None) or "masked_lm"
         if task is None:
             task = tasks.setup_task(args)
         model = models.build_model(args, task)
-        checkpoint.check_vocab(file_state, model, filename)
+        check_vocab(file_state, model, filename)
         model.load_state_dict(file_state["model"], strict=strict)
         ensemble.append(model)
         if cfg is None:

@@ -6,34 +6,22 @@ argparse error that names it. Unknown names raise a one-line ValueError listing 
 Right after parsing, before any work, every numeric value is checked against DOMAINS and every flag
 against fairseq/flag_audit.py (no-effect flags warn once, missing features stop), so bad input is one
 line naming the flag instead of a silent run or a traceback minutes later.
-`args_to_cfg` turns the flat Namespace into fairseq's grouped cfg made of plain dicts only.
+The grouped cfg that checkpoints store is built from these parsers by fairseq/checkpoint/cfg.py.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from fairseq import flag_audit, models, option_rules, registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import launch
 from fairseq.user_dir import import_user_module
 from fairseq.optim.adam import parse_betas
 
 DEFAULT_TASK = "masked_lm"
-
-# parser group title -> fairseq cfg group
-_GROUP_OF_TITLE = {
-    "common": "common", "dataset": "dataset", "distributed_training": "distributed_training",
-    "optimization": "optimization", "checkpoint": "checkpoint", "model": "model", "task": "task",
-    "token dropping / ScTD": "task", "criterion": "criterion", "optimizer": "optimizer",
-    "lr_scheduler": "lr_scheduler", "common_eval": "common_eval",
-}
-CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
-              "bmuf", "generation", "eval_lm", "interactive", "model", "task", "criterion", "optimizer",
-              "lr_scheduler", "scoring", "bpe", "tokenizer", "ema")
-
 
 # The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
 # before any data is read or any model built. A value outside its domain stops the run with one line
@@ -256,7 +244,7 @@ def _add_checkpoint(parser):
 
 
 def _add_distributed(parser):
-    distributed.add_distributed_args(parser)
+    launch.add_distributed_args(parser)
     g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
     if not _has(parser, "--distributed-num-procs"):
         g.add_argument("--distributed-num-procs", type=int, default=None, help="no effect here (warns)")
@@ -325,7 +313,7 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_choice_args(parser, names: argparse.Namespace) -> None:
+def add_choice_args(parser, names: argparse.Namespace) -> None:
     """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
     if names.arch is None:
         raise ValueError("--arch/-a is required; choose from: " + ", ".join(models.arch_choices()))
@@ -435,69 +423,9 @@ def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Se
         names.arch = "roberta_base"
     if names.optimizer is None and _wants_help(argv):
         names.optimizer = "adam"  # --help lists adam's flags; a run without --optimizer is an error
-    _add_choice_args(parser, names)
+    add_choice_args(parser, names)
     if parse_known:
         args, _ = parser.parse_known_args(argv)
     else:
         args = parser.parse_args(argv)
     return _postprocess(parser, args)
-
-
-def _plain(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
-def args_to_cfg(args: argparse.Namespace) -> Dict[str, object]:
-    """fairseq's grouped cfg as plain dicts (weights_only-loadable); cfg['model'] holds every flat arg."""
-    parser = get_training_parser(getattr(args, "task", DEFAULT_TASK))
-    # the parser only tells which group each flag belongs to: a checkpoint's args without an optimizer
-    # (an imported model) are grouped with adam's flags
-    names = argparse.Namespace(**{**vars(args), "optimizer": getattr(args, "optimizer", None) or "adam"})
-    try:
-        _add_choice_args(parser, names)
-    except (ValueError, AttributeError):
-        pass
-    flat = {k: _plain(v) for k, v in vars(args).items()}
-    cfg: Dict[str, object] = {"_name": None}
-    for group in CFG_GROUPS:
-        cfg[group] = {"_name": None}
-    for grp in parser._action_groups:
-        target = _GROUP_OF_TITLE.get(grp.title)
-        if target is None or target == "model":
-            continue
-        for action in grp._group_actions:
-            if action.dest in flat:
-                cfg[target][action.dest] = flat[action.dest]
-    if "data" in flat:
-        cfg["task"]["data"] = flat["data"]
-    cfg["task"]["_name"] = flat.get("task")
-    cfg["criterion"]["_name"] = flat.get("criterion")
-    cfg["optimizer"]["_name"] = flat.get("optimizer")
-    cfg["lr_scheduler"]["_name"] = flat.get("lr_scheduler")
-    for g in ("optimizer", "lr_scheduler"):
-        cfg[g]["lr"] = flat.get("lr")
-    cfg["model"] = dict(flat, _name=flat.get("arch"))
-    return cfg
-
-
-def model_args_from_cfg(cfg) -> argparse.Namespace:
-    """The flat model Namespace from a checkpoint cfg: ours (dict) or fairseq's (argparse.Namespace)."""
-    if cfg is None:
-        raise ValueError("checkpoint has no cfg: cannot rebuild the model")
-    model = cfg.get("model") if isinstance(cfg, dict) else getattr(cfg, "model", None)
-    if isinstance(model, argparse.Namespace):
-        flat = dict(vars(model))
-    elif isinstance(model, dict):
-        flat = dict(model)
-    else:
-        raise ValueError(f"checkpoint cfg['model'] has unexpected type {type(model).__name__}")
-    if "arch" not in flat and flat.get("_name"):
-        flat["arch"] = flat["_name"]
-    flat.pop("_name", None)
-    return argparse.Namespace(**flat)

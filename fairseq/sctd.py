@@ -44,8 +44,8 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
-from fairseq.distributed import utils as distributed
-from fairseq.tasks.base import backward
+from fairseq.distributed import wrap
+from fairseq.optim.fairseq_optimizer import backward
 
 LOG2 = math.log(2.0)
 SCTD_KEYS = ("sctd_kl_local", "sctd_kl_global", "sctd_full_loss", "sctd_full_sample_size", "sctd_nsentences",
@@ -78,7 +78,7 @@ class ForwardCapture:
     the context is open; `.logits` and `.extra` are those of the last call."""
 
     def __init__(self, model):
-        self.module = distributed.unwrap(model)
+        self.module = wrap.unwrap(model)
         self.logits, self.extra, self._handle = None, None, None
         self.calls, self.dropping_calls = 0, 0
 

@@ -27,7 +27,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from fairseq import checkpoint, options, sctd, tasks
+from fairseq import options, sctd, tasks
+from fairseq.checkpoint.files import atomic_save
+from fairseq.checkpoint.restore import load_into_trainer
+from fairseq.checkpoint.rng import rng_state, set_rng_state
+from fairseq.checkpoint.save import build_state
 from fairseq.trainer import Trainer, move_to
 from fairseq_cli.train import load_train_epoch, max_positions, set_seeds
 
@@ -72,14 +76,14 @@ class Lane:
     @contextlib.contextmanager
     def own_rng(self):
         """Run the body with this lane's torch/numpy/python RNG states; put the caller's back after."""
-        outer = checkpoint.rng_state()
+        outer = rng_state()
         if self._rng is not None:
-            checkpoint.set_rng_state(self._rng)
+            set_rng_state(self._rng)
         try:
             yield
         finally:
-            self._rng = checkpoint.rng_state()
-            checkpoint.set_rng_state(outer)
+            self._rng = rng_state()
+            set_rng_state(outer)
 
     @property
     def num_updates(self) -> int:
@@ -154,15 +158,15 @@ class Lane:
     def save(self, path: str) -> None:
         """An ordinary fairseq checkpoint (resumable by fairseq-train too) plus this lane's clock and points."""
         with self.own_rng():
-            state = checkpoint.build_state(self.args, self.trainer, self.epoch_itr, None, None)
+            state = build_state(self.args, self.trainer, self.epoch_itr, None, None)
         state["extra_state"]["side_by_side"] = {"step_seconds": list(self.step_seconds), "tokens": self.tokens,
                                                 "points": [dict(p) for p in self.points]}
-        checkpoint.atomic_save(state, path)
+        atomic_save(state, path)
 
     def load(self, path: str) -> None:
         """Continue from `path` (written by save): model, optimizer, data position, RNGs, clock, points."""
         with self.own_rng():
-            extra = checkpoint.load_into_trainer(self.trainer, path)
+            extra = load_into_trainer(self.trainer, path)
             state = extra["train_iterator"]  # as fairseq-train: the saved epoch's data (its shard), then the position
             self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer, int(state["epoch"]))
             self.epoch_itr.load_state_dict(state)

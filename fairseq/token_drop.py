@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import collectives
 
 SPECIAL_SCORE = 1e4
 DEFAULT_INIT = 10.0
@@ -355,7 +355,7 @@ class TokenImportance:
     def apply(self, process_group=None) -> None:
         """End of an update: sum buffers over ranks, EMA the ids seen, re-pin specials, reset."""
         buf = torch.stack([self.loss_sum, self.count])
-        distributed.all_reduce_sum_(buf, group=process_group)  # no-op with one process
+        collectives.all_reduce_sum_(buf, group=process_group)  # no-op with one process
         loss_sum, count = buf[0], buf[1]
         seen = count > 0
         if bool(seen.any()):

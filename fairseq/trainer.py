@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import torch
 
 from fairseq import utils
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import collectives, wrap
 from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
 from fairseq.optim import build_lr_scheduler, build_optimizer
@@ -83,14 +83,14 @@ class Trainer:
         if getattr(args, "compile", False):
             compile_model(self.model)  # before DDP/FSDP wrapping; parameters and keys are unchanged
         self.criterion = criterion.to(self.device)
-        self.wrapped_model = distributed.wrap_model(self.model, args)
+        self.wrapped_model = wrap.wrap_model(self.model, args)
         autocast_dtype, scaler = None, None
         if getattr(args, "bf16", False):
             autocast_dtype = torch.bfloat16
         elif getattr(args, "fp16", False):
             if self.device.type == "cuda":
                 autocast_dtype = torch.float16
-                window = args.fp16_scale_window or default_scale_window(distributed.get_world_size(),
+                window = args.fp16_scale_window or default_scale_window(collectives.get_world_size(),
                                                                         args.update_freq[0])
                 scaler = DynamicLossScaler(init_scale=args.fp16_init_scale, scale_window=window,
                                            tolerance=args.fp16_scale_tolerance,
@@ -148,7 +148,7 @@ class Trainer:
                 sample = move_to(sample, self.device)
                 self._dummy = sample
             last = i == len(samples) - 1
-            with distributed.maybe_no_sync(self.wrapped_model, enabled=not last):
+            with wrap.maybe_no_sync(self.wrapped_model, enabled=not last):
                 _, size, log = self.task.train_step(sample, self.wrapped_model, self.criterion,
                                                     self.step_optimizer, self.num_updates, ignore_grad=dummy)
             ran += 1
@@ -158,8 +158,8 @@ class Trainer:
         if ran == 0:
             self._train_time += time.perf_counter() - start
             return None
-        if distributed.get_world_size() > 1:
-            logs = distributed.all_reduce_dict(logs)
+        if collectives.get_world_size() > 1:
+            logs = collectives.all_reduce_dict(logs)
             sample_size = logs.get("sample_size", 0.0)
         grads = [p.grad for p in self.params if p.grad is not None]
         # fairseq: grads *= world / sample_size; our DDP hook sums (not averages), so no world factor.

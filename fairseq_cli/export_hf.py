@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from fairseq.checkpoint import load_checkpoint_file
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
 
@@ -41,7 +41,7 @@ _ACT = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_new", "gelu_fast"
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """The one checkpoint reader (fairseq.checkpoint): clear errors for missing, truncated or foreign files;
-    every fairseq 0.9-0.12 layout comes back in 0.12's (fairseq/checkpoint_upgrade.py)."""
+    every fairseq 0.9-0.12 layout comes back in 0.12's (fairseq/checkpoint/upgrade.py)."""
     return load_checkpoint_file(str(path))
 
 

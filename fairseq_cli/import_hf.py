@@ -39,7 +39,9 @@ from pathlib import Path
 
 import torch
 
-from fairseq import checkpoint, models, options
+from fairseq import models, options
+from fairseq.checkpoint.cfg import args_to_cfg
+from fairseq.checkpoint.files import atomic_save
 from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.models.roberta.model import fairseq_compatible_state_dict
@@ -266,9 +268,9 @@ def import_hf(hf_dir, out_dir) -> dict:
     dictionary.add_symbol("<mask>")
     model = models.build_model(args, dictionary)
     model.load_state_dict(sd, strict=True)
-    state = {"args": None, "cfg": options.args_to_cfg(args), "model": fairseq_compatible_state_dict(model),
+    state = {"args": None, "cfg": args_to_cfg(args), "model": fairseq_compatible_state_dict(model),
              "criterion": None, "optimizer_history": [], "task_state": {}, "extra_state": {}}
-    checkpoint.atomic_save(state, str(out / "model.pt"))
+    atomic_save(state, str(out / "model.pt"))
     permuted = order != list(range(len(order)))
     return {"vocab": len(order), "layers": int(config["num_hidden_layers"]), "permuted": permuted,
             "untied": untied, "dropped_alias_rows": rows - n_model}

@@ -22,9 +22,13 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fairseq import checkpoint, checkpoint_dir, options, tasks
+from fairseq import options, tasks
+from fairseq.checkpoint.names import is_better
+from fairseq.checkpoint.restore import load_into_trainer, resolve_restore_path
+from fairseq.checkpoint.save import CheckpointManager
+from fairseq.checkpoint import save_dir
 from fairseq.data import checks
-from fairseq.distributed import faults, utils as distributed
+from fairseq.distributed import collectives, faults, launch, wrap
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.eta import UpdateEta
@@ -86,7 +90,7 @@ def reduce_fn(task, criterion):
 
 
 def max_positions(task, model) -> int:
-    inner = distributed.unwrap(model)
+    inner = wrap.unwrap(model)
     m = getattr(inner, "max_positions", None)
     model_max = m() if callable(m) else None
     task_max = task.max_positions() if hasattr(task, "max_positions") else None
@@ -100,7 +104,7 @@ def train_iterator(args, task, trainer, epoch: int):
         dataset=task.dataset(args.train_subset), max_tokens=args.max_tokens, max_sentences=args.batch_size,
         max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
         required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
-        num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=epoch,
+        num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=epoch,
         split_name=args.train_subset, num_workers=args.num_workers)
 
 
@@ -123,7 +127,7 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
             max_positions=max_positions(task, trainer.model),
             ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
-            num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1,
+            num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=1,
             split_name=subset, num_workers=args.num_workers,
         ).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
         window = meters.ValidWindow()
@@ -134,8 +138,8 @@ def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress
             log = trainer.valid_step(sample)
             if log is not None:
                 window.add(log)
-        if distributed.get_world_size() > 1:
-            window.sums = distributed.all_reduce_dict(window.sums)
+        if collectives.get_world_size() > 1:
+            window.sums = collectives.all_reduce_dict(window.sums)
         stats = window.stats(reduce_fn(trainer.task, trainer.criterion), trainer.num_updates)
         metric = args.best_checkpoint_metric
         if metric not in stats:
@@ -169,7 +173,7 @@ class Patience:
     def should_stop(self, value) -> bool:
         if value is None or self.args.patience <= 0:
             return False
-        if self.best is None or checkpoint.is_better(self.args, value, self.best):
+        if self.best is None or is_better(self.args, value, self.best):
             self.best, self.bad = value, 0
             return False
         self.bad += 1
@@ -253,14 +257,14 @@ def set_seeds(seed: int) -> None:
 
 
 def prepare_save_dir(args) -> None:
-    """Rank 0 checks, locks and cleans --save-dir before any work (fairseq/checkpoint_dir.py); every
+    """Rank 0 checks, locks and cleans --save-dir before any work (fairseq/checkpoint/save_dir.py); every
     rank learns the outcome, so a refusal ends all of them at once."""
     problem = None
-    if distributed.is_master() and not args.no_save:
-        problem = checkpoint_dir.prepare(args.save_dir)
-    problem = distributed.broadcast_object(problem)
+    if collectives.is_master() and not args.no_save:
+        problem = save_dir.prepare(args.save_dir)
+    problem = collectives.broadcast_object(problem)
     if problem is not None:
-        raise checkpoint_dir.SaveDirError(problem)
+        raise save_dir.SaveDirError(problem)
 
 
 def main(args) -> Optional[Trainer]:
@@ -268,17 +272,17 @@ def main(args) -> Optional[Trainer]:
     try:
         return _main(args)
     finally:
-        if distributed.is_master() and not args.no_save:
-            checkpoint_dir.release(args.save_dir)
+        if collectives.is_master() and not args.no_save:
+            save_dir.release(args.save_dir)
 
 
 def _main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     import_user_module(args)  # again in spawned workers and torchrun ranks (fresh interpreters)
     set_seeds(args.seed)
-    if distributed.is_master():
+    if collectives.is_master():
         check_tensorboard(args.tensorboard_logdir)  # a missing optional extra: one line now, not after the data
-    if distributed.is_master() and args.wandb_project:
+    if collectives.is_master() and args.wandb_project:
         wandb_log.start(args.wandb_project, args.save_dir)
     logger.info(args)
     task = tasks.setup_task(args)
@@ -295,17 +299,17 @@ def _main(args) -> Optional[Trainer]:
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"num. model params: {n_params:,} (num. trained: {n_trained:,})")
     trainer = Trainer(args, task, model, criterion)
-    logger.info(f"training on {distributed.get_world_size()} process(es), device {trainer.device}; "
+    logger.info(f"training on {collectives.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
-    ckpt = checkpoint.CheckpointManager(args)
-    path, finetune = checkpoint.resolve_restore_path(args)
+    ckpt = CheckpointManager(args)
+    path, finetune = resolve_restore_path(args)
     extra, itr_state = {}, None
     if path is not None:
         if finetune:
-            checkpoint.load_into_trainer(trainer, path, reset_optimizer=True, reset_lr_scheduler=True,
+            load_into_trainer(trainer, path, reset_optimizer=True, reset_lr_scheduler=True,
                                          reset_meters=True, restore_rng=False)
         else:
-            extra = checkpoint.load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler,
+            extra = load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler,
                                                  args.reset_meters, restore_rng=not args.reset_dataloader)
             if not args.reset_dataloader:
                 itr_state = extra.get("train_iterator")
@@ -357,14 +361,14 @@ def _main(args) -> Optional[Trainer]:
 def save_and_exit(args, trainer, epoch_itr, ckpt, stop: StopRequested) -> None:
     """Every rank: save checkpoint_last.pt once (together), then exit with 128 + the signal number."""
     names = ckpt.save(trainer, epoch_itr, None, end_of_epoch=False, only_last=True)
-    if distributed.is_master():
+    if collectives.is_master():
         saved = f"saved {os.path.join(args.save_dir, names[0])}" if names else "nothing saved (--no-save)"
         print(f"fairseq-train: stopped by {faults.signal_name(stop.signum)} (received by rank {stop.rank}) "
               f"at update {trainer.num_updates}; {saved}; rerun the same command to resume",
               file=sys.stderr, flush=True)
     # Every rank got here together (the stop was agreed on): finish the save's last collective on all
     # ranks before any of them tears its connections down, or gloo aborts (SIGABRT) a slower peer.
-    distributed.barrier()
+    collectives.barrier()
     sys.exit(128 + stop.signum)
 
 
@@ -380,8 +384,8 @@ def worker_main(args) -> Optional[Trainer]:
     """main() with bad input reported as one line, in whichever process (or spawned worker) hit it."""
     try:
         return main(args)
-    except checkpoint_dir.SaveDirError as e:  # raised on every rank together: reported once
-        if distributed.is_master():
+    except save_dir.SaveDirError as e:  # raised on every rank together: reported once
+        if collectives.is_master():
             print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
@@ -392,7 +396,7 @@ def worker_main(args) -> Optional[Trainer]:
               file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
     except RuntimeError as e:  # a collective failed: a peer died or hung past --heartbeat-timeout
-        if not (distributed.get_world_size() > 1 and faults.is_comm_failure(e)):
+        if not (collectives.get_world_size() > 1 and faults.is_comm_failure(e)):
             raise
         print(f"fairseq-train: error: {faults.lost_peer_message(e, faults.heartbeat_timeout(args))}",
               file=sys.stderr, flush=True)
@@ -411,7 +415,7 @@ def cli_main(argv=None) -> None:
         sys.exit(2)
     setup_logging()
     try:
-        distributed.call_main(args, worker_main, worker_init=setup_process)
+        launch.call_main(args, worker_main, worker_init=setup_process)
     except ValueError as e:  # the distributed flags, before any worker starts
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)

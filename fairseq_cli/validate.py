@@ -15,8 +15,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import checkpoint, flag_audit, options, registry, tasks, token_drop
-from fairseq.distributed import utils as distributed
+from fairseq import flag_audit, options, registry, tasks, token_drop
+from fairseq.checkpoint.cfg import model_args_from_cfg
+from fairseq.checkpoint.files import load_checkpoint_file
+from fairseq.checkpoint.restore import check_vocab
+from fairseq.distributed import collectives, launch
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.trainer import move_to, pick_device
@@ -46,8 +49,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action.default = argparse.SUPPRESS
         action.required = False
     explicit = vars(explicit_parser.parse_args(argv))
-    state = checkpoint.load_checkpoint_file(args.path)
-    merged = vars(options.model_args_from_cfg(state.get("cfg")))
+    state = load_checkpoint_file(args.path)
+    merged = vars(model_args_from_cfg(state.get("cfg")))
     merged.update(explicit)
     for action in _group_actions(parser, "common"):  # logging and run settings are this command's own
         merged[action.dest] = getattr(args, action.dest)
@@ -104,8 +107,8 @@ def main(args) -> List[Dict]:
     task = tasks.setup_task(args)
     model = task.build_model(args)
     if state is None:
-        state = checkpoint.load_checkpoint_file(args.path)
-    checkpoint.check_vocab(state, model, args.path)
+        state = load_checkpoint_file(args.path)
+    check_vocab(state, model, args.path)
     model.load_state_dict(state["model"], strict=True)
     device = pick_device(args)
     model.to(device).eval()
@@ -122,7 +125,7 @@ def main(args) -> List[Dict]:
             dataset=task.dataset(subset), max_tokens=args.max_tokens_valid, max_sentences=args.batch_size_valid,
             max_positions=maxpos, ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
-            num_shards=distributed.get_world_size(), shard_id=distributed.get_rank(), epoch=1, split_name=subset,
+            num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=1, split_name=subset,
             num_workers=args.num_workers,
         ).next_epoch_itr(shuffle=False)
         window = meters.ValidWindow()
@@ -136,8 +139,8 @@ def main(args) -> List[Dict]:
                     continue
                 _, _, log = task.valid_step(move_to(sample, device), model, criterion)
                 window.add(log)
-        if distributed.get_world_size() > 1:
-            window.sums = distributed.all_reduce_dict(window.sums)
+        if collectives.get_world_size() > 1:
+            window.sums = collectives.all_reduce_dict(window.sums)
         stats = window.stats(lambda logs: tasks.logged_metrics(task, criterion, logs), None)
         formatted = meters.format_stats(stats)
         if args.log_format == "json":
@@ -159,7 +162,7 @@ def cli_main(argv=None) -> None:
     try:
         args = parse_args(argv)
         setup_logging(args.log_file)
-        distributed.call_main(args, main, worker_init=setup_process)
+        launch.call_main(args, main, worker_init=setup_process)
     except (ValueError, FileNotFoundError) as e:
         print(f"fairseq-validate: error: {e}", file=sys.stderr)
         sys.exit(2)

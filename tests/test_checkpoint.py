@@ -6,7 +6,12 @@ import signal
 import pytest
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import options, tasks
+from fairseq.checkpoint.cfg import model_args_from_cfg
+from fairseq.checkpoint.files import load_checkpoint_file
+from fairseq.checkpoint.names import checkpoint_names, prune_checkpoints
+from fairseq.checkpoint.restore import check_vocab
+from fairseq.checkpoint.save import CheckpointManager
 from fairseq.trainer import Trainer
 from fairseq_cli import train
 
@@ -31,21 +36,21 @@ def ckpt_args(**kw):
 
 def test_names_follow_fairseq_rules():
     a = ckpt_args(save_interval_updates=10)
-    assert checkpoint.checkpoint_names(a, 2, 20, False, None, None) == ["checkpoint_2_20.pt", "checkpoint_last.pt"]
-    assert checkpoint.checkpoint_names(a, 2, 25, False, 3.0, None) == ["checkpoint_best.pt", "checkpoint_last.pt"]
-    assert checkpoint.checkpoint_names(a, 2, 25, True, 3.0, 2.0) == ["checkpoint2.pt", "checkpoint_last.pt"]
-    assert checkpoint.checkpoint_names(a, 2, 25, True, 2.0, 2.0) == ["checkpoint2.pt", "checkpoint_best.pt",
+    assert checkpoint_names(a, 2, 20, False, None, None) == ["checkpoint_2_20.pt", "checkpoint_last.pt"]
+    assert checkpoint_names(a, 2, 25, False, 3.0, None) == ["checkpoint_best.pt", "checkpoint_last.pt"]
+    assert checkpoint_names(a, 2, 25, True, 3.0, 2.0) == ["checkpoint2.pt", "checkpoint_last.pt"]
+    assert checkpoint_names(a, 2, 25, True, 2.0, 2.0) == ["checkpoint2.pt", "checkpoint_best.pt",
                                                                     "checkpoint_last.pt"]  # ties count
     b = ckpt_args(no_epoch_checkpoints=True, no_last_checkpoints=True, maximize_best_checkpoint_metric=True)
-    assert checkpoint.checkpoint_names(b, 1, 5, True, 0.9, 0.8) == ["checkpoint_best.pt"]
-    assert checkpoint.checkpoint_names(ckpt_args(save_interval=2), 3, 5, True, None, None) == ["checkpoint_last.pt"]
+    assert checkpoint_names(b, 1, 5, True, 0.9, 0.8) == ["checkpoint_best.pt"]
+    assert checkpoint_names(ckpt_args(save_interval=2), 3, 5, True, None, None) == ["checkpoint_last.pt"]
 
 
 def test_keep_rules(tmp_path):
     for name in ["checkpoint_1_10.pt", "checkpoint_1_20.pt", "checkpoint_2_30.pt", "checkpoint_2_40.pt",
                  "checkpoint1.pt", "checkpoint2.pt", "checkpoint3.pt", "checkpoint_last.pt", "checkpoint_best.pt"]:
         (tmp_path / name).write_bytes(b"x")
-    checkpoint.prune_checkpoints(ckpt_args(save_dir=str(tmp_path), keep_interval_updates=2, keep_last_epochs=1))
+    prune_checkpoints(ckpt_args(save_dir=str(tmp_path), keep_interval_updates=2, keep_last_epochs=1))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint3.pt", "checkpoint_2_30.pt", "checkpoint_2_40.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
 
@@ -66,7 +71,7 @@ def test_checkpoint_contents_and_weights_only(peer_dir, tmp_path):
     args, task, trainer, itr = _setup(peer_dir, tmp_path)
     batches = itr.next_epoch_itr()
     trainer.train_step([next(batches)])
-    names = checkpoint.CheckpointManager(args).save(trainer, itr, 5.0, end_of_epoch=False)
+    names = CheckpointManager(args).save(trainer, itr, 5.0, end_of_epoch=False)
     assert names == ["checkpoint_best.pt", "checkpoint_last.pt"]
     state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)  # no allow-list needed
     assert list(state) == ["args", "cfg", "model", "criterion", "optimizer_history", "task_state", "extra_state",
@@ -88,7 +93,7 @@ def test_crash_during_save_keeps_previous_checkpoint(peer_dir, tmp_path, monkeyp
     args, task, trainer, itr = _setup(peer_dir, tmp_path)
     batches = itr.next_epoch_itr()
     trainer.train_step([next(batches)])
-    mgr = checkpoint.CheckpointManager(args)
+    mgr = CheckpointManager(args)
     mgr.save(trainer, itr, None, end_of_epoch=False)
     before = (tmp_path / "checkpoint_last.pt").read_bytes()
     trainer.train_step([next(batches)])
@@ -103,7 +108,7 @@ def test_crash_during_save_keeps_previous_checkpoint(peer_dir, tmp_path, monkeyp
     monkeypatch.setattr(torch, "save", real_save)
     assert (tmp_path / "checkpoint_last.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no temp files left
-    state = checkpoint.load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
+    state = load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
     assert state["optimizer_history"][0]["num_updates"] == 1
 
 
@@ -122,16 +127,16 @@ def test_sigterm_finishes_update_and_saves_last(peer_dir, tmp_path, monkeypatch)
         train.main(args)
     assert e.value.code == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]
-    state = checkpoint.load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
+    state = load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
     assert state["optimizer_history"][0]["num_updates"] == 2
     assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] == 2
 
 
 def test_loads_fairseq_checkpoint_and_rejects_vocab_mismatch(peer_dir, tmp_path):
     path = str(peer_dir / "checkpoint_last.no-optimizer-state.pt")
-    state = checkpoint.load_checkpoint_file(path)
+    state = load_checkpoint_file(path)
     assert isinstance(state["cfg"]["model"], argparse.Namespace)
-    model_args = options.model_args_from_cfg(state["cfg"])
+    model_args = model_args_from_cfg(state["cfg"])
     assert model_args.arch == "roberta_base" and model_args.encoder_layers == 4
     (tmp_path / "data").mkdir()
     lines = (peer_dir / "data-bin" / "dict.txt").read_text().splitlines()[:100]
@@ -141,18 +146,18 @@ def test_loads_fairseq_checkpoint_and_rejects_vocab_mismatch(peer_dir, tmp_path)
     task = tasks.setup_task(args)
     model = task.build_model(args)
     with pytest.raises(ValueError, match=r"vocabulary has 7713 entries but the dictionary \(with <mask>\) gives 105"):
-        checkpoint.check_vocab(state, model, path)
+        check_vocab(state, model, path)
     with pytest.raises(ValueError, match="bad.pt: truncated or not a checkpoint"):
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"not a checkpoint")
-        checkpoint.load_checkpoint_file(str(bad))
+        load_checkpoint_file(str(bad))
 
 
 def test_atomic_save_writes_complete_file_with_umask_permissions(tmp_path):
     import os
     import stat
 
-    from fairseq.checkpoint import atomic_copy, atomic_save
+    from fairseq.checkpoint.files import atomic_copy, atomic_save
     old = os.umask(0o022)
     try:
         atomic_save({"model": {"w": torch.arange(3.0)}}, str(tmp_path / "a.pt"))

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from fairseq import checkpoint
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.models.roberta import RobertaModel
 from fairseq_cli import export_hf, train, validate
 
@@ -80,7 +80,7 @@ def test_2019_layout_is_really_old(layouts):
 
 
 def test_upgraded_state_equals_fixture(layouts):
-    new, old = (checkpoint.load_checkpoint_file(str(layouts[k])) for k in ("new", "old"))
+    new, old = (load_checkpoint_file(str(layouts[k])) for k in ("new", "old"))
     want = {k: v for k, v in new["model"].items()
             if not k.endswith(".version") and not (k.rsplit(".", 1)[-1] in BT and k.count(".") == 4)}
     got = old["model"]
@@ -160,12 +160,12 @@ def test_unsupported_layouts_are_clear_errors(peer_dir, tmp_path):
     state["args"].encoder_layers_to_keep = "0,2"
     torch.save(state, tmp_path / "pruned.pt")
     with pytest.raises(ValueError, match="encoder_layers_to_keep"):
-        checkpoint.load_checkpoint_file(str(tmp_path / "pruned.pt"))
+        load_checkpoint_file(str(tmp_path / "pruned.pt"))
     state = to_2019_layout(_raw(peer_dir / FIXTURE))
     del state["args"]
     torch.save(state, tmp_path / "noargs.pt")
     with pytest.raises(ValueError, match="neither cfg nor args"):
-        checkpoint.load_checkpoint_file(str(tmp_path / "noargs.pt"))
+        load_checkpoint_file(str(tmp_path / "noargs.pt"))
 
 
 def test_2019_classification_head_loads_in_the_hub(peer_dir, tmp_path):

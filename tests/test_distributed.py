@@ -314,7 +314,7 @@ def test_ddp_equals_single_process_and_resumes_identically(peer_dir, tmp_path, s
 def test_fsdp_trains_like_single_process(peer_dir, tmp_path, single_process_reference):
     mp.spawn(_e2e_worker, args=(WORLD, D.free_port(), str(peer_dir / "data-bin"), str(tmp_path), "fully_sharded"),
              nprocs=WORLD, join=True)
-    from fairseq import checkpoint
+    from fairseq.checkpoint.files import load_checkpoint_file
 
     for r in range(WORLD):
         res = torch.load(tmp_path / f"e2e{r}.pt", weights_only=False)
@@ -323,7 +323,7 @@ def test_fsdp_trains_like_single_process(peer_dir, tmp_path, single_process_refe
         # resuming restores the gathered optimizer state re-sharded: same result as uninterrupted
         assert _max_diff(res["resumed"]["params"], res["full"]["params"]) < 1e-7
     # rank 0 wrote full (unsharded) model and optimizer state that a single process loads (weights_only)
-    saved = checkpoint.load_checkpoint_file(str(tmp_path / "run_fully_sharded" / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(tmp_path / "run_fully_sharded" / "checkpoint_last.pt"))
     assert _max_diff(res["full"]["params"], saved["model"]) == 0.0
     opt = saved["last_optimizer_state"]["state"]
     assert len(opt) == len(res["full"]["params"]) - 1  # every param but the tied lm_head.weight

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq import checkpoint
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.distributed import utils as D
 from test_launch import _env  # the environment the launch tests give a job's processes
 
@@ -124,7 +124,7 @@ def _no_spawn(data, save_dir, *extra):
 
 
 def _updates(path: Path) -> int:
-    state = checkpoint.load_checkpoint_file(str(path))
+    state = load_checkpoint_file(str(path))
     return state["optimizer_history"][-1]["num_updates"]
 
 

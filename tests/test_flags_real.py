@@ -9,7 +9,8 @@ import types
 import pytest
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import options, tasks
+from fairseq.checkpoint.names import checkpoint_names, is_better, prune_checkpoints
 from fairseq.data.data_utils import collate_tokens
 from fairseq.logging import wandb_log
 from fairseq.trainer import empty_cache_due
@@ -82,13 +83,13 @@ def _save_sequence(tmp_path, values, keep, maximize=False):
         keep_interval_updates=-1, keep_last_epochs=-1, keep_best_checkpoints=keep, best_checkpoint_metric="loss")
     best, written = None, []
     for update, value in enumerate(values, 1):
-        names = checkpoint.checkpoint_names(args, 1, update * 10, False, value, best)
-        if best is None or checkpoint.is_better(args, value, best):
+        names = checkpoint_names(args, 1, update * 10, False, value, best)
+        if best is None or is_better(args, value, best):
             best = value
         for name in names:
             (tmp_path / name).write_bytes(b"x")
         written.append(names)
-        checkpoint.prune_checkpoints(args)
+        prune_checkpoints(args)
     return written, sorted(p.name for p in tmp_path.iterdir())
 
 
@@ -114,7 +115,7 @@ def test_keep_interval_updates_pattern(tmp_path):
         (tmp_path / f"checkpoint_1_{u}.pt").write_bytes(b"x")
     args = argparse.Namespace(save_dir=str(tmp_path), checkpoint_suffix="", keep_interval_updates=2,
                               keep_interval_updates_pattern=20, keep_last_epochs=-1, keep_best_checkpoints=-1)
-    checkpoint.prune_checkpoints(args)
+    prune_checkpoints(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint_1_20.pt", "checkpoint_1_30.pt", "checkpoint_1_40.pt", "checkpoint_1_50.pt", "checkpoint_1_60.pt"]
 

@@ -159,7 +159,7 @@ def test_glue_readme_snippet_runs_as_written(peer_dir, shared_dir, tmp_path, mon
 
 def test_data_name_or_path_follows_fairseqs_rule(model_dir, tmp_path, monkeypatch):
     """'.'-prefixed paths are relative to the model folder; others are used as given (cwd-relative)."""
-    from fairseq.models.roberta.hub_interface import resolve_data_dir
+    from fairseq.hub_utils import resolve_data_dir
 
     assert resolve_data_dir("/m", ".") == "/m" and resolve_data_dir("/m", "./d") == "/m/d"
     assert resolve_data_dir("/m", "d") == "d" and resolve_data_dir("/m", "/abs/d") == "/abs/d"

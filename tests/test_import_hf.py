@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from fairseq import checkpoint
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.models.roberta import RobertaModel
 from fairseq_cli import export_hf, import_hf
 
@@ -117,8 +117,8 @@ def test_fairseq_to_hf_to_fairseq_is_exact(peer_dir, tmp_path):
                         "--tokenizer-json", str(peer_dir / "tokenizer.json")])
     info = import_hf.import_hf(tmp_path / "hf", tmp_path / "fs")
     assert info["dropped_alias_rows"] > 0 and not info["permuted"]
-    a = checkpoint.load_checkpoint_file(str(fixture))["model"]
-    b = checkpoint.load_checkpoint_file(str(tmp_path / "fs" / "model.pt"))["model"]
+    a = load_checkpoint_file(str(fixture))["model"]
+    b = load_checkpoint_file(str(tmp_path / "fs" / "model.pt"))["model"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -189,8 +189,8 @@ def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, 
     logs = [json.loads(line.split(" | ", 3)[3]) for line in (out / "train.log").read_text().splitlines()
             if " | train | " in line]
     assert logs and int(logs[-1]["train_num_updates"]) == 3 and "train_sctd_kl_local" in logs[-1]
-    imported = checkpoint.load_checkpoint_file(str(out / "model" / "model.pt"))["model"]
-    trained = checkpoint.load_checkpoint_file(str(out / "checkpoints" / "checkpoint_last.pt"))
+    imported = load_checkpoint_file(str(out / "model" / "model.pt"))["model"]
+    trained = load_checkpoint_file(str(out / "checkpoints" / "checkpoint_last.pt"))
     assert trained["model"].keys() == imported.keys()
     assert trained["cfg"]["model"]["token_drop"] == 0.5
     hf2 = transformers.RobertaForMaskedLM.from_pretrained(out / "hf").eval()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairseq import checkpoint
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.distributed import utils as D
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def _check(stdout: str, save_dir: Path, reference):
     assert len(_records(lines, "train")) == 1
     logged = (save_dir / "train.log").read_text().splitlines()
     assert _records(logged) == records and _records(logged, "train") == _records(lines, "train")
-    saved = checkpoint.load_checkpoint_file(str(save_dir / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(save_dir / "checkpoint_last.pt"))
     assert saved["extra_state"]["train_iterator"]["epoch"] == 1
     diff = max((saved["model"][k].float() - v.float()).abs().max().item() for k, v in reference["params"].items())
     assert diff < 1e-6, diff

@@ -4,6 +4,7 @@ import shlex
 import pytest
 
 from fairseq import options
+from fairseq.checkpoint.cfg import CFG_GROUPS, args_to_cfg
 
 PAPER = """DATA --train-subset train --valid-subset valid --skip-invalid-size-inputs-valid-test
     --memory-efficient-fp16 --fp16-init-scale 8 --arch roberta_large --task masked_lm --sample-break-mode complete
@@ -43,8 +44,8 @@ def test_lists_aliases_and_overrides():
 
 
 def test_cfg_is_plain_and_grouped():
-    cfg = options.args_to_cfg(parse(PAPER))
-    assert set(options.CFG_GROUPS) <= set(cfg)
+    cfg = args_to_cfg(parse(PAPER))
+    assert set(CFG_GROUPS) <= set(cfg)
     assert cfg["model"]["_name"] == "roberta_large" and cfg["task"]["_name"] == "masked_lm"
     assert cfg["task"]["tokens_per_sample"] == 512 and cfg["task"]["token_drop"] == 0.5
     assert cfg["optimization"]["update_freq"] == [2] and cfg["checkpoint"]["save_dir"] == "SAVE"

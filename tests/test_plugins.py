@@ -97,13 +97,13 @@ def reference(peer_dir, tmp_path_factory):
 
 
 def _check_launch(stdout, save_dir, reference):
-    from fairseq import checkpoint
+    from fairseq.checkpoint.files import load_checkpoint_file
 
     records = _records(stdout.splitlines())
     assert "training on 2 process(es)" in stdout
     assert [r["loss"] for r in records] == [r["loss"] for r in reference["records"]]
     assert all("accuracy" in r and "drop_rate" in r for r in records)
-    saved = checkpoint.load_checkpoint_file(str(save_dir / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(save_dir / "checkpoint_last.pt"))
     diff = max((saved["model"][k].float() - v.float()).abs().max().item() for k, v in reference["params"].items())
     assert diff < 1e-6, diff
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairseq import checkpoint, options
+from fairseq.checkpoint.cfg import model_args_from_cfg
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.data.dictionary import Dictionary, placeholder_dictionary
 from fairseq.models import ARCH_REGISTRY, add_model_args, build_model, get_arch
 from fairseq.models.roberta import RobertaModel, fairseq_compatible_state_dict
@@ -43,12 +44,12 @@ def batch(B=3, T=12, lengths=(12, 9, 5), seed=1):
 
 # ---------------------------------------------------------------- fairseq fixture
 def _model_args(st):
-    return options.model_args_from_cfg(st["cfg"])
+    return model_args_from_cfg(st["cfg"])
 
 
 @pytest.fixture(scope="module")
 def fixture_model(peer_dir):
-    st = checkpoint.load_checkpoint_file(str(peer_dir / "checkpoint_last.no-optimizer-state.pt"))
+    st = load_checkpoint_file(str(peer_dir / "checkpoint_last.no-optimizer-state.pt"))
     d = Dictionary.load(str(peer_dir / "data-bin" / "dict.txt"))
     d.add_symbol("<mask>")
     m = RobertaModel.build_model(_model_args(st), d)

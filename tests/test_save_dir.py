@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq import checkpoint_dir
+from fairseq.checkpoint.save_dir import LOCK_NAME, STALE_LOCK_S, SaveDirError, acquire_lock, release
 from test_faults import FLAGS, Job, _env, _updates
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,11 +92,11 @@ def test_stale_temp_files_and_lock_of_dead_writers_are_removed(peer_dir, tmp_pat
     stale.write_bytes(b"\0" * 100_000)
     old_style = tmp_path / ".tmp-checkpoint_1_2.pt-xyz"  # written before temp names carried a pid
     old_style.write_bytes(b"\0" * 10)
-    (tmp_path / checkpoint_dir.LOCK_NAME).write_text(f"{dead.pid} {__import__('socket').gethostname()}\n")
+    (tmp_path / LOCK_NAME).write_text(f"{dead.pid} {__import__('socket').gethostname()}\n")
     rc, out, errors = _run(peer_dir / "data-bin", tmp_path, "--max-update", "1")
     assert (rc, errors) == (0, [])
     assert f"removed {stale} (100,000 bytes), left by a save that never finished" in out
-    assert f"taking over the stale lock {tmp_path / checkpoint_dir.LOCK_NAME} of pid {dead.pid}" in out
+    assert f"taking over the stale lock {tmp_path / LOCK_NAME} of pid {dead.pid}" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]
 
 
@@ -104,13 +104,13 @@ def test_second_trainer_on_a_save_dir_in_use_is_refused(peer_dir, tmp_path):
     first = Job(_argv(peer_dir / "data-bin", tmp_path, "--max-update", "100000"))
     try:
         first.wait_for(r'"num_updates": "1"')
-        owner = (tmp_path / checkpoint_dir.LOCK_NAME).read_text().split()[0]
+        owner = (tmp_path / LOCK_NAME).read_text().split()[0]
         t0 = time.monotonic()
         rc, out, errors = _run(peer_dir / "data-bin", tmp_path, "--max-update", "2")
         assert time.monotonic() - t0 < BOUND_S
         assert rc == 1
         assert errors == [f"fairseq-train: error: --save-dir {tmp_path} is in use by another fairseq-train "
-                          f"(pid {owner}, lock file {tmp_path / checkpoint_dir.LOCK_NAME}); stop it or choose "
+                          f"(pid {owner}, lock file {tmp_path / LOCK_NAME}); stop it or choose "
                           "another --save-dir"]
         assert "begin training" not in out
     finally:
@@ -132,17 +132,17 @@ def test_lock_of_another_host_is_refused_while_fresh_and_taken_over_when_stale(t
     there, so the lock's age decides (its owner touches it every REFRESH_S seconds)."""
     import os
 
-    lock = tmp_path / checkpoint_dir.LOCK_NAME
+    lock = tmp_path / LOCK_NAME
     lock.write_text("4242 some-other-node\n")
-    with pytest.raises(checkpoint_dir.SaveDirError, match=r"in use by fairseq-train pid 4242 on host some-other-node "
+    with pytest.raises(SaveDirError, match=r"in use by fairseq-train pid 4242 on host some-other-node "
                                                           r"\(lock file .*, refreshed \d+ s ago\)"):
-        checkpoint_dir.acquire_lock(str(tmp_path))
-    old = time.time() - checkpoint_dir.STALE_LOCK_S - 5
+        acquire_lock(str(tmp_path))
+    old = time.time() - STALE_LOCK_S - 5
     os.utime(lock, (old, old))
-    assert checkpoint_dir.acquire_lock(str(tmp_path)) == str(lock)
+    assert acquire_lock(str(tmp_path)) == str(lock)
     try:
         assert lock.read_text().split()[0] == str(os.getpid())
         assert "taking over the stale lock" in caplog.text and "some-other-node" in caplog.text
     finally:
-        checkpoint_dir.release(str(tmp_path))
+        release(str(tmp_path))
     assert not lock.exists()

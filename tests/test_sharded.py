@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq import checkpoint, options
+from fairseq import options
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
 from fairseq_cli import train
 
@@ -95,7 +96,7 @@ def uninterrupted(shards, tmp_path_factory):
 
 
 def test_epochs_rotate_over_shards_with_their_own_batch_counts(shards, uninterrupted):
-    ends = [int(checkpoint.load_checkpoint_file(str(uninterrupted["dir"] / f"checkpoint{e}.pt"))
+    ends = [int(load_checkpoint_file(str(uninterrupted["dir"] / f"checkpoint{e}.pt"))
                 ["optimizer_history"][-1]["num_updates"]) for e in range(1, 5)]
     assert ends == list(np.cumsum(BATCHES))  # updates per epoch: 5, 3, 7, 5 in rotation order
     assert uninterrupted["updates"] == sum(BATCHES) and sorted(uninterrupted["losses"]) == list(range(1, 21))

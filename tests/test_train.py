@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairseq import checkpoint, options, tasks
+from fairseq import options, tasks
+from fairseq.checkpoint.restore import load_into_trainer, resolve_restore_path
 from fairseq.trainer import Trainer
 from fairseq_cli import train
 
@@ -34,9 +35,9 @@ def test_updates_match_fairseq_trace(peer_dir, trace):
     task = tasks.setup_task(args)
     model = task.build_model(args)
     trainer = Trainer(args, task, model, task.build_criterion(args))
-    path, finetune = checkpoint.resolve_restore_path(args)
+    path, finetune = resolve_restore_path(args)
     assert path == ckpt and not finetune
-    checkpoint.load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler, args.reset_meters)
+    load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler, args.reset_meters)
     assert trainer.num_updates == 0
     task.load_dataset("train")
     itr = train.train_iterator(args, task, trainer, 1).next_epoch_itr(shuffle=True)
@@ -177,4 +178,4 @@ def test_clear_errors_for_data_and_positions(peer_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--restore-file not found: nope\.pt"):
         a = parse(shlex.split(f"{peer_dir / 'data-bin'} -a roberta_base {TINY} --batch-size 4 "
                               f"--restore-file nope.pt --save-dir {tmp_path}"))
-        checkpoint.resolve_restore_path(a)
+        resolve_restore_path(a)

@@ -5,11 +5,11 @@ import argparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from fairseq import options
+from fairseq.checkpoint.cfg import args_to_cfg
 from fairseq.dataclass.flags import gen_parser_from_dataclass  # noqa: F401  (fairseq's public name)
 
 
 def convert_namespace_to_omegaconf(args: argparse.Namespace) -> DictConfig:
     """fairseq's cfg for `args`: groups common, dataset, optimization, checkpoint, distributed_training,
     model, task, criterion, optimizer, lr_scheduler, ... (cfg.model holds the model's flat arguments)."""
-    return OmegaConf.create(options.args_to_cfg(args))
+    return OmegaConf.create(args_to_cfg(args))

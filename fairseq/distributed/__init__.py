@@ -1,6 +1,8 @@
-"""Distributed training: process-group set-up, launch (spawn, torchrun, SLURM) and model wrapping.
+"""Distributed training, one module per concern.
 
-fairseq's public path is ``fairseq.distributed.utils`` (``import fairseq.distributed.utils as
-distributed_utils``); everything lives in that module except how a job ends when something goes wrong
-(stop requests, dead peers, --heartbeat-timeout): ``fairseq.distributed.faults``.
+collectives.py  rank / world size / all-reduce / broadcast, single-process no-ops without a group
+wrap.py         DDP / FSDP2 wrapping with fairseq's summed-gradient semantics
+launch.py       how a process joins a job (torchrun, SLURM, spawn, init-method) and call_main
+faults.py       how a job stops: agreed stop on signals, --heartbeat-timeout, dead-peer roll call
+utils.py        fairseq's public name (``fairseq.distributed.utils``) for the helpers above
 """

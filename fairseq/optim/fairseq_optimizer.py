@@ -41,6 +41,9 @@ class FairseqOptimizer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def backward(self, loss) -> None:
+        loss.backward()
+
     def step(self, closure=None) -> None:
         self.optimizer.step()
 
@@ -54,6 +57,16 @@ class FairseqOptimizer:
 
     def load_state_dict(self, state: dict, optimizer_overrides=None) -> None:
         self.optimizer.load_state_dict(state)
+
+
+def backward(optimizer, loss) -> None:
+    """What a task's train_step calls: optimizer.backward(loss) where the optimizer has one (the
+    trainer's StepOptimizer applies the loss scale there), else loss.backward() (a bare torch optimizer
+    or None, as a plugin's test may pass)."""
+    if optimizer is not None and hasattr(optimizer, "backward"):
+        optimizer.backward(loss)
+    else:
+        loss.backward()
 
 
 def register_optimizer(name: str, dataclass=None):

@@ -24,6 +24,7 @@ from fairseq.criterions import build_criterion
 from fairseq.data import data_utils, iterators
 from fairseq.dataclass.flags import add_registered_args
 from fairseq.logging import metrics
+from fairseq.optim.fairseq_optimizer import backward
 
 TASK_REGISTRY = registry.setup_registry("task").classes
 TASK_DATACLASS_REGISTRY = registry.REGISTRIES["task"].dataclasses
@@ -32,14 +33,6 @@ TASK_DATACLASS_REGISTRY = registry.REGISTRIES["task"].dataclasses
 def register_task(name: str, dataclass=None):
     """Class decorator: `--task name` builds this class (a FairseqTask)."""
     return registry.REGISTRIES["task"].register(name, dataclass)
-
-
-def backward(optimizer, loss: torch.Tensor) -> None:
-    """optimizer.backward(loss) when the trainer's wrapper provides it (loss scaling), else loss.backward()."""
-    if optimizer is not None and hasattr(optimizer, "backward"):
-        optimizer.backward(loss)
-    else:
-        loss.backward()
 
 
 class FairseqTask:

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import II
 
 from fairseq import flops, models, sctd, token_drop, utils
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import collectives
 from fairseq.data import (
     Dictionary,
     IdDataset,
@@ -256,7 +256,7 @@ class MaskedLMTask(FairseqTask):
                              f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
         model = super().build_model(args, from_checkpoint)
         unused = token_drop.unused_flags(args)
-        if unused and distributed.is_master():  # one warning per job, like fairseq.flag_audit's
+        if unused and collectives.is_master():  # one warning per job, like fairseq.flag_audit's
             logger.warning(f"{', '.join(unused)}: no effect without --token-drop > 0")
         if float(getattr(args, "token_drop", 0.0) or 0.0) > 0:
             self.token_dropper = token_drop.TokenDropper(args, self.dictionary, int(args.encoder_layers))

@@ -6,15 +6,12 @@
     roberta.fill_mask("The <mask> is here.", topk=3)
     roberta.cfg.model.encoder_layers, roberta.cfg.task.data   # fairseq's omegaconf config, in groups
 
-Checkpoints are read through checkpoint.load_checkpoint_file, so every fairseq 0.9-0.12 layout and ours
-load (fairseq/checkpoint_upgrade.py). The data folder is found with fairseq's rule (resolve_data_dir) and
-set up as the checkpoint's task: masked_lm (dict.txt) or sentence_prediction (input0/, label/), with the
-checkpoint's classification heads. The interface is put in eval mode on load (fairseq leaves that to the
-caller); call .train() to re-enable dropout.
+Loading (which checkpoint layouts, which data folder, which BPE) is fairseq.hub_utils.from_pretrained;
+this module only works on text with a loaded model, task and BPE. The interface is put in eval mode on
+load (fairseq leaves that to the caller); call .train() to re-enable dropout.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import List, Optional
@@ -23,16 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fairseq import checkpoint, options, tasks
 from fairseq.data.bpe import load_tokenizer
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq.models.roberta.model import RobertaModel
-from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger(__name__)
 
 
-class _Bpe:
+class HubBpe:
     """GPT-2 byte-level BPE through HF tokenizers: ids are written as decimal strings (fairseq's gpt2 bpe)."""
 
     def __init__(self, tokenizer_json: Optional[str] = None, encoder_json: Optional[str] = None,
@@ -42,7 +35,7 @@ class _Bpe:
             self.tok = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
 
     @classmethod
-    def find(cls, folders, overrides: dict) -> "_Bpe":
+    def find(cls, folders, overrides: dict) -> "HubBpe":
         """Explicit files (fairseq's gpt2_encoder_json / gpt2_vocab_bpe, or bpe_tokenizer_json) win;
         else tokenizer.json, else encoder.json + vocab.bpe, in the model folder, then the data folder."""
         tj = overrides.get("bpe_tokenizer_json")
@@ -77,48 +70,10 @@ class _Bpe:
         return "".join(out)
 
 
-_BPE_KWARGS = ("bpe", "bpe_tokenizer_json", "gpt2_encoder_json", "gpt2_vocab_bpe")
-
-
-def resolve_data_dir(model_dir: str, data_name_or_path: str) -> str:
-    """fairseq's hub rule: a data path starting with "." is relative to the model folder ("." is the
-    folder itself); any other path is used as given (absolute, or relative to the current directory)."""
-    if data_name_or_path.startswith("."):
-        return os.path.abspath(os.path.join(model_dir, data_name_or_path))
-    return data_name_or_path
-
-
-def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **overrides):
-    """RobertaHubInterface for `model_dir/checkpoint_file`, its task's dictionaries read from the data
-    folder (see resolve_data_dir): dict.txt for masked_lm, input0/ and label/ for sentence_prediction.
-    Classification heads in the checkpoint are registered and loaded (fairseq's load_checkpoint_heads).
-    user_dir: a --user-dir plugin to import first (its task, architecture or criterion may be the
-    checkpoint's)."""
-    import_user_module(argparse.Namespace(user_dir=overrides.pop("user_dir", None)))
-    model_dir = str(model_name_or_path)
-    state = checkpoint.load_checkpoint_file(os.path.join(model_dir, checkpoint_file))
-    args = options.model_args_from_cfg(state["cfg"])
-    bpe_overrides = {k: overrides.pop(k) for k in _BPE_KWARGS if k in overrides}
-    if bpe_overrides.pop("bpe", "gpt2") != "gpt2":
-        raise ValueError("from_pretrained: only bpe='gpt2' (byte-level BPE) is supported")
-    for k, v in overrides.items():
-        setattr(args, k, v)
-    args.task = getattr(args, "task", None) or "masked_lm"
-    tasks.get_task(args.task)  # unknown (e.g. a plugin's, without user_dir=): one line with the choices
-    data_dir = resolve_data_dir(model_dir, str(data_name_or_path))
-    args.data = data_dir
-    task = tasks.setup_task(args)
-    model = RobertaModel.build_model(args, task)
-    checkpoint.check_vocab(state, model, os.path.join(model_dir, checkpoint_file))
-    model.load_state_dict(state["model"])
-    cfg = convert_namespace_to_omegaconf(args)
-    return RobertaHubInterface(cfg, task, model, _Bpe.find([model_dir, data_dir], bpe_overrides))
-
-
 class RobertaHubInterface(nn.Module):
     """Text-level helpers around a RobertaModel (fairseq's names and behaviour)."""
 
-    def __init__(self, cfg, task, model, bpe: Optional[_Bpe] = None):
+    def __init__(self, cfg, task, model, bpe: Optional[HubBpe] = None):
         super().__init__()
         self.cfg = cfg
         self.task = task

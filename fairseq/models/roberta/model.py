@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fairseq.checkpoint import roberta_keys
 from fairseq.compile import call_layer
 from fairseq.models.architectures import (
     ROBERTA_SHAPES,
@@ -34,15 +35,12 @@ from fairseq.models.architectures import (
     roberta_shape,
 )
 from fairseq.models.fairseq_model import FairseqEncoderModel
+from fairseq.models.roberta.hub_interface import RobertaHubInterface
 from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split
 from fairseq.utils import make_positions
 
-# per-layer "BetterTransformer" copies that fairseq 0.12 keeps in its state dicts (zero, unused in compute)
-BT_COPIES = ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
-             "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
-SE = "encoder.sentence_encoder."
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -284,10 +282,12 @@ class RobertaModel(FairseqEncoderModel):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        # imported here, not at the top: fairseq's API puts the hub (which loads checkpoints, tasks and
-        # this model) on the model class, so a top-level import would be a cycle
-        from fairseq.models.roberta.hub_interface import from_pretrained
-        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+        """fairseq's hub entry point: a RobertaHubInterface for model_dir/checkpoint_file (hub_utils)."""
+        # The one deliberate import cycle (docs/ARCHITECTURE.md): fairseq's API puts the loader, which
+        # builds models through the registry this module fills, on the model class.
+        from fairseq import hub_utils
+        x = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+        return RobertaHubInterface(x["args"], x["task"], x["models"][0], x["bpe"])
 
     def max_positions(self) -> int:
         return self.encoder.sentence_encoder.max_positions
@@ -328,15 +328,10 @@ class RobertaModel(FairseqEncoderModel):
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         """Accept our keys or fairseq 0.12's: drop the zero BetterTransformer copies and `version`,
         re-tie lm_head.weight, and register classification heads found in the state dict."""
-        sd = OrderedDict()
-        for k, v in state_dict.items():
-            leaf = k.rsplit(".", 1)[-1]
-            if k.endswith(".version") or (".layers." in k and leaf in BT_COPIES and k.count(".") == 4):
-                continue
-            sd[k] = v
+        sd = roberta_keys.from_fairseq(state_dict)
         tied = self.encoder.lm_head.weight is self.encoder.sentence_encoder.embed_tokens.weight
         if tied:
-            sd.setdefault("encoder.lm_head.weight", sd.get(SE + "embed_tokens.weight"))
+            sd.setdefault("encoder.lm_head.weight", sd.get(roberta_keys.SE + "embed_tokens.weight"))
             if sd["encoder.lm_head.weight"] is None:
                 del sd["encoder.lm_head.weight"]
         for k, v in list(sd.items()):
@@ -349,27 +344,9 @@ class RobertaModel(FairseqEncoderModel):
 
 
 def fairseq_compatible_state_dict(model: RobertaModel) -> "OrderedDict[str, torch.Tensor]":
-    """Our state dict plus fairseq 0.12's `version` tensor and zero BetterTransformer copies, in
-    fairseq's key order, so that real fairseq loads it with strict=True."""
-    ours = model.state_dict()
-    out = OrderedDict()
-    out[SE + "version"] = torch.tensor([3.0])
-    layer_copies = set()
-    for k, v in ours.items():
-        parts = k.split(".")
-        if k.startswith(SE + "layers.") and parts[3] not in layer_copies:
-            i = parts[3]
-            layer_copies.add(i)
-            pre = f"{SE}layers.{i}."
-            e = ours[pre + "fc1.weight"].size(1)
-            f = ours[pre + "fc1.weight"].size(0)
-            shapes = {"in_proj_weight": (3 * e, e), "in_proj_bias": (3 * e,), "out_proj_weight": (e, e),
-                      "out_proj_bias": (e,), "fc1_weight": (f, e), "fc1_bias": (f,), "fc2_weight": (e, f),
-                      "fc2_bias": (e,)}
-            for name in BT_COPIES:
-                out[pre + name] = torch.zeros(shapes[name], dtype=v.dtype)
-        out[k] = v
-    return out
+    """The model's state dict in fairseq 0.12's keys and order (fairseq.checkpoint.roberta_keys), so that
+    real fairseq loads it with strict=True."""
+    return roberta_keys.to_fairseq(model.state_dict())
 
 
 register_model_architecture("roberta", "roberta")(base_architecture)

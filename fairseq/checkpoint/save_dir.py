@@ -9,7 +9,7 @@ of fairseq-train (unless --no-save) calls :func:`prepare`, which
 2. takes the directory's lock file (LOCK_NAME, holding "pid host", touched every REFRESH_S while the
    owner lives): a second trainer on a directory in use is refused; a lock left by a dead process on
    this host, or by another host's trainer that has not touched it for STALE_LOCK_S, is taken over;
-3. removes the temp files (``.tmp-<pid>-...``, see checkpoint._atomic_write) of writers that are no
+3. removes the temp files (``.tmp-<pid>-...``, see files._atomic_write) of writers that are no
    longer running: a save killed mid-write leaves a checkpoint-sized one behind.
 
 :func:`release` removes the lock when the trainer ends (a process killed with -9 leaves it; the
@@ -26,9 +26,10 @@ import threading
 import time
 from typing import Optional
 
+from fairseq.checkpoint.files import TEMP_PREFIX
+
 logger = logging.getLogger(__name__)
 LOCK_NAME = ".fairseq-train.lock"
-TEMP_PREFIX = ".tmp-"
 # The owner touches its lock every REFRESH_S; a lock of another host (whose pid cannot be checked)
 # that has not been touched for STALE_LOCK_S belongs to a trainer that was killed (kill -9, a preempted
 # node) and is taken over, so a job requeued on another node resumes.

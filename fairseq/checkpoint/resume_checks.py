@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import wrap
 
 # Flags that change which samples the data iterator's saved position refers to.
 LAYOUT_FLAGS = (("--tokens-per-sample", "tokens_per_sample"), ("--sample-break-mode", "sample_break_mode"))
@@ -20,7 +20,7 @@ def check_model_shapes(model_state: Dict, model, path: str) -> None:
 
     Classification heads are left out: the model re-creates those to the checkpoint's sizes.
     """
-    ours = distributed.unwrap(model).state_dict()
+    ours = wrap.unwrap(model).state_dict()
     bad = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in model_state.items()
            if not k.startswith("classification_heads.") and k in ours and hasattr(v, "shape")
            and tuple(v.shape) != tuple(ours[k].shape)]

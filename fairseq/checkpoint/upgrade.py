@@ -1,7 +1,7 @@
 """Read every RoBERTa checkpoint layout that fairseq 0.9-0.12 writes (and ours) as one layout.
 
 Every loader (fairseq-train --restore-file / --finetune-from-model, fairseq-validate, the hub's
-from_pretrained, fairseq-export-hf) goes through `checkpoint.load_checkpoint_file`, which calls
+from_pretrained, fairseq-export-hf) goes through `fairseq.checkpoint.files.load_checkpoint_file`, which calls
 `upgrade_state` here, so the rest of the code only ever sees the fairseq 0.12 layout:
 
   * `cfg` is a dict whose "model" entry holds the flat model arguments with an `arch`. The released

@@ -1,0 +1,113 @@
+"""Checkpoint files on disk: atomic writes and the one reader of every layout.
+
+A file is written to a temp file in the same directory (``.tmp-<pid>-...``, so a later trainer can
+tell a dead writer's leftovers: save_dir.remove_stale_temp_files), flushed + fsynced and then
+os.replace'd into place, so readers see either the old file or the complete new one. Copies are atomic
+copies too (no hard links, so deleting or overwriting one never affects another).
+
+Reading: torch.load(weights_only=True), with argparse.Namespace allow-listed for fairseq's own files,
+then upgraded to fairseq 0.12's layout whichever fairseq (0.9-0.12) or we wrote it (upgrade.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Dict
+
+import torch
+
+from fairseq.checkpoint import upgrade
+
+TEMP_PREFIX = ".tmp-"  # our writers' temp files: TEMP_PREFIX + "<pid>-<name>-<random>"
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _atomic_write(path: str, write_fn) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give checkpoints the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+class _WriteErrors:
+    """A file object that keeps the OSError of a failed write: torch.save reports a full disk as an
+    opaque RuntimeError ("unexpected pos ..."), this lets atomic_save raise the OSError instead."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
+def atomic_save(obj, path: str) -> None:
+    """torch.save to `path` so that readers see either the old file or the complete new one."""
+    def write(f):
+        out = _WriteErrors(f)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
+    _atomic_write(path, write)
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    def write(f):
+        with open(src, "rb") as s:
+            shutil.copyfileobj(s, f, length=1 << 20)
+    _atomic_write(dst, write)
+
+
+def load_checkpoint_file(path: str) -> Dict:
+    """torch.load(weights_only=True), with argparse.Namespace allowed for fairseq's own files, upgraded
+    to fairseq 0.12's layout whichever fairseq (0.9-0.12) or we wrote it (fairseq/upgrade.py)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(upgrade.SAFE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a cut-off zip says OSError [Errno 22], other files many pickle/zip errors
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        raise ValueError(f"{path}: truncated or not a checkpoint ({reason})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
+    return upgrade.upgrade_state(state, path)
