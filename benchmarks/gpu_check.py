@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq import sctd  # noqa: E402
-from fairseq.distributed import utils as distributed
+from fairseq.distributed import wrap
 from fairseq.compile import compile_model  # noqa: E402
 from fairseq.data.dictionary import placeholder_dictionary  # noqa: E402
 from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting_dtype  # noqa: E402
@@ -177,7 +177,7 @@ def ddp_worker(a) -> int:
     model, task, crit, opt, _ = build(a, "roberta_base", 128)
     ddp = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[torch.cuda.current_device()] if a.device == "cuda" else None)
-    ddp.register_comm_hook(None, distributed._sum_allreduce_hook)
+    ddp.register_comm_hook(None, wrap._sum_allreduce_hook)
     sample, _ = batch(a, 4, 128)
     for _ in range(3):
         step(a, (ddp, task, crit, opt, None), sample, torch.bfloat16)

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from fairseq.checkpoint import fsdp_state
 from fairseq.distributed import utils as D
 
 WORLD = 2
@@ -41,7 +42,7 @@ def test_single_process_helpers_are_identities():
     assert D.unwrap(m) is m
     with D.maybe_no_sync(m, True):
         pass
-    assert D.model_state_dict(m).keys() == m.state_dict().keys()
+    assert fsdp_state.model_state_dict(m).keys() == m.state_dict().keys()
     assert D.broadcast_object({"a": 1}) == {"a": 1}
     assert D.call_main(_ns(), lambda a: a.distributed_rank + 41) == 41
 
@@ -172,11 +173,11 @@ def _toy_worker(rank, world, port, out_dir):
             if backend != "fully_sharded":
                 res["proxy"] = (getattr(wrapped, "0") is model[0], list(wrapped.state_dict()) == list(model.state_dict()),
                                 D.unwrap(wrapped) is model)
-            full = D.model_state_dict(wrapped)
+            full = fsdp_state.model_state_dict(wrapped)
             res[backend] = max((full[k] - v).abs().max().item() for k, v in ref.state_dict().items())
             # round trip the full state dict into the (possibly sharded) model
-            D.load_model_state_dict(wrapped, ref.state_dict())
-            back = D.model_state_dict(wrapped)
+            fsdp_state.load_model_state_dict(wrapped, ref.state_dict())
+            back = fsdp_state.model_state_dict(wrapped)
             res[backend + "_load"] = max((back[k] - v).abs().max().item() for k, v in ref.state_dict().items())
     finally:
         torch.save(res, os.path.join(out_dir, f"toy{rank}.pt"))
@@ -241,7 +242,7 @@ def _train_args(data, save_dir, *extra):
 
 def _snapshot(trainer):
     return {
-        "params": {k: v.detach().clone() for k, v in D.model_state_dict(trainer.model).items()},
+        "params": {k: v.detach().clone() for k, v in fsdp_state.model_state_dict(trainer.model).items()},
         "importance": trainer.task.token_dropper.importance.scores.clone(),
         "num_updates": trainer.num_updates,
     }
