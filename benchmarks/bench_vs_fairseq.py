@@ -58,13 +58,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from fairseq import options, tasks
 from fairseq.flops import roberta_train_flops
-from fairseq_cli.train import load_train_epoch
+from fairseq.trainer import train_batch_iterator
 
 from bench_vs_hf import matmul_peak_flops  # the same peak measurement, on CPU time here
 
@@ -124,7 +123,8 @@ def timed_update_flops(data: Path, config: str, break_mode: str | None, n_long: 
                                        train_argv(data, config, n_long, break_mode, extra))
     args.num_workers = 0
     task = tasks.setup_task(args)
-    epoch_itr = load_train_epoch(args, task, SimpleNamespace(model=task.build_model(args)), epoch=1)
+    task.load_dataset(args.train_subset, epoch=1)
+    epoch_itr = train_batch_iterator(args, task, task.build_model(args), epoch=1)
     pad = task.source_dictionary.pad()
     dims = (args.encoder_layers, args.encoder_embed_dim, args.encoder_ffn_embed_dim, len(task.source_dictionary))
     padded = unpadded = 0.0

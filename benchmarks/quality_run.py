@@ -2,7 +2,7 @@
 
 Each run = (variant, seed) trains a FIXED number of updates of a small RoBERTa on Project Gutenberg
 (../shared/data/gutenberg_rcdm: the first --books books train, the next --valid-books validate). The
-runs of one session train side by side (fairseq/side_by_side.py): updates interleaved in one process,
+runs of one session train side by side (fairseq_cli/quickstart/side_by_side.py): updates interleaved in one process,
 each run on its own clock (the sum of its own update wall times), so machine load hits every run alike.
 Every --evals-th of a run, the validation MLM loss of the full model (and, for dropping variants, of the
 token-dropping forward: the gap diagnostic) is logged on that clock.
@@ -75,7 +75,7 @@ from fairseq import options  # noqa: E402
 from fairseq.cpu_memory import keep_freed_memory  # noqa: E402
 from fairseq.data.bpe import train_bpe  # noqa: E402
 from fairseq.flops import schedule_ideal_ratio  # noqa: E402
-from fairseq.side_by_side import Lane, interleave  # noqa: E402
+from fairseq_cli.quickstart.side_by_side import Lane, interleave  # noqa: E402
 from fairseq.token_drop import sctd_interval  # noqa: E402
 from fairseq_cli import bpe, preprocess  # noqa: E402
 

@@ -73,6 +73,27 @@ def move_to(sample, device):
     return sample
 
 
+def max_positions(task, model) -> Optional[int]:
+    """The longest sample both the task and the model accept (None when neither says)."""
+    inner = wrap.unwrap(model)
+    m = getattr(inner, "max_positions", None)
+    model_max = m() if callable(m) else None
+    task_max = task.max_positions() if hasattr(task, "max_positions") else None
+    vals = [v for v in (task_max, model_max) if v is not None]
+    return min(vals) if vals else None
+
+
+def train_batch_iterator(args, task, model, epoch: int):
+    """A fresh iterator over the loaded train split, for `epoch` (its shuffle seed is seed + epoch),
+    sharded over the ranks of the process group."""
+    return task.get_batch_iterator(
+        dataset=task.dataset(args.train_subset), max_tokens=args.max_tokens, max_sentences=args.batch_size,
+        max_positions=max_positions(task, model), ignore_invalid_inputs=True,
+        required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
+        num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=epoch,
+        split_name=args.train_subset, num_workers=args.num_workers)
+
+
 class Trainer:
     def __init__(self, args, task, model, criterion):
         global _warned_fp16_cpu
@@ -110,6 +131,17 @@ class Trainer:
         self.previous_training_time = 0.0
         self._train_time = 0.0
         self._dummy = None
+
+    def get_train_iterator(self, epoch: int, load_dataset: bool = True):
+        """fairseq's Trainer.get_train_iterator: (re)load the train split for `epoch`, then a fresh iterator.
+
+        With sharded data (DATA1:DATA2:...) epoch k trains on shard (k-1) mod n, so the split is reloaded
+        every epoch and the iterator's length follows that shard; otherwise it is loaded once.
+        """
+        if load_dataset:
+            logger.info(f"loading train data for epoch {epoch}")
+            self.task.load_dataset(self.args.train_subset, epoch=epoch)
+        return train_batch_iterator(self.args, self.task, self.model, epoch)
 
     # ---- state --------------------------------------------------------------------------------
     def get_lr(self) -> float:

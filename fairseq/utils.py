@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import warnings
 from typing import Callable, Iterable, List, Optional, Union
 
@@ -261,6 +262,13 @@ def set_torch_seed(seed):
         torch.set_rng_state(cpu_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def set_seeds(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (fairseq-train's start-up order)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def fill_with_neg_inf(t: torch.Tensor) -> torch.Tensor:

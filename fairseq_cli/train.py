@@ -12,28 +12,26 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import re
 import signal
 import sys
 import time
 from typing import List, Optional
 
-import numpy as np
 import torch
 
-from fairseq import options, tasks
+from fairseq import options, tasks, utils
 from fairseq.checkpoint.names import is_better
 from fairseq.checkpoint.restore import load_into_trainer, resolve_restore_path
 from fairseq.checkpoint.save import CheckpointManager
 from fairseq.checkpoint import save_dir
 from fairseq.data import checks
-from fairseq.distributed import collectives, faults, launch, wrap
+from fairseq.distributed import collectives, faults, launch
 from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.eta import UpdateEta
 from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, log_file_handler, resolve_format, setup_logging
-from fairseq.trainer import Trainer
+from fairseq.trainer import Trainer, max_positions
 from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger("fairseq_cli.train")
@@ -87,36 +85,6 @@ def install_signal_handlers():
 def reduce_fn(task, criterion):
     """logs -> logged values: the task's reduce_metrics (the criterion's, plus the task's own keys)."""
     return lambda logging_outputs: tasks.logged_metrics(task, criterion, logging_outputs)
-
-
-def max_positions(task, model) -> int:
-    inner = wrap.unwrap(model)
-    m = getattr(inner, "max_positions", None)
-    model_max = m() if callable(m) else None
-    task_max = task.max_positions() if hasattr(task, "max_positions") else None
-    vals = [v for v in (task_max, model_max) if v is not None]
-    return min(vals) if vals else None
-
-
-def train_iterator(args, task, trainer, epoch: int):
-    """A fresh iterator over the loaded train split, for `epoch` (its shuffle seed is seed + epoch)."""
-    return task.get_batch_iterator(
-        dataset=task.dataset(args.train_subset), max_tokens=args.max_tokens, max_sentences=args.batch_size,
-        max_positions=max_positions(task, trainer.model), ignore_invalid_inputs=True,
-        required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
-        num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=epoch,
-        split_name=args.train_subset, num_workers=args.num_workers)
-
-
-def load_train_epoch(args, task, trainer, epoch: int):
-    """Load the train split for `epoch` and a fresh iterator over it (fairseq's get_train_iterator).
-
-    With sharded data (DATA1:DATA2:...) epoch k trains on shard (k-1) mod n, so the split is reloaded
-    every epoch and the iterator's length follows that shard; otherwise it is loaded once.
-    """
-    logger.info(f"loading train data for epoch {epoch}")
-    task.load_dataset(args.train_subset, epoch=epoch)
-    return train_iterator(args, task, trainer, epoch)
 
 
 def validate(args, trainer, task, epoch: int, subsets: List[str], ckpt, progress) -> List[float]:
@@ -250,12 +218,6 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
     return valid_losses, should_stop
 
 
-def set_seeds(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def prepare_save_dir(args) -> None:
     """Rank 0 checks, locks and cleans --save-dir before any work (fairseq/checkpoint/save_dir.py); every
     rank learns the outcome, so a refusal ends all of them at once."""
@@ -279,7 +241,7 @@ def main(args) -> Optional[Trainer]:
 def _main(args) -> Optional[Trainer]:
     start_time = time.perf_counter()
     import_user_module(args)  # again in spawned workers and torchrun ranks (fresh interpreters)
-    set_seeds(args.seed)
+    utils.set_seeds(args.seed)
     if collectives.is_master():
         check_tensorboard(args.tensorboard_logdir)  # a missing optional extra: one line now, not after the data
     if collectives.is_master() and args.wandb_project:
@@ -325,7 +287,7 @@ def _main(args) -> Optional[Trainer]:
         else:
             logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
     epoch = int(itr_state["epoch"]) if itr_state else 1
-    epoch_itr = load_train_epoch(args, task, trainer, epoch)  # a resumed epoch reads its own shard
+    epoch_itr = trainer.get_train_iterator(epoch)  # a resumed epoch reads its own shard
     if itr_state:
         epoch_itr.load_state_dict(itr_state)
     fmt = resolve_format(args.log_format, args.no_progress_bar)
@@ -347,7 +309,7 @@ def _main(args) -> Optional[Trainer]:
                 break
             trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
             if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
-                epoch_itr = load_train_epoch(args, task, trainer, epoch_itr.next_epoch_idx)
+                epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx)
     except StopRequested as stop:
         save_and_exit(args, trainer, epoch_itr, ckpt, stop)
     finally:

@@ -63,7 +63,7 @@ def _setup(peer_dir, save_dir, extra=""):
     trainer = Trainer(args, task, model, task.build_criterion(args))
     task.load_dataset("valid")
     args.train_subset = "valid"
-    itr = train.train_iterator(args, task, trainer, 1)
+    itr = trainer.get_train_iterator(1, load_dataset=False)
     return args, task, trainer, itr
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq import quickstart_corpus as qc
+from fairseq_cli.quickstart import corpus as qc
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
 
@@ -126,7 +126,7 @@ def test_split_text_file_and_errors(tmp_path):
 
 
 def test_bad_flags_give_one_line_errors(tmp_path, capsys):
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import cli as q
 
     for argv, needle in ((["--variants", "full,bogus"], "--variants"),
                          (["--budget-minutes", "0"], "--budget-minutes"),
@@ -144,7 +144,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
 def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch, shared_dir):
     """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,
     and the table and JSON are there. Then the plot from that JSON is a real PNG."""
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import cli as q
 
     def broken_plot(*a, **k):
         raise ModuleNotFoundError("No module named 'matplotlib'")
@@ -219,7 +219,7 @@ def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, cap
 
 
 def _summary(variant, updates, seconds, ideal_ratio):
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import cli as q
 
     return q.Summary(variant=variant, updates=updates, train_seconds=seconds, tokens_per_s=1.0,
                      steps_per_s=updates / seconds, median_step_s=seconds / updates, final_valid_loss=10.0,
@@ -229,7 +229,7 @@ def _summary(variant, updates, seconds, ideal_ratio):
 
 def test_caveats_say_in_words_when_the_comparison_misleads():
     """The issue's run: 'sctd 6.13x, ideal 1.20x' from a handful of updates on a busy machine must come with words."""
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import cli as q
 
     quiet = q.CpuShare(cpu_seconds=190.0, wall_seconds=100.0, threads=2)
     short = [_summary("full", 3, 6.0, 1.0), _summary("token-drop", 5, 6.0, 0.74), _summary("sctd", 18, 6.0, 1 / 1.2)]
@@ -251,7 +251,7 @@ def test_caveats_say_in_words_when_the_comparison_misleads():
 def test_model_description_names_the_model():
     import argparse
 
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import cli as q
 
     args = q.build_parser().parse_args([])
     assert q.model_description(args) == ("12 layers x 128 wide RoBERTa (FFN 512, 4 heads; roberta_base's layout, "
@@ -269,8 +269,8 @@ def test_plot_zooms_where_the_variants_differ(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fairseq import quickstart_results
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import results as quickstart_results
+    from fairseq_cli.quickstart import cli as q
 
     t = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0]
     full = _summary("full", 300, 120.0, 1.0)

@@ -1,8 +1,8 @@
-"""Interleaved lanes (fairseq/side_by_side.py): isolation, fairseq-train equivalence, clocks, resume."""
+"""Interleaved lanes (fairseq_cli/quickstart/side_by_side.py): isolation, fairseq-train equivalence, clocks, resume."""
 import pytest
 import torch
 
-from fairseq import side_by_side as sbs
+from fairseq_cli.quickstart import side_by_side as sbs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
 

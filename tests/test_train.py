@@ -40,7 +40,7 @@ def test_updates_match_fairseq_trace(peer_dir, trace):
     load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler, args.reset_meters)
     assert trainer.num_updates == 0
     task.load_dataset("train")
-    itr = train.train_iterator(args, task, trainer, 1).next_epoch_itr(shuffle=True)
+    itr = trainer.get_train_iterator(1, load_dataset=False).next_epoch_itr(shuffle=True)
     named = dict(model.named_parameters())
     names = sorted({k.split("__")[0] for k in params_ref.files})
     for u in range(1, 4):

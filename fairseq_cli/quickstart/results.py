@@ -2,7 +2,7 @@
 
 Why a module of its own: the numbers must not mislead a newcomer, so what the table and the plot say
 (and when they say "do not trust this": too few updates, a speedup beyond its FLOP ideal, a busy CPU)
-is one concern, apart from running the lanes (fairseq_cli/quickstart.py).
+is one concern, apart from running the lanes (cli.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from fairseq import models
 from fairseq.flops import ideal_step_ratio
-from fairseq.side_by_side import Lane
+from fairseq_cli.quickstart.side_by_side import Lane
 from fairseq.token_drop import sctd_interval
 
 # How the time axis was measured: said under the table, in results.md and in the plot's subtitle.

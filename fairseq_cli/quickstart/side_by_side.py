@@ -27,13 +27,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from fairseq import options, sctd, tasks
+from fairseq import options, sctd, tasks, utils
 from fairseq.checkpoint.files import atomic_save
 from fairseq.checkpoint.restore import load_into_trainer
 from fairseq.checkpoint.rng import rng_state, set_rng_state
 from fairseq.checkpoint.save import build_state
-from fairseq.trainer import Trainer, move_to
-from fairseq_cli.train import load_train_epoch, max_positions, set_seeds
+from fairseq.trainer import Trainer, max_positions, move_to
 
 # Flags whose job is the training loop's; a lane's caller owns the loop, so they would be ignored here.
 LOOP_FLAGS = ("--max-update", "--max-epoch", "--stop-time-hours", "--save-dir", "--save-interval",
@@ -63,12 +62,12 @@ class Lane:
         self.points: List[Dict[str, float]] = []  # validation results on this lane's clock
         self._rng: Optional[Dict] = None
         with self.own_rng():
-            set_seeds(self.args.seed)  # fairseq-train's order: seeds, task, valid data, model, criterion
+            utils.set_seeds(self.args.seed)  # fairseq-train's order: seeds, task, valid data, model, criterion
             self.task = tasks.setup_task(self.args)
             self.task.load_dataset(self.args.valid_subset, epoch=1)
             model = self.task.build_model(self.args)
             self.trainer = Trainer(self.args, self.task, model, self.task.build_criterion(self.args))
-            self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer, 1)
+            self.epoch_itr = self.trainer.get_train_iterator(1)
         self._itr = None
         self._valid_itr = None
 
@@ -96,8 +95,7 @@ class Lane:
             if self._itr is None or not self._itr.has_next():
                 if self._itr is not None and self.task.has_sharded_data(self.args.train_subset):
                     # as fairseq-train: epoch k reads shard (k-1) mod n through a fresh iterator
-                    self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer,
-                                                      self.epoch_itr.next_epoch_idx)
+                    self.epoch_itr = self.trainer.get_train_iterator(self.epoch_itr.next_epoch_idx)
                 idx = self.epoch_itr.next_epoch_idx
                 self._itr = self.epoch_itr.next_epoch_itr(shuffle=idx > self.args.curriculum)
             uf = self.args.update_freq[min(self.epoch_itr.epoch, len(self.args.update_freq)) - 1]
@@ -168,7 +166,7 @@ class Lane:
         with self.own_rng():
             extra = load_into_trainer(self.trainer, path)
             state = extra["train_iterator"]  # as fairseq-train: the saved epoch's data (its shard), then the position
-            self.epoch_itr = load_train_epoch(self.args, self.task, self.trainer, int(state["epoch"]))
+            self.epoch_itr = self.trainer.get_train_iterator(int(state["epoch"]))
             self.epoch_itr.load_state_dict(state)
         self._itr = None
         record = extra.get("side_by_side") or {}

@@ -229,7 +229,7 @@ def _shuffle_split_write(documents: list[list[str]], out_dir, seed: int, valid_f
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m fairseq.quickstart_corpus OUT_DIR`: write the corpus and print its size."""
+    """`python -m fairseq_cli.quickstart.corpus OUT_DIR`: write the corpus and print its size."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=1234)

@@ -13,7 +13,7 @@ speedup or a busy CPU), then plot validation loss (full model, and the dropping 
 each variant's training step time.
 
 Why equal time and not equal updates: token dropping's claim is that cheaper steps buy more of them in
-the same time, so the fair comparison is quality per second. Why side by side (fairseq/side_by_side.py):
+the same time, so the fair comparison is quality per second. Why side by side (side_by_side.py):
 trained one after another, the variants got whatever CPU a shared machine had left at the time (seen:
 ScTD 17 updates while full got 215); interleaved update by update in one process, every variant sees the
 same load, and each one's time axis is the sum of its own update times. The data steps call the other
@@ -34,11 +34,11 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from fairseq import quickstart_corpus
+from fairseq_cli.quickstart import corpus as quickstart_corpus
 from fairseq.cpu_memory import keep_freed_memory
-from fairseq.quickstart_results import (MEASURED, MIN_UPDATES, CpuShare, Summary, caveats, format_table,
+from fairseq_cli.quickstart.results import (MEASURED, MIN_UPDATES, CpuShare, Summary, caveats, format_table,
                                         model_description, plot_curves, summarize)
-from fairseq.side_by_side import Lane, check_no_loop_flags, interleave
+from fairseq_cli.quickstart.side_by_side import Lane, check_no_loop_flags, interleave
 from fairseq_cli import bpe, preprocess
 
 VARIANTS = {
