@@ -3,9 +3,10 @@
 Stage 1 reads --arch/--task/--criterion/--optimizer/--lr-scheduler; stage 2 adds the flags those
 choices own (each class's add_args, as in fairseq) and parses everything, so an unknown flag is an
 argparse error that names it. Unknown names raise a one-line ValueError listing the choices.
-Right after parsing, before any work, every numeric value is checked against DOMAINS and every flag
-against fairseq/flag_audit.py (no-effect flags warn once, missing features stop), so bad input is one
-line naming the flag instead of a silent run or a traceback minutes later.
+Right after parsing, before any work, every numeric value is checked against its domain and the rules
+that tie flags together (fairseq/flag_rules.py), and every flag against fairseq/flag_audit.py
+(no-effect flags warn once, missing features stop), so bad input is one line naming the flag instead
+of a silent run or a traceback minutes later.
 The grouped cfg that checkpoints store is built from these parsers by fairseq/checkpoint/cfg.py.
 """
 from __future__ import annotations
@@ -15,81 +16,12 @@ import ast
 import sys
 from typing import List, Optional, Sequence
 
-from fairseq import flag_audit, models, option_rules, registry
+from fairseq import flag_audit, flag_rules, models, registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
 from fairseq.user_dir import import_user_module
-from fairseq.optim.adam import parse_betas
 
 DEFAULT_TASK = "masked_lm"
-
-# The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
-# before any data is read or any model built. A value outside its domain stops the run with one line
-# naming the flag. tests/test_bad_input.py asserts that every int/float option of every parser has an
-# entry and that each domain is enforced. New numeric flag: add `"its_dest": DOMAIN,` here.
-# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "(0,1)", "[0,1)", "[0,1]", "any" (every number counts).
-DOMAINS = {
-    # common
-    "log_interval": ">0", "seed": ">=0", "fp16_init_scale": ">0", "fp16_scale_window": ">0",
-    "fp16_scale_tolerance": "[0,1]", "min_loss_scale": ">=0", "threshold_loss_scale": ">0",
-    "amp_batch_retries": ">=0", "amp_init_scale": ">0", "amp_scale_window": ">0", "empty_cache_freq": ">=0",
-    "all_gather_list_size": ">0", "model_parallel_size": ">=1",
-    # dataset
-    "num_workers": ">=0", "max_tokens": ">0", "batch_size": ">0", "required_batch_size_multiple": ">=1",
-    "required_seq_len_multiple": ">=1", "data_buffer_size": ">=0", "validate_interval": ">0",
-    "validate_interval_updates": ">=0", "validate_after_updates": ">=0", "fixed_validation_seed": ">=0",
-    "max_tokens_valid": ">0", "batch_size_valid": ">0", "max_valid_steps": ">0", "curriculum": ">=0",
-    "num_shards": ">=1", "shard_id": ">=0",
-    # distributed_training
-    "distributed_world_size": ">=1", "distributed_rank": ">=0", "distributed_port": ">=-1", "device_id": ">=0",
-    "bucket_cap_mb": ">0", "heartbeat_timeout": ">=-1", "distributed_num_procs": ">=1",
-    # optimization (lr and update_freq are lists: every element is checked)
-    "max_epoch": ">=0", "max_update": ">=0", "stop_time_hours": ">=0", "clip_norm": ">=0",
-    "update_freq": ">=1", "lr": ">=0", "stop_min_lr": "any",
-    # checkpoint
-    "save_interval": ">0", "save_interval_updates": ">=0", "keep_interval_updates": ">=-1",
-    "keep_interval_updates_pattern": ">=-1", "keep_last_epochs": ">=-1", "keep_best_checkpoints": ">=-1",
-    "patience": ">=-1", "checkpoint_shard_count": ">=1",
-    # model
-    "encoder_layers": ">0", "encoder_embed_dim": ">0", "encoder_ffn_embed_dim": ">0",
-    "encoder_attention_heads": ">0", "max_positions": ">0", "max_source_positions": ">0", "layer_norm_eps": ">0",
-    "dropout": "[0,1)", "attention_dropout": "[0,1)", "activation_dropout": "[0,1)", "pooler_dropout": "[0,1)",
-    "encoder_layerdrop": "[0,1)",
-    # masked_lm task, token dropping / ScTD
-    "tokens_per_sample": ">0", "mask_prob": "(0,1)", "leave_unmasked_prob": "[0,1]", "random_token_prob": "[0,1]",
-    "mask_multiple_length": ">=1", "mask_stdev": ">=0",
-    "token_drop": "[0,1)", "token_importance_beta": "[0,1]", "sctd_interval": ">=0", "sctd_weight": ">=0",
-    "sctd_full_mlm_weight": ">=0", "token_drop_warmup_updates": ">=0", "token_drop_final_full_updates": ">=0",
-    # optimizer, lr schedules
-    "adam_eps": ">=0", "weight_decay": ">=0", "warmup_updates": ">=0", "warmup_init_lr": "any",
-    "force_anneal": ">=0", "end_learning_rate": ">=0", "power": ">=0", "total_num_update": ">0",
-    # sentence_prediction task
-    "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
-    # fairseq-preprocess
-    "thresholdsrc": ">=0", "nwordssrc": ">=-1", "padding_factor": ">=1", "workers": ">=1",
-}
-
-_DOMAIN_TESTS = {
-    ">0": (lambda v: v > 0, "must be > 0"), ">=0": (lambda v: v >= 0, "must be >= 0"),
-    ">=1": (lambda v: v >= 1, "must be >= 1"), ">=-1": (lambda v: v >= -1, "must be >= -1 (-1 = off)"),
-    "(0,1)": (lambda v: 0 < v < 1, "must be in (0, 1)"), "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-    "any": (lambda v: True, ""),
-}
-
-
-def check_domains(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """ValueError naming the flag when a numeric value is outside DOMAINS (NaN is outside every domain)."""
-    for action in parser._actions:
-        domain = DOMAINS.get(action.dest)
-        value = getattr(args, action.dest, None)
-        if domain is None or value is None:
-            continue
-        ok, rule = _DOMAIN_TESTS[domain]
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if v != v or not ok(v):
-                raise ValueError(f"{flag_audit.flag_name(action)} {v}: {rule}")
-
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (`PROG: error: ...; see --help`), not the whole usage."""
@@ -338,36 +270,12 @@ def add_choice_args(parser, names: argparse.Namespace) -> None:
         cls.add_args(parser)
 
 
-# RoBERTa's position table when --max-positions is not given and --tokens-per-sample does not set it.
-ROBERTA_MAX_POSITIONS = 512
-
-
-def _check_sample_length(args: argparse.Namespace) -> None:
-    """--tokens-per-sample must fit the model's positions, known before anything is built.
-
-    fairseq sizes the position table from --tokens-per-sample when --max-positions is absent, so a
-    typo like --tokens-per-sample 100000 builds a 100k-position model whose first batch asks for an
-    attention matrix of hundreds of GB. Beyond RoBERTa's 512 positions we ask for --max-positions.
-    """
-    tps = getattr(args, "tokens_per_sample", None)
-    if tps is None:
-        return
-    max_positions = getattr(args, "max_positions", None)
-    if max_positions is None and tps > ROBERTA_MAX_POSITIONS:
-        raise ValueError(f"--tokens-per-sample {tps} exceeds RoBERTa's {ROBERTA_MAX_POSITIONS} positions; "
-                         f"pass --max-positions {tps} to build a model with that many (attention memory "
-                         f"grows with the square of the length)")
-    if max_positions is not None and tps > max_positions:
-        raise ValueError(f"--max-positions {max_positions} is smaller than --tokens-per-sample {tps}; "
-                         f"raise --max-positions or lower --tokens-per-sample")
-
-
 def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     args.lr = str_list(args.lr, float)
     args.update_freq = str_list(args.update_freq, int)
     if not args.lr or not args.update_freq:
         raise ValueError(f"--lr {args.lr} / --update-freq {args.update_freq}: need at least one value")
-    check_domains(parser, args)
+    flag_rules.check_domains(parser, args)
     flag_audit.check(parser, args)
     if args.amp:  # fairseq's --amp scaler has its own init scale and window
         args.fp16 = True
@@ -376,22 +284,12 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
         args.fp16 = True
     if args.memory_efficient_bf16:
         args.bf16 = True
-    if args.fp16 and args.bf16:
-        raise ValueError("--fp16 and --bf16 are mutually exclusive")
-    if args.dataset_impl not in (None, "mmap"):
-        raise ValueError(f"--dataset-impl {args.dataset_impl!r} is not supported; only mmap")
     if getattr(args, "batch_size_valid", None) is None:
         args.batch_size_valid = args.batch_size
     if getattr(args, "max_tokens_valid", None) is None:
         args.max_tokens_valid = args.max_tokens
-    if args.max_tokens is None and args.batch_size is None:
-        raise ValueError("specify a batch size with --max-tokens or --batch-size")
-    if "adam_betas" in args:
-        parse_betas(args.adam_betas)
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
-    option_rules.check_finetune_resets(args)
-    option_rules.check_valid_subsets(args)
-    _check_sample_length(args)
+    flag_rules.check_cross_flag_rules(args)
     models.get_arch(args.arch)(args)
     if getattr(args, "max_source_positions", None) is None:
         args.max_source_positions = args.max_positions

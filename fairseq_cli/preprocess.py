@@ -17,7 +17,7 @@ import sys
 import uuid
 from typing import List, Tuple
 
-from fairseq import flag_audit, options
+from fairseq import flag_audit, flag_rules, options
 from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
 from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
@@ -171,7 +171,7 @@ def cli_main(argv=None) -> None:
     args = parser.parse_args(argv)
     logger.info(args)
     try:
-        options.check_domains(parser, args)
+        flag_rules.check_domains(parser, args)
         flag_audit.check(parser, args)
         main(args)
     except (ValueError, FileNotFoundError) as e:

@@ -15,14 +15,14 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import flag_audit, options, registry, tasks, token_drop
+from fairseq import flag_audit, flag_rules, options, registry, tasks, token_drop
 from fairseq.checkpoint.cfg import model_args_from_cfg
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.checkpoint.restore import check_vocab
 from fairseq.distributed import collectives, launch
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
-from fairseq.trainer import move_to, pick_device
+from fairseq.trainer import max_positions, move_to, pick_device
 from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger("fairseq_cli.validate")
@@ -41,7 +41,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = get_validation_parser()
     registry.lookup("task", names.task).add_args(parser)
     args = parser.parse_args(argv)
-    options.check_domains(parser, args)
+    flag_rules.check_domains(parser, args)
     flag_audit.check(parser, args)
     explicit_parser = get_validation_parser()
     registry.lookup("task", names.task).add_args(explicit_parser)
@@ -118,12 +118,9 @@ def main(args) -> List[Dict]:
     results = []
     for subset in [s for s in args.valid_subset.split(",") if s]:
         task.load_dataset(subset, epoch=1)
-        tm = getattr(task, "max_positions", lambda: None)()
-        mm = model.max_positions() if hasattr(model, "max_positions") else None
-        maxpos = min(v for v in (tm, mm) if v is not None) if (tm or mm) else None
         itr = task.get_batch_iterator(
             dataset=task.dataset(subset), max_tokens=args.max_tokens_valid, max_sentences=args.batch_size_valid,
-            max_positions=maxpos, ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
+            max_positions=max_positions(task, model), ignore_invalid_inputs=args.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=args.required_batch_size_multiple, seed=args.seed,
             num_shards=collectives.get_world_size(), shard_id=collectives.get_rank(), epoch=1, split_name=subset,
             num_workers=args.num_workers,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq import flag_audit, options, registry
+from fairseq import flag_audit, flag_rules, options, registry
 from fairseq_cli import hydra_train, preprocess, train, validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ def _train_configs():
                 base = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
                         "--optimizer", "adam", "--lr-scheduler", sched]
                 parser = options.get_training_parser()
-                options._add_choice_args(parser, argparse.Namespace(
+                options.add_choice_args(parser, argparse.Namespace(
                     arch="roberta_tiny", task=task, criterion=crit, optimizer="adam", lr_scheduler=sched))
                 yield f"fairseq-train {task}/{crit}/{sched}", parser, base
 
@@ -107,13 +107,13 @@ def test_every_option_of_every_parser_is_classified():
 def test_every_table_entry_is_a_real_flag():
     dests = {a.dest for _, parser, _ in CONFIGS for a in _actions(parser)}
     assert not set(flag_audit.FLAGS) - dests, "stale entries in fairseq/flag_audit.py FLAGS"
-    assert not set(options.DOMAINS) - dests, "stale entries in fairseq/options.py DOMAINS"
+    assert not set(flag_rules.DOMAINS) - dests, "stale entries in fairseq/flag_rules.py DOMAINS"
 
 
 def test_every_numeric_option_has_a_domain():
     missing = sorted({f'"{a.dest}": ">=0",  # {flag_audit.flag_name(a)}: or its real domain'
                       for _, parser, _ in CONFIGS for a in _actions(parser)
-                      if _is_numeric(a) and a.dest not in options.DOMAINS})
+                      if _is_numeric(a) and a.dest not in flag_rules.DOMAINS})
     assert not missing, "numeric flags without a domain; add to DOMAINS in fairseq/options.py:\n" + "\n".join(missing)
 
 
@@ -163,14 +163,14 @@ def test_recipes_resolve_without_flag_warnings(caplog):
 
 
 _OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "(0,1)": "0", "[0,1)": "1", "[0,1]": "1.5"}
-NUMERIC = sorted(d for d, dom in options.DOMAINS.items() if dom != "any")
+NUMERIC = sorted(d for d, dom in flag_rules.DOMAINS.items() if dom != "any")
 
 
 @pytest.mark.parametrize("dest", NUMERIC)
 def test_value_outside_its_domain_stops_with_one_line(dest, capsys):
     prog, parser, base, action = _first_config(dest)
     name = flag_audit.flag_name(action)
-    code, err = _run_cli(prog, base + [name, _OUTSIDE[options.DOMAINS[dest]]], capsys)
+    code, err = _run_cli(prog, base + [name, _OUTSIDE[flag_rules.DOMAINS[dest]]], capsys)
     assert code != 0 and "Traceback" not in err
     assert len(err.splitlines()) == 1 and name in err, err
 

@@ -22,12 +22,13 @@ from fairseq.models import roberta  # noqa: F401  (registers roberta and its --a
 
 
 def model_class(arch: str):
+    """The model class --arch names (a one-line ValueError with the choices when it names none)."""
     get_arch(arch)
     return ARCH_MODEL_REGISTRY[arch]
 
 
 def build_model(args, task, from_checkpoint: bool = False):
-    """Fill the --arch defaults into args and build its registered model (fairseq's models.build_model)."""
-    arch = getattr(args, "arch", None) or "roberta_base"
-    get_arch(arch)(args)
-    return ARCH_MODEL_REGISTRY[arch].build_model(args, task)
+    """The registered model of --arch, built by its class (fairseq's models.build_model). The
+    architecture's defaults are filled where fairseq fills them: when the flags are parsed
+    (options.parse_args_and_arch) and by the model's own build_model (RobertaModel.build_model)."""
+    return model_class(getattr(args, "arch", None) or "roberta_base").build_model(args, task)

@@ -14,6 +14,7 @@ import argparse
 from typing import Callable, Dict
 
 from fairseq import registry
+from fairseq.flag_rules import ROBERTA_MAX_POSITIONS, check_sample_length
 
 MODEL_REGISTRY: Dict[str, type] = registry.setup_registry("model").classes
 MODEL_DATACLASS_REGISTRY = registry.REGISTRIES["model"].dataclasses
@@ -82,8 +83,9 @@ def base_architecture(args):
     _fill(args, "offload_activations", False)
     _fill(args, "spectral_norm_classification_head", False)
     _fill(args, "layer_norm_eps", 1e-5)
+    check_sample_length(args)
     tps = getattr(args, "tokens_per_sample", None)
-    _fill(args, "max_positions", int(tps) if tps is not None else 512)
+    _fill(args, "max_positions", int(tps) if tps is not None else ROBERTA_MAX_POSITIONS)
     _fill(args, "max_source_positions", args.max_positions)
     _check(args)
     return args

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import II
 
-from fairseq import flops, models, sctd, token_drop, utils
+from fairseq import flops, sctd, token_drop, utils
 from fairseq.distributed import collectives
 from fairseq.data import (
     Dictionary,
@@ -248,12 +248,6 @@ class MaskedLMTask(FairseqTask):
         return self.datasets[split]
 
     def build_model(self, args, from_checkpoint: bool = False):
-        models.get_arch(getattr(args, "arch", None) or "roberta_base")(args)
-        if getattr(args, "max_positions", None) is None:
-            args.max_positions = args.tokens_per_sample
-        if int(args.max_positions) < int(args.tokens_per_sample):
-            raise ValueError(f"--max-positions {args.max_positions} is smaller than --tokens-per-sample "
-                             f"{args.tokens_per_sample}; raise --max-positions or lower --tokens-per-sample")
         model = super().build_model(args, from_checkpoint)
         unused = token_drop.unused_flags(args)
         if unused and collectives.is_master():  # one warning per job, like fairseq.flag_audit's

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections import OrderedDict
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -38,7 +38,7 @@ from fairseq.models.fairseq_model import FairseqEncoderModel
 from fairseq.models.roberta.hub_interface import RobertaHubInterface
 from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
-from fairseq.token_drop import drop_layer_split
+from fairseq.token_drop import drop_layer_split, gather_positions, merge_positions
 from fairseq.utils import make_positions
 
 
@@ -53,11 +53,6 @@ def init_bert_params(module: nn.Module) -> None:
         module.weight.data.normal_(mean=0.0, std=0.02)
         if module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
-
-
-def default_split(num_layers: int, token_drop_layers=None) -> Tuple[int, int]:
-    """(cross layer d, last kept layer); Hou's default d = L//2-1, last = L-2 (needs L >= 4)."""
-    return drop_layer_split(num_layers, token_drop_layers)
 
 
 class TransformerSentenceEncoder(nn.Module):
@@ -144,27 +139,26 @@ class TransformerSentenceEncoder(nn.Module):
     def _run_dropping(self, x, attn_mask, pad, keep, states):
         """Token dropping: full layers, cross layer d, kept layers d+1..end, merge, full layers after."""
         L = len(self.layers)
-        d, end = default_split(L, self.token_drop_layers)
+        d, end = drop_layer_split(L, self.token_drop_layers)
         if keep.dim() != 2 or keep.size(0) != x.size(0):
             raise ValueError(f"token_drop_keep must be [B,K] with B={x.size(0)}, got {tuple(keep.shape)}")
         if not keep.is_cuda and keep.size(1) > 0 and bool((keep[:, 0] != 0).any()):
             raise ValueError("token_drop_keep must include position 0 (<s>) as its first entry in every row")
         x, cls_local = self._run(x, attn_mask, range(d), states)
         before = x                                    # output of layer d-1 (the embeddings when d == 0)
-        idx = keep.unsqueeze(-1).expand(-1, -1, x.size(-1))
-        kept_mask = None if attn_mask is None else (~pad.gather(1, keep))[:, None, None, :]
+        kept_mask = None if attn_mask is None else (~gather_positions(pad, keep))[:, None, None, :]
         h = self.layer_call(d, x, attn_mask, keep)
         if d == L - 2:
             cls_local = h[:, 0]
         if states is not None:
-            states.append(before.scatter(1, idx, h))
+            states.append(merge_positions(before, h, keep))
         for i in range(d + 1, end + 1):
             h = self.layer_call(i, h, kept_mask)
             if states is not None:
-                states.append(before.scatter(1, idx, h))
+                states.append(merge_positions(before, h, keep))
             if i == L - 2:
                 cls_local = h[:, 0]
-        x = before.scatter(1, idx, h)
+        x = merge_positions(before, h, keep)
         return self._run(x, attn_mask, range(end + 1, L), states, cls_local)
 
 
