@@ -1,10 +1,9 @@
 """benchmarks/bench_preprocess.py runs end to end at tiny sizes (the real numbers are in docs/faults.md)."""
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from conftest import load_benchmark
 
-import bench_preprocess  # noqa: E402
+bench_preprocess = load_benchmark("bench_preprocess")
 
 
 def test_smoke_tiny_sizes(tmp_path, capsys):

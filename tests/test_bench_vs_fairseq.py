@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import bench_vs_fairseq  # noqa: E402
+bench_vs_fairseq = load_benchmark("bench_vs_fairseq")
 
 
 def test_dry_run_times_our_fairseq_train(peer_dir):

@@ -1,9 +1,9 @@
 """benchmarks/glue_runs.py: glue.sh per (checkpoint, task, seed), medians table, finished runs skipped."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
 
@@ -11,10 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("glue_runs", REPO / "benchmarks" / "glue_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("glue_runs")
 
 
 def test_best_line_parsing_and_median_table():

@@ -11,9 +11,10 @@ import torch
 
 from fairseq.optim.loss_scaler import DynamicLossScaler
 
+from conftest import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_check  # noqa: E402
+gpu_check = load_benchmark("gpu_check")
 
 
 def _run(*flags):

@@ -1,11 +1,11 @@
 """benchmarks/quality_run.py: a study interrupted and rerun ends where an uninterrupted one does."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy cores
 
@@ -13,10 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("quality_run", REPO / "benchmarks" / "quality_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality_run")
 
 
 def _flags(work, *extra):

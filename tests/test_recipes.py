@@ -46,7 +46,7 @@ def _parse(argv):
 
 @pytest.mark.parametrize("size", ["base", "large"])
 def test_shell_and_yaml_recipes_resolve_to_the_same_namespace(size):
-    shell = vars(_parse(fairseq_train_argv(RECIPES / f"pretrain_{size}.sh", {"DATA_DIR": DATA, "SAVE_DIR": SAVE})))
+    shell = vars(_parse(fairseq_train_argv(RECIPES / "pretrain.sh", {"DATA_DIR": DATA, "SAVE_DIR": SAVE, "SIZE": size})))
     yaml = vars(resolve_config(CONFIG_DIR, f"pretrain_{size}", [f"task.data={DATA}", f"checkpoint.save_dir={SAVE}"]))
     assert shell.keys() == yaml.keys()
     assert {k: v for k, v in shell.items() if yaml[k] != v} == {}
@@ -58,7 +58,7 @@ def test_shell_and_yaml_recipes_resolve_to_the_same_namespace(size):
 def test_shell_recipe_is_the_papers_command(size):
     """Exactly the flags of SPEC section 1 (arch aside), so the recipe cannot drift from the paper."""
     paper = [DATA] + shlex.split(PAPER_FLAGS.replace("ARCH", f"roberta_{size}").replace("SAVE_DIR", SAVE))
-    script = fairseq_train_argv(RECIPES / f"pretrain_{size}.sh", {"DATA_DIR": DATA, "SAVE_DIR": SAVE})
+    script = fairseq_train_argv(RECIPES / "pretrain.sh", {"DATA_DIR": DATA, "SAVE_DIR": SAVE, "SIZE": size})
     assert script == paper
     assert vars(_parse(script)) == vars(_parse(paper))
 
@@ -73,13 +73,13 @@ def test_overrides_change_the_resolved_namespace():
 
 
 def test_scripts_are_valid_bash():
-    for name in ("pretrain_base.sh", "pretrain_large.sh", "quickstart.sh"):
+    for name in ("pretrain.sh", "quickstart.sh"):
         subprocess.run(["bash", "-n", str(RECIPES / name)], check=True)
 
 
 def test_readme_names_every_recipe():
     readme = (RECIPES / "README.md").read_text()
-    for name in ("pretrain_base.sh", "pretrain_large.sh", "quickstart.sh", "pretrain_base.yaml",
+    for name in ("pretrain.sh", "quickstart.sh", "pretrain_base.yaml",
                  "pretrain_large.yaml", "fairseq-hydra-train", "fairseq-sctd-quickstart", "--token-drop",
                  "--sctd-interval", "--sctd-weight"):
         assert name in readme, name
@@ -109,7 +109,7 @@ def test_pretrain_script_takes_extra_flags_and_keeps_ctrl_c_messages(tmp_path):
     (bin_dir / "fairseq-train").write_text(FAKE_TRAIN)
     (bin_dir / "fairseq-train").chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    proc = subprocess.Popen(["bash", str(RECIPES / "pretrain_base.sh"), str(tmp_path / "text"), str(data), str(save),
+    proc = subprocess.Popen(["bash", str(RECIPES / "pretrain.sh"), "base", str(tmp_path / "text"), str(data), str(save),
                              "--encoder-layers", "2", "--max-update", "3"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     log = save / "train.log"

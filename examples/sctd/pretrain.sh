@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Pretrain roberta_base with token dropping (p=0.5) + ScTD: the ScTD paper's fairseq-train command
-# (SPEC section 1) with --arch roberta_base. The same run as config/pretrain_base.yaml.
+# Pretrain RoBERTa with token dropping (p=0.5) + ScTD: the ScTD paper's fairseq-train command
+# (SPEC section 1) with --arch roberta_SIZE. The same run as config/pretrain_SIZE.yaml.
 #
-#   examples/sctd/pretrain_base.sh TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]
+#   examples/sctd/pretrain.sh SIZE TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]
+#
+# SIZE is base (roberta_base, the paper's BERT-base setting) or large (roberta_large).
 #
 # TEXT_DIR holds train.txt and valid.txt (one paragraph per line, a blank line between documents).
 # Data preparation runs only when DATA_DIR/dict.txt does not exist yet:
@@ -12,16 +14,21 @@
 # WORKERS (default 8) sets the BPE-encoding and preprocessing processes. The BPE files go into DATA_DIR
 # (fairseq-preprocess --bpe-dir), where RobertaModel.from_pretrained(SAVE_DIR, data_name_or_path=DATA_DIR)
 # finds them. Extra flags go to fairseq-train after the paper's (a later flag wins), e.g. a smoke test:
-#   examples/sctd/pretrain_base.sh text data-bin ckpt --encoder-layers 2 --max-update 10 --cpu
+#   examples/sctd/pretrain.sh base text data-bin ckpt --encoder-layers 2 --max-update 10 --cpu
 # Ctrl-C: fairseq-train saves checkpoint_last.pt and says so; tee -i keeps the log going until it has.
 # Multi-GPU: launch the same fairseq-train line with torchrun (see examples/sctd/README.md).
 set -euo pipefail
 
-USAGE="usage: $0 TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]"
-TEXT_DIR=${1:?$USAGE}
-DATA_DIR=${2:?$USAGE}
-SAVE_DIR=${3:?$USAGE}
-shift 3
+USAGE="usage: $0 base|large TEXT_DIR DATA_DIR SAVE_DIR [extra fairseq-train flags]"
+SIZE=${1:?$USAGE}
+case "$SIZE" in
+    base|large) ;;
+    *) echo "error: SIZE must be base or large, got '$SIZE'; $USAGE" >&2; exit 2 ;;
+esac
+TEXT_DIR=${2:?$USAGE}
+DATA_DIR=${3:?$USAGE}
+SAVE_DIR=${4:?$USAGE}
+shift 4
 WORKERS=${WORKERS:-8}
 
 if [ ! -f "$DATA_DIR/dict.txt" ]; then
@@ -53,7 +60,7 @@ mkdir -p "$SAVE_DIR"
 fairseq-train "$DATA_DIR" \
     --train-subset train --valid-subset valid --skip-invalid-size-inputs-valid-test \
     --memory-efficient-fp16 --fp16-init-scale 8 \
-    --arch roberta_base --task masked_lm --sample-break-mode "complete" \
+    --arch "roberta_$SIZE" --task masked_lm --sample-break-mode "complete" \
     --batch-size 8 --tokens-per-sample 512 \
     --save-interval 1 --save-interval-updates 10000 --keep-interval-updates 25 --no-epoch-checkpoints \
     --optimizer adam --adam-betas "(0.9, 0.999)" --adam-eps 1e-06 --weight-decay 0.01 --clip-norm 0.0 \
