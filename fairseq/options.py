@@ -16,7 +16,7 @@ import ast
 import sys
 from typing import List, Optional, Sequence
 
-from fairseq import flag_audit, flag_rules, models, registry
+from fairseq import flag_audit, flag_rules, registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
 from fairseq.user_dir import import_user_module
@@ -248,8 +248,8 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
 def add_choice_args(parser, names: argparse.Namespace) -> None:
     """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
     if names.arch is None:
-        raise ValueError("--arch/-a is required; choose from: " + ", ".join(models.arch_choices()))
-    model_cls = models.model_class(names.arch)
+        raise ValueError("--arch/-a is required; choose from: " + ", ".join(registry.arch_choices()))
+    model_cls = registry.model_class(names.arch)
     task_cls = registry.lookup("task", names.task)
     criterion_cls = registry.lookup("criterion", names.criterion)
     if names.optimizer is None:
@@ -290,7 +290,7 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
         args.max_tokens_valid = args.max_tokens
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
     flag_rules.check_cross_flag_rules(args)
-    models.get_arch(args.arch)(args)
+    registry.get_arch(args.arch)(args)
     if getattr(args, "max_source_positions", None) is None:
         args.max_source_positions = args.max_positions
     return args

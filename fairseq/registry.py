@@ -1,4 +1,5 @@
-"""Name -> class tables for the public surface (--task, --criterion, --optimizer, --lr-scheduler, models).
+"""Name -> class tables for the public surface (--task, --criterion, --optimizer, --lr-scheduler, models,
+--arch).
 
 fairseq's extension mechanism: a class puts itself in a table with a decorator
 (`@register_task("masked_lm", dataclass=MaskedLMConfig)`), built-in classes and --user-dir plugins alike.
@@ -69,3 +70,41 @@ def choices(kind: str) -> list:
 def dataclass_of(cls) -> Optional[type]:
     """The dataclass `cls` was registered with (inherited from a registered base when it was not)."""
     return getattr(cls, "__dataclass", None)
+
+
+# ---- --arch: architecture name -> (model class, function filling the architecture's defaults) -------
+ARCH_MODEL_REGISTRY: Dict[str, type] = {}
+ARCH_MODEL_NAME_REGISTRY: Dict[str, str] = {}
+ARCH_CONFIG_REGISTRY: Dict[str, Callable] = {}
+
+
+def register_architecture(model_name: str, arch_name: str, fn: Callable) -> Callable:
+    """`--arch arch_name` builds model `model_name` after fn(args) fills defaults (fairseq's rules)."""
+    models = REGISTRIES["model"].classes
+    if model_name not in models:
+        raise ValueError(f"Cannot register model architecture for unknown model type ({model_name})")
+    if arch_name in ARCH_CONFIG_REGISTRY:
+        raise ValueError(f"Cannot register duplicate model architecture ({arch_name})")
+    if not callable(fn):
+        raise ValueError(f"Model architecture must be callable ({arch_name})")
+    ARCH_MODEL_REGISTRY[arch_name] = models[model_name]
+    ARCH_MODEL_NAME_REGISTRY[arch_name] = model_name
+    ARCH_CONFIG_REGISTRY[arch_name] = fn
+    return fn
+
+
+def get_arch(name: str) -> Callable:
+    """The function filling --arch name's defaults; a one-line ValueError with the choices if unknown."""
+    if name not in ARCH_CONFIG_REGISTRY:
+        raise ValueError(f"unknown --arch {name!r}; choose from: {', '.join(arch_choices())}")
+    return ARCH_CONFIG_REGISTRY[name]
+
+
+def arch_choices() -> list:
+    return sorted(ARCH_CONFIG_REGISTRY)
+
+
+def model_class(arch: str):
+    """The model class --arch names (a one-line ValueError with the choices when it names none)."""
+    get_arch(arch)
+    return ARCH_MODEL_REGISTRY[arch]

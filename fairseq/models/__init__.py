@@ -13,18 +13,13 @@ from fairseq.models.architectures import (  # noqa: F401  (the package's public 
     add_model_args,
     arch_choices,
     get_arch,
+    model_class,
     register_model,
     register_model_architecture,
 )
 from fairseq.models.fairseq_encoder import FairseqEncoder  # noqa: F401
 from fairseq.models.fairseq_model import BaseFairseqModel, FairseqEncoderModel  # noqa: F401
 from fairseq.models import roberta  # noqa: F401  (registers roberta and its --arch names)
-
-
-def model_class(arch: str):
-    """The model class --arch names (a one-line ValueError with the choices when it names none)."""
-    get_arch(arch)
-    return ARCH_MODEL_REGISTRY[arch]
 
 
 def build_model(args, task, from_checkpoint: bool = False):

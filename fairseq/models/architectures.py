@@ -18,11 +18,12 @@ from fairseq.flag_rules import ROBERTA_MAX_POSITIONS, check_sample_length
 
 MODEL_REGISTRY: Dict[str, type] = registry.setup_registry("model").classes
 MODEL_DATACLASS_REGISTRY = registry.REGISTRIES["model"].dataclasses
-ARCH_MODEL_REGISTRY: Dict[str, type] = {}
-ARCH_MODEL_NAME_REGISTRY: Dict[str, str] = {}
-ARCH_CONFIG_REGISTRY: Dict[str, Callable] = {}
+ARCH_MODEL_REGISTRY = registry.ARCH_MODEL_REGISTRY
+ARCH_MODEL_NAME_REGISTRY = registry.ARCH_MODEL_NAME_REGISTRY
+ARCH_CONFIG_REGISTRY = registry.ARCH_CONFIG_REGISTRY
 ARCH_REGISTRY = ARCH_CONFIG_REGISTRY  # our earlier name for the same table
 ARCH_MODEL = ARCH_MODEL_NAME_REGISTRY
+get_arch, arch_choices, model_class = registry.get_arch, registry.arch_choices, registry.model_class
 
 
 def register_model(name: str, dataclass=None) -> Callable:
@@ -33,16 +34,7 @@ def register_model(name: str, dataclass=None) -> Callable:
 def register_model_architecture(model_name: str, arch_name: str) -> Callable:
     """Function decorator: `--arch arch_name` builds model `model_name` after fn(args) fills defaults."""
     def decorate(fn):
-        if model_name not in MODEL_REGISTRY:
-            raise ValueError(f"Cannot register model architecture for unknown model type ({model_name})")
-        if arch_name in ARCH_CONFIG_REGISTRY:
-            raise ValueError(f"Cannot register duplicate model architecture ({arch_name})")
-        if not callable(fn):
-            raise ValueError(f"Model architecture must be callable ({arch_name})")
-        ARCH_MODEL_REGISTRY[arch_name] = MODEL_REGISTRY[model_name]
-        ARCH_MODEL_NAME_REGISTRY[arch_name] = model_name
-        ARCH_CONFIG_REGISTRY[arch_name] = fn
-        return fn
+        return registry.register_architecture(model_name, arch_name, fn)
     return decorate
 
 
@@ -114,14 +106,10 @@ ROBERTA_SHAPES = {
 }
 
 
-def get_arch(name: str) -> Callable:
-    if name not in ARCH_REGISTRY:
-        raise ValueError(f"unknown --arch {name!r}; choose from: {', '.join(sorted(ARCH_REGISTRY))}")
-    return ARCH_REGISTRY[name]
 
 
-def arch_choices():
-    return sorted(ARCH_REGISTRY)
+
+
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
