@@ -55,6 +55,10 @@ token_drop token_drop_importance token_drop_layers token_importance_beta init_to
 sctd_interval sctd_weight sctd_full_mlm_weight sctd_kl_reduction token_drop_warmup_updates
 token_drop_final_full_updates
 adam_betas adam_eps weight_decay warmup_updates warmup_init_lr end_learning_rate power total_num_update
+force_anneal lr_shrink min_lr t_mult lr_period_updates warmup_steps hold_steps decay_steps phase_ratio init_lr_scale
+final_lr_scale max_lr shrink_min lr_deacy_period lr_decay lr_threshold lr_patience epoch2lr update2lr
+momentum adafactor_eps clip_threshold decay_rate beta1 scale_parameter adadelta_rho adadelta_eps adamax_betas
+adamax_eps no_bias_correction lamb_betas lamb_eps lr_schedule_clock lr_schedule_ticks update_freq_ramp_updates
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
 ranking_head_name save_predictions
 path model_overrides quiet
@@ -86,7 +90,7 @@ _WARN = {
     "write_checkpoints_asynchronously": "checkpoints are written synchronously (temp file, fsync, rename)",
     "max_source_positions": "the encoder's position table is --max-positions",
     "include_target_tokens": "it only feeds data2vec models, which do not exist here",
-    "force_anneal": "the schedules here set the lr every update; there is no per-epoch annealing",
+    "anneal_eps": "fairseq 0.12.2's adadelta accepts it and does nothing with it either",
     "add_prev_output_tokens": "only encoder models exist here",
     "results_path": "fairseq-validate prints its results to the log",
 }
@@ -100,6 +104,9 @@ _ERROR = {
     "checkpoint_shard_count": "sharded checkpoint files are not supported (FSDP saves one full file)",
     "mask_multiple_length": "span masking is not supported; only 1",
     "mask_stdev": "span masking is not supported; only 0",
+    "relative_step": "fairseq 0.12.2's adafactor refuses a relative step with --lr, which is always set; "
+                     "schedule the lr with --lr-scheduler",
+    "warmup_init": "it needs --relative-step, which fairseq 0.12.2's adafactor refuses with --lr",
     "offload_activations": "not implemented; --checkpoint-activations alone cuts activation memory to one "
                            "tensor per layer",
 }

@@ -12,14 +12,14 @@ import os
 import re
 from typing import List
 
-from fairseq import flag_audit
+from fairseq import flag_audit, optim, update_freq
 from fairseq.optim.adam import parse_betas
 
 # The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
 # before any data is read or any model built. A value outside its domain stops the run with one line
 # naming the flag. tests/test_bad_input.py asserts that every int/float option of every parser has an
 # entry and that each domain is enforced. New numeric flag: add `"its_dest": DOMAIN,` here.
-# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "(0,1)", "[0,1)", "[0,1]", "any" (every number counts).
+# Domains: ">0", ">=0", ">=1", ">=-1" (-1 = off), "(0,1)", "[0,1)", "[0,1]", "<=0", "any" (every number counts).
 DOMAINS = {
     # common
     "log_interval": ">0", "seed": ">=0", "fp16_init_scale": ">0", "fp16_scale_window": ">0",
@@ -37,7 +37,8 @@ DOMAINS = {
     "bucket_cap_mb": ">0", "heartbeat_timeout": ">=-1", "distributed_num_procs": ">=1",
     # optimization (lr and update_freq are lists: every element is checked)
     "max_epoch": ">=0", "max_update": ">=0", "stop_time_hours": ">=0", "clip_norm": ">=0",
-    "update_freq": ">=1", "lr": ">=0", "stop_min_lr": "any",
+    "update_freq": ">=1", "lr": ">=0", "stop_min_lr": "any", "lr_schedule_ticks": ">=1",
+    "update_freq_ramp_updates": ">=0",
     # checkpoint
     "save_interval": ">0", "save_interval_updates": ">=0", "keep_interval_updates": ">=-1",
     "keep_interval_updates_pattern": ">=-1", "keep_last_epochs": ">=-1", "keep_best_checkpoints": ">=-1",
@@ -55,6 +56,11 @@ DOMAINS = {
     # optimizer, lr schedules
     "adam_eps": ">=0", "weight_decay": ">=0", "warmup_updates": ">=0", "warmup_init_lr": "any",
     "force_anneal": ">=0", "end_learning_rate": ">=0", "power": ">=0", "total_num_update": ">0",
+    "momentum": "[0,1)", "clip_threshold": ">0", "decay_rate": "<=0", "beta1": "[0,1)",
+    "adadelta_rho": "[0,1]", "adadelta_eps": ">=0", "adamax_eps": ">=0", "lamb_eps": ">=0",
+    "min_lr": ">=0", "t_mult": ">0", "lr_period_updates": "any", "lr_shrink": "[0,1]", "warmup_steps": ">=0",
+    "hold_steps": ">=0", "decay_steps": ">=0", "init_lr_scale": ">=0", "final_lr_scale": ">0", "max_lr": ">0",
+    "lr_deacy_period": ">0", "lr_decay": "[0,1]", "lr_threshold": ">=0", "lr_patience": ">=0",
     # sentence_prediction task
     "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
     # fairseq-preprocess
@@ -65,7 +71,7 @@ _DOMAIN_TESTS = {
     ">0": (lambda v: v > 0, "must be > 0"), ">=0": (lambda v: v >= 0, "must be >= 0"),
     ">=1": (lambda v: v >= 1, "must be >= 1"), ">=-1": (lambda v: v >= -1, "must be >= -1 (-1 = off)"),
     "(0,1)": (lambda v: 0 < v < 1, "must be in (0, 1)"), "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"), "<=0": (lambda v: v <= 0, "must be <= 0"),
     "any": (lambda v: True, ""),
 }
 
@@ -149,5 +155,8 @@ def check_cross_flag_rules(args: argparse.Namespace) -> None:
         raise ValueError("specify a batch size with --max-tokens or --batch-size")
     if "adam_betas" in args:
         parse_betas(args.adam_betas)
+    if getattr(args, "optimizer", None) is not None:  # the optimizer's and schedule's own refusals, now
+        optim.check_args(args)
+        update_freq.check_args(args)
     check_finetune_resets(args)
     check_valid_subsets(args)

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 from fairseq import flag_audit, flag_rules, registry
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
+from fairseq.optim.lr_scheduler.time_clock import CLOCKS
 from fairseq.user_dir import import_user_module
 
 DEFAULT_TASK = "masked_lm"
@@ -136,6 +137,12 @@ def _add_optimization(parser):
     add("--update-freq", default="1", metavar="N1,N2,...", help="accumulate gradients over N batches")
     add("--lr", "--learning-rate", default="0.25", metavar="LR1,LR2,...", help="learning rate")
     add("--stop-min-lr", type=float, default=-1.0, metavar="LR", help="stop when the lr falls below this")
+    add("--lr-schedule-clock", default="updates", choices=CLOCKS,
+        help="what the --lr-scheduler counts: updates (fairseq's), or time: ticks of --stop-time-hours")
+    add("--lr-schedule-ticks", type=int, default=1000, metavar="N",
+        help="with --lr-schedule-clock time: the budget's ticks, the unit of the schedule's update flags")
+    add("--update-freq-ramp-updates", type=int, default=0, metavar="N",
+        help="ramp the batches per update from 1 to --update-freq over the first N updates (0 = off)")
     add("--use-bmuf", action="store_true", help="not supported (error)")
     add("--skip-remainder-batch", action="store_true", help="no effect here (warns)")
 

@@ -24,7 +24,8 @@ from fairseq import utils
 from fairseq.distributed import collectives, wrap
 from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
-from fairseq.optim import build_lr_scheduler, build_optimizer
+from fairseq.optim import build_optimizer
+from fairseq.optim.lr_scheduler.time_clock import TimeClock, build_schedule
 from fairseq.optim.loss_scaler import DynamicLossScaler, default_scale_window
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _warned_fp16_cpu = False
 # A loss above this many bits per unit has diverged even if it is finite: its perplexity 2**loss
 # overflows a float, and no model giving its targets a probability below 2**-1024 is training.
 DIVERGED_BITS = 1024
+clock = time.perf_counter  # the training-time clock (tests replace it with a deterministic one)
 
 
 class StepOptimizer:
@@ -124,12 +126,13 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.params = params
         self.optimizer = build_optimizer(args, params)
-        self.lr_scheduler = build_lr_scheduler(args, self.optimizer)
+        self.previous_training_time = 0.0
+        self._train_time = 0.0
+        self.lr_scheduler = build_schedule(args, self.optimizer, self.cumulative_training_time)
+        self._timed = isinstance(self.lr_scheduler, TimeClock)
         self.step_optimizer = StepOptimizer(self.optimizer, scaler, autocast_dtype, self.device.type)
         self.num_updates = 0
         self.lr_scheduler.step_update(0)
-        self.previous_training_time = 0.0
-        self._train_time = 0.0
         self._dummy = None
 
     def get_train_iterator(self, epoch: int, load_dataset: bool = True):
@@ -151,8 +154,23 @@ class Trainer:
         self.num_updates = int(n)
         self.lr_scheduler.step_update(self.num_updates)
 
+    # fairseq's epoch hooks of the schedule, each followed by the per-update one (fairseq's Trainer)
+    def begin_epoch(self, epoch: int) -> float:
+        self.lr_scheduler.step_begin_epoch(epoch)
+        return self.lr_scheduler.step_update(self.num_updates)
+
+    def lr_step(self, epoch: int, val_loss=None) -> float:
+        self.lr_scheduler.step(epoch, val_loss)
+        return self.lr_scheduler.step_update(self.num_updates)
+
     def cumulative_training_time(self) -> float:
         return self.previous_training_time + self._train_time
+
+    def _agree_on_time(self) -> None:
+        """Every rank takes the ranks' mean cumulative training time (as fairseq's trainer does), so a time
+        clock sets the same lr everywhere and the time saved in a checkpoint is the one the schedule read."""
+        total = distributed.all_reduce_dict({"t": self.cumulative_training_time()})["t"]
+        self._train_time = total / distributed.get_world_size() - self.previous_training_time
 
     @property
     def loss_scale(self) -> Optional[float]:
@@ -161,7 +179,7 @@ class Trainer:
     # ---- one update ---------------------------------------------------------------------------
     def train_step(self, samples: List[Dict]) -> Optional[Dict]:
         """Returns {"log": summed logging output, "gnorm", "clipped", "seconds"}; None if skipped (overflow)."""
-        start = time.perf_counter()
+        start = clock()
         if self.device.type == "cuda" and empty_cache_due(self.num_updates, int(self.args.empty_cache_freq)):
             torch.cuda.empty_cache()
         self.wrapped_model.train()
@@ -188,7 +206,7 @@ class Trainer:
             if not dummy:
                 sample_size = sample_size + size
         if ran == 0:
-            self._train_time += time.perf_counter() - start
+            self._train_time += clock() - start
             return None
         if collectives.get_world_size() > 1:
             logs = collectives.all_reduce_dict(logs)
@@ -215,7 +233,7 @@ class Trainer:
                     discard = getattr(self.task, "discard_update", None)
                     if callable(discard):  # e.g. drop the importance losses of the skipped update
                         discard()
-                    self._train_time += time.perf_counter() - start
+                    self._train_time += clock() - start
                     return None
         if not finite or not bits < DIVERGED_BITS:  # NaN bits fails the comparison too
             raise FloatingPointError(
@@ -225,10 +243,12 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update()
         self.num_updates += 1
-        self.lr_scheduler.step_update(self.num_updates)
         self.task.after_update(self.num_updates)
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
         self._train_time += seconds
+        if self._timed and distributed.get_world_size() > 1:
+            self._agree_on_time()
+        self.lr_scheduler.step_update(self.num_updates)  # a time clock reads the time counted just above
         return {"log": logs, "gnorm": gnorm.detach(), "clipped": clipped, "seconds": seconds}
 
     # ---- validation ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from fairseq.logging import meters, wandb_log
 from fairseq.logging.eta import UpdateEta
 from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, log_file_handler, resolve_format, setup_logging
 from fairseq.trainer import Trainer, max_positions
+from fairseq.update_freq import update_freq, updates_in
 from fairseq.user_dir import import_user_module
 
 logger = logging.getLogger("fairseq_cli.train")
@@ -175,21 +176,24 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                 eta: Optional[UpdateEta] = None):
     itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
     epoch = epoch_itr.epoch
-    uf = args.update_freq[min(epoch, len(args.update_freq)) - 1]
-    groups = max(1, math.ceil(len(itr) / uf))
+    uf = update_freq(args, epoch, trainer.num_updates)  # batches per update (ramped: fairseq/update_freq.py)
+    done = math.ceil(itr.n / uf)
+    groups = max(1, done + updates_in(len(itr) - itr.n, args, epoch, trainer.num_updates))
     progress = ProgressLogger(fmt, epoch=epoch, total=groups, tensorboard_logdir=args.tensorboard_logdir)
+    trainer.begin_epoch(epoch)
     inner, whole = meters.TrainWindow(), meters.TrainWindow()
     reduce = reduce_fn(task, trainer.criterion)
     valid_losses, should_stop = [None], False
     chunk = []
     logger.info(f"begin training epoch {epoch}")
     try:
-        for batch in progress.wrap(itr, offset=math.ceil(itr.n / uf)):
+        for batch in progress.wrap(itr, offset=done):
             chunk.append(batch)
             if len(chunk) < uf and itr.has_next():
                 continue
             out = trainer.train_step(chunk)
             chunk = []
+            uf = update_freq(args, epoch, trainer.num_updates)
             if out is not None:
                 inner.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
                 whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
@@ -290,6 +294,7 @@ def _main(args) -> Optional[Trainer]:
     epoch_itr = trainer.get_train_iterator(epoch)  # a resumed epoch reads its own shard
     if itr_state:
         epoch_itr.load_state_dict(itr_state)
+    trainer.lr_step(epoch_itr.epoch)  # fairseq's load_checkpoint ends so, with or without a checkpoint
     fmt = resolve_format(args.log_format, args.no_progress_bar)
     patience = Patience(args)
     max_epoch = args.max_epoch or math.inf
@@ -307,7 +312,7 @@ def _main(args) -> Optional[Trainer]:
                                                     fmt, start_time, eta)
             if should_stop:
                 break
-            trainer.lr_scheduler.step(epoch_itr.epoch, valid_losses[0])
+            trainer.lr_step(epoch_itr.epoch, valid_losses[0])  # only the first subset's loss, as in fairseq
             if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
                 epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx)
     except StopRequested as stop:

@@ -79,7 +79,7 @@ def test_checkpoint_contents_and_weights_only(peer_dir, tmp_path):
     assert state["args"] is None and isinstance(state["cfg"]["model"], dict)
     hist = state["optimizer_history"][0]
     assert hist["criterion_name"] == "MaskedLmLoss" and hist["optimizer_name"] == "FairseqAdam"
-    assert hist["num_updates"] == 1 and hist["lr_scheduler_state"] == {"best": None}
+    assert hist["num_updates"] == 1 and hist["lr_scheduler_state"] == {"lr": 1e-3}  # fixed's, as fairseq's
     assert state["extra_state"]["train_iterator"] == {"version": 2, "epoch": 1, "iterations_in_epoch": 1,
                                                       "shuffle": True}
     assert state["extra_state"]["val_loss"] == 5.0 and state["extra_state"]["best"] == 5.0

@@ -13,17 +13,30 @@ from fairseq_cli import hydra_train, preprocess, train, validate
 REPO = Path(__file__).resolve().parents[1]
 
 
+# What a schedule needs besides fairseq's defaults to build (checked at parse time); --max-update 10 for all.
+_SCHEDULE_NEEDS = {"triangular": ["--max-lr", "1"], "tri_stage": ["--decay-steps", "1"]}
+
+
+def _train_config(task, crit, sched, optimizer):
+    base = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
+            "--optimizer", optimizer, "--lr-scheduler", sched, "--max-update", "10", *_SCHEDULE_NEEDS.get(sched, [])]
+    parser = options.get_training_parser()
+    options.add_choice_args(parser, argparse.Namespace(
+        arch="roberta_tiny", task=task, criterion=crit, optimizer=optimizer, lr_scheduler=sched))
+    return f"fairseq-train {task}/{crit}/{sched}/{optimizer}", parser, base
+
+
 def _train_configs():
-    """(name, parser, base argv) for every task x criterion x schedule fairseq-train can combine."""
+    """(name, parser, base argv) for every task x criterion x schedule fairseq-train can combine (with adam),
+    then every optimizer (with the first task, criterion and schedule)."""
     for task in registry.choices("task"):
         for crit in registry.choices("criterion"):
             for sched in registry.choices("lr-scheduler"):
-                base = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
-                        "--optimizer", "adam", "--lr-scheduler", sched]
-                parser = options.get_training_parser()
-                options.add_choice_args(parser, argparse.Namespace(
-                    arch="roberta_tiny", task=task, criterion=crit, optimizer="adam", lr_scheduler=sched))
-                yield f"fairseq-train {task}/{crit}/{sched}", parser, base
+                if sched != "pass_through":  # it needs an optimizer with its own schedule (none is built in)
+                    yield _train_config(task, crit, sched, "adam")
+    first = (registry.choices("task")[0], registry.choices("criterion")[0], registry.choices("lr-scheduler")[0])
+    for optimizer in registry.choices("optimizer"):
+        yield _train_config(*first, optimizer)
 
 
 def _validate_configs():
@@ -162,7 +175,7 @@ def test_recipes_resolve_without_flag_warnings(caplog):
     assert not [r for r in caplog.records if r.name == "fairseq.flags"]
 
 
-_OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "(0,1)": "0", "[0,1)": "1", "[0,1]": "1.5"}
+_OUTSIDE = {">0": "0", ">=0": "-1", ">=1": "0", ">=-1": "-2", "(0,1)": "0", "[0,1)": "1", "[0,1]": "1.5", "<=0": "1"}
 NUMERIC = sorted(d for d, dom in flag_rules.DOMAINS.items() if dom != "any")
 
 
@@ -180,3 +193,16 @@ def test_nan_is_outside_every_domain():
         options.parse_args_and_arch(options.get_training_parser(),
                                     ["D", "-a", "roberta_tiny", "--batch-size", "8", "--stop-min-lr", "nan",
                                      "--optimizer", "adam"])
+
+
+def test_every_optimizer_and_schedule_flag_is_in_the_cli_docs():
+    """docs/cli.md lists each optimizer's and schedule's flags (and the budget levers) by name."""
+    doc = (REPO / "docs" / "cli.md").read_text()
+    names = {"--lr-schedule-clock", "--lr-schedule-ticks", "--update-freq-ramp-updates"}
+    for _, parser, _ in CONFIGS:
+        for group in parser._action_groups:
+            if group.title in ("optimizer", "lr_scheduler"):
+                names |= {flag_audit.flag_name(a) for a in group._group_actions}
+    names |= {f"`{n}`" for n in registry.choices("optimizer") + registry.choices("lr-scheduler")}
+    missing = sorted(n for n in names if n not in doc)
+    assert not missing, f"not in docs/cli.md: {missing}"

@@ -108,25 +108,25 @@ class _Opt:
 def test_polynomial_decay_matches_fairseq_trace(peer_dir):
     ref = json.loads((peer_dir / "reference" / "train_trace_lr30.json").read_text())
     args = SimpleNamespace(lr=[5e-4], warmup_updates=10, end_learning_rate=0.0, power=1.0,
-                           total_num_update=100, max_update=30)
+                           total_num_update=100, max_update=30, force_anneal=None)
     sched = PolynomialDecaySchedule(args, _Opt())
-    sched.step_update(0)
+    assert sched.step_update(0) == ref["records"][1]["lr_used_for_this_update"]
     for rec in ref["records"][1:]:
         n = rec["num_updates_before"]
-        assert sched.lr_at(n) == rec["lr_used_for_this_update"]  # exact doubles, float noise included
+        assert sched.step_update(n) == rec["lr_used_for_this_update"]  # exact doubles, float noise included
         assert sched.step_update(n + 1) == rec["lr_after_update_as_logged"]
-    assert sched.lr_at(100) == 0.0 and sched.lr_at(150) == 0.0
+    assert sched.step_update(100) == 0.0 and sched.step_update(150) == 0.0
 
 
 def test_other_schedules_and_errors():
     inv = InverseSquareRootSchedule(SimpleNamespace(lr=[1e-3], warmup_updates=4, warmup_init_lr=-1), _Opt())
-    assert [inv.lr_at(n) for n in (0, 2)] == [0.0, 5e-4]
-    assert inv.lr_at(16) == pytest.approx(1e-3 * 2 / 4)
-    fixed = FixedSchedule(SimpleNamespace(lr=[1e-3], warmup_updates=2), _Opt())
-    assert [fixed.lr_at(n) for n in (0, 1, 5)] == [5e-4, 1e-3, 1e-3]
+    assert [inv.step_update(n) for n in (0, 2)] == [0.0, 5e-4]
+    assert inv.step_update(16) == pytest.approx(1e-3 * 2 / 4)
+    fixed = FixedSchedule(SimpleNamespace(lr=[1e-3], warmup_updates=2, force_anneal=None, lr_shrink=0.1), _Opt())
+    assert [fixed.step_update(n) for n in (0, 1, 5)] == [5e-4, 1e-3, 1e-3]
     with pytest.raises(ValueError, match="--total-num-update"):
         PolynomialDecaySchedule(SimpleNamespace(lr=[1e-3], warmup_updates=0, end_learning_rate=0.0, power=1.0,
-                                                total_num_update=None, max_update=0), _Opt())
+                                                total_num_update=None, max_update=0, force_anneal=None), _Opt())
 
 
 def test_loss_scaler_semantics():

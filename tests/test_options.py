@@ -21,7 +21,7 @@ def parse(argv):
 
 
 def test_optimizer_is_required_as_in_fairseq():
-    with pytest.raises(ValueError, match=r"--optimizer is required .*; choose from: adam"):
+    with pytest.raises(ValueError, match=r"--optimizer is required .*; choose from: .*adam, adamax"):
         options.parse_args_and_arch(options.get_training_parser(), ["D", "-a", "roberta_base", "--batch-size", "8"])
 
 
@@ -37,9 +37,12 @@ def test_paper_command_parses_with_fairseq_meanings():
 
 def test_lists_aliases_and_overrides():
     a = parse("D -a roberta_base --optimizer adam --max-sentences 4 --lr 1e-4,2e-4 --update-freq 1,2 --encoder-layers 2 "
-              "--lr-scheduler inverse_sqrt --bf16 --stop-time-hours 0.5")
+              "--lr-scheduler fixed --bf16 --stop-time-hours 0.5")
     assert a.batch_size == 4 and a.lr == [1e-4, 2e-4] and a.update_freq == [1, 2]
-    assert a.encoder_layers == 2 and a.encoder_embed_dim == 768 and a.warmup_updates == 4000
+    assert a.encoder_layers == 2 and a.encoder_embed_dim == 768 and a.warmup_updates == 0
+    assert parse("D -a roberta_base --batch-size 8 --optimizer adam --lr-scheduler inverse_sqrt").warmup_updates == 4000
+    with pytest.raises(ValueError, match="--lr 0.0001,0.0002: --lr-scheduler inverse_sqrt takes one"):
+        parse("D -a roberta_base --batch-size 8 --optimizer adam --lr 1e-4,2e-4 --lr-scheduler inverse_sqrt")  # as fairseq
     assert a.bf16 and a.stop_time_hours == 0.5 and a.max_positions == 512
 
 
@@ -71,7 +74,7 @@ def test_unknown_flag_names_it(capsys):
     ("D -a roberta_huge --batch-size 8", r"unknown --arch 'roberta_huge'; choose from: .*roberta_base"),
     ("D -a roberta_base --task translation --batch-size 8", r"unknown --task 'translation'; choose from: (\w+, )*masked_lm, sentence_prediction"),  # plus any --user-dir task imported earlier in this process
     ("D -a roberta_base --criterion nope --batch-size 8", r"unknown --criterion 'nope'; choose from: cross_entropy"),
-    ("D -a roberta_base --optimizer adam --lr-scheduler cosine --batch-size 8", r"unknown --lr-scheduler 'cosine'"),
+    ("D -a roberta_base --optimizer adam --lr-scheduler cosin --batch-size 8", r"unknown --lr-scheduler 'cosin'"),
     ("D --batch-size 8", r"--arch/-a is required"),
     ("D -a roberta_base --optimizer adam", r"--max-tokens or --batch-size"),
     ("D -a roberta_base --optimizer adam --batch-size 8 --fp16 --bf16", r"mutually exclusive"),

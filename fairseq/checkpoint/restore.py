@@ -65,9 +65,13 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
     ours = isinstance(state.get("cfg"), dict) and isinstance(state["cfg"].get("model"), dict)
     extra = state.get("extra_state") or {}
     history = state.get("optimizer_history") or []
+    if not reset_meters:  # before the schedule is set: --lr-schedule-clock time reads it
+        trainer.previous_training_time = float(extra.get("previous_training_time", 0.0) or 0.0)
     if not reset_optimizer and history:
         last = history[-1]
         opt_state = state.get("last_optimizer_state")
+        if ours and opt_state is not None:
+            resume_checks.check_optimizer_name(last, trainer.optimizer, path)
         if opt_state is not None:
             n_saved = sum(len(g["params"]) for g in opt_state["param_groups"])
             if ours and n_saved == len(trainer.params):
@@ -86,8 +90,6 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
                 trainer.scaler.loss_scale = float(opt_state["loss_scale"])
     if state.get("task_state"):
         trainer.task.load_state_dict(state["task_state"])
-    if not reset_meters:
-        trainer.previous_training_time = float(extra.get("previous_training_time", 0.0) or 0.0)
     if restore_rng and extra.get("rng") is not None:
         set_rng_state(extra["rng"])
     logger.info(f"loaded checkpoint {path} (num_updates {trainer.num_updates})")

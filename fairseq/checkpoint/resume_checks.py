@@ -56,3 +56,11 @@ def check_data_layout(state: Dict, args, path: str) -> None:
                 f"{path}: saved {position} batches into epoch {itr.get('epoch')} with {flag} {old}, but this run "
                 f"has {flag} {new}, so that position would point at other samples; resume with {flag} {old}, or "
                 f"pass --reset-dataloader to start the data from epoch 1")
+
+
+def check_optimizer_name(last_optim: Dict, optimizer, path: str) -> None:
+    """The optimizer state is restored only into the optimizer that saved it (fairseq asserts the same)."""
+    saved, ours = last_optim.get("optimizer_name"), type(optimizer).__name__
+    if saved is not None and saved != ours:
+        raise ValueError(f"{path}: its optimizer state is {saved}'s but this run's --optimizer builds {ours}; "
+                         "pass --reset-optimizer to start the optimizer afresh from the checkpoint's weights")

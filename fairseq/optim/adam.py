@@ -27,8 +27,8 @@ import torch
 from fairseq.optim.fairseq_optimizer import FairseqOptimizer, register_optimizer
 
 
-def parse_betas(value) -> tuple:
-    """'(0.9, 0.98)' / '0.9,0.98' / (0.9, 0.98) -> (0.9, 0.98), with a clear error otherwise."""
+def parse_betas(value, flag: str = "--adam-betas") -> tuple:
+    """'(0.9, 0.98)' / '0.9,0.98' / (0.9, 0.98) -> (0.9, 0.98), with a clear error naming `flag` otherwise."""
     if isinstance(value, (tuple, list)):
         betas = tuple(float(b) for b in value)
     else:
@@ -37,9 +37,9 @@ def parse_betas(value) -> tuple:
             parsed = ast.literal_eval(text if text.startswith(("(", "[")) else f"({text})")
             betas = tuple(float(b) for b in parsed)
         except (ValueError, SyntaxError, TypeError):
-            raise ValueError(f"--adam-betas {value!r}: expected two floats like '(0.9, 0.999)'") from None
+            raise ValueError(f"{flag} {value!r}: expected two floats like '(0.9, 0.999)'") from None
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"--adam-betas {value!r}: expected two floats in [0, 1) like '(0.9, 0.999)'")
+        raise ValueError(f"{flag} {value!r}: expected two floats in [0, 1) like '(0.9, 0.999)'")
     return betas
 
 

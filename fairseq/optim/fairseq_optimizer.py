@@ -56,7 +56,23 @@ class FairseqOptimizer:
         return self.optimizer.state_dict()
 
     def load_state_dict(self, state: dict, optimizer_overrides=None) -> None:
+        """The saved state, hyper-parameters included (as torch and fairseq restore them); then
+        `optimizer_overrides` (a dict such as {"lr": 1e-4}) on every parameter group."""
         self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups if optimizer_overrides else ():
+            group.update(optimizer_overrides)
+
+
+class LegacyFairseqOptimizer(FairseqOptimizer):
+    """fairseq's base for optimizers that take an argparse Namespace (here every cfg is one)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+
+
+def first_lr(args) -> float:
+    """The lr an optimizer starts at: the first of --lr's values (the schedule sets it from then on)."""
+    return float(args.lr[0]) if isinstance(args.lr, (list, tuple)) else float(args.lr)
 
 
 def backward(optimizer, loss) -> None:

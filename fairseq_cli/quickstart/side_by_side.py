@@ -33,6 +33,7 @@ from fairseq.checkpoint.restore import load_into_trainer
 from fairseq.checkpoint.rng import rng_state, set_rng_state
 from fairseq.checkpoint.save import build_state
 from fairseq.trainer import Trainer, max_positions, move_to
+from fairseq.update_freq import update_freq
 
 # Flags whose job is the training loop's; a lane's caller owns the loop, so they would be ignored here.
 LOOP_FLAGS = ("--max-update", "--max-epoch", "--stop-time-hours", "--save-dir", "--save-interval",
@@ -68,6 +69,7 @@ class Lane:
             model = self.task.build_model(self.args)
             self.trainer = Trainer(self.args, self.task, model, self.task.build_criterion(self.args))
             self.epoch_itr = self.trainer.get_train_iterator(1)
+            self.trainer.lr_step(1)  # fairseq-train's schedule hook after the (absent) checkpoint
         self._itr = None
         self._valid_itr = None
 
@@ -93,12 +95,15 @@ class Lane:
         """One update (one --update-freq group of batches, as fairseq-train groups them); returns its seconds."""
         with self.own_rng():
             if self._itr is None or not self._itr.has_next():
+                if self._itr is not None:
+                    self.trainer.lr_step(self.epoch_itr.epoch)  # epoch end (a lane validates on its own clock)
                 if self._itr is not None and self.task.has_sharded_data(self.args.train_subset):
                     # as fairseq-train: epoch k reads shard (k-1) mod n through a fresh iterator
                     self.epoch_itr = self.trainer.get_train_iterator(self.epoch_itr.next_epoch_idx)
                 idx = self.epoch_itr.next_epoch_idx
                 self._itr = self.epoch_itr.next_epoch_itr(shuffle=idx > self.args.curriculum)
-            uf = self.args.update_freq[min(self.epoch_itr.epoch, len(self.args.update_freq)) - 1]
+                self.trainer.begin_epoch(self.epoch_itr.epoch)
+            uf = update_freq(self.args, self.epoch_itr.epoch, self.trainer.num_updates)
             chunk = [next(self._itr)]
             while len(chunk) < uf and self._itr.has_next():
                 chunk.append(next(self._itr))
