@@ -169,8 +169,8 @@ class Trainer:
     def _agree_on_time(self) -> None:
         """Every rank takes the ranks' mean cumulative training time (as fairseq's trainer does), so a time
         clock sets the same lr everywhere and the time saved in a checkpoint is the one the schedule read."""
-        total = distributed.all_reduce_dict({"t": self.cumulative_training_time()})["t"]
-        self._train_time = total / distributed.get_world_size() - self.previous_training_time
+        total = collectives.all_reduce_dict({"t": self.cumulative_training_time()})["t"]
+        self._train_time = total / collectives.get_world_size() - self.previous_training_time
 
     @property
     def loss_scale(self) -> Optional[float]:
@@ -246,7 +246,7 @@ class Trainer:
         self.task.after_update(self.num_updates)
         seconds = clock() - start
         self._train_time += seconds
-        if self._timed and distributed.get_world_size() > 1:
+        if self._timed and collectives.get_world_size() > 1:
             self._agree_on_time()
         self.lr_scheduler.step_update(self.num_updates)  # a time clock reads the time counted just above
         return {"log": logs, "gnorm": gnorm.detach(), "clipped": clipped, "seconds": seconds}

@@ -12,7 +12,8 @@ from argparse import Namespace
 import pytest
 import torch
 
-from fairseq import checkpoint, options, trainer as trainer_module
+from fairseq import options, trainer as trainer_module
+from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.optim.lr_scheduler.time_clock import TimeClock
 from fairseq.trainer import Trainer
 from fairseq.update_freq import update_freq, updates_in
@@ -73,7 +74,7 @@ def test_time_clock_follows_elapsed_time_and_resumes_exactly(peer_dir, tmp_path,
     lrs = [lr for _, lr in seen]
     assert lrs == [poly(math.floor(10 * k / 9.0)) for k in range(10)]  # the tick after k updates (k seconds)
     first, seen1 = run(data, tmp_path / "b", TIME + " --max-update 4", monkeypatch)
-    saved = checkpoint.load_checkpoint_file(str(tmp_path / "b" / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(tmp_path / "b" / "checkpoint_last.pt"))
     assert first.num_updates == 4 and saved["extra_state"]["previous_training_time"] == 4.0
     resumed, seen2 = run(data, tmp_path / "b", TIME, monkeypatch)
     assert resumed.num_updates == 10 and resumed.cumulative_training_time() == 10.0

@@ -13,7 +13,6 @@ import torch
 
 from fairseq import options
 from fairseq.optim import build_optimizer
-from fairseq.optim.lr_scheduler import FairseqLRScheduler, register_lr_scheduler  # noqa: F401 (public names)
 from fairseq.optim.lr_scheduler.manual_lr_scheduler import parse_lr_table
 from fairseq.optim.lr_scheduler.time_clock import build_schedule
 from fairseq.trainer import Trainer
