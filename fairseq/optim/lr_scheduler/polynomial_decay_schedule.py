@@ -1,7 +1,8 @@
 """--lr-scheduler polynomial_decay: linear warm-up to --lr, then (lr - end) * remaining^power + end.
 
 `remaining` = 1 - (n - warmup) / (total - warmup), total = --total-num-update (default --max-update);
-from `total` on the lr is --end-learning-rate. fairseq's per-epoch hook also reads --lr as a list
+from `total` on the lr is --end-learning-rate (also after a warm-up that ends beyond `total`, as in fairseq:
+a recipe cut short with --max-update still runs). fairseq's per-epoch hook also reads --lr as a list
 (epoch e takes lrs[min(e, len - 1)], an index one past fixed's) and, from epoch --force-anneal on,
 freezes the peak at the lr of that moment.
 """
@@ -33,8 +34,6 @@ class PolynomialDecayLRSchedule(FairseqLRScheduler):
         self.total = float(total or 0)
         if self.total <= 0:
             raise ValueError("--lr-scheduler polynomial_decay needs --total-num-update or --max-update > 0")
-        if self.total <= self.warmup:
-            raise ValueError(f"--total-num-update {self.total:g} must exceed --warmup-updates {self.warmup}")
         self.end = float(args.end_learning_rate)
         self.power = float(args.power)
         self.force_anneal = args.force_anneal
