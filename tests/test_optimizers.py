@@ -180,6 +180,12 @@ def test_adafactor_relative_step_is_refused_as_in_fairseq(capsys):
         Adafactor([torch.nn.Parameter(torch.ones(2))], lr=0.1, relative_step=True)
 
 
+def test_adafactor_under_fsdp_is_refused_at_parse_time():
+    with pytest.raises(ValueError, match="adafactor does not run with --ddp-backend fully_sharded"):
+        parse(["D", "-a", "roberta_base", "--batch-size", "8", "--optimizer", "adafactor",
+               "--ddp-backend", "fully_sharded"])
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--adamax-betas", "(0.9)", "--adamax-betas '\\(0.9\\)': expected two floats"),
     ("--lamb-betas", "x", "--lamb-betas 'x': expected two floats"),

@@ -12,7 +12,8 @@ one step every later parameter's size is scaled again by the RMS of each earlier
 parameter's size is its own, as the paper and fairseq's help describe; with one parameter tensor (and
 without --scale-parameter) the two agree to the bit (tests/test_optimizers.py).
 --relative-step and --warmup-init stop with fairseq's refusal: it cannot combine them with --lr, which
-fairseq-train always sets. State keys are fairseq's (`step`, `exp_avg`, `exp_avg_sq_row`,
+fairseq-train always sets. Not with --ddp-backend fully_sharded (refused at parse time): the factored
+moments average whole rows and columns, which FSDP shards across ranks. State keys are fairseq's (`step`, `exp_avg`, `exp_avg_sq_row`,
 `exp_avg_sq_col`, `exp_avg_sq`, `RMS`).
 """
 from __future__ import annotations
@@ -132,6 +133,10 @@ class FairseqAdafactor(LegacyFairseqOptimizer):
 
     def __init__(self, args, params):
         super().__init__(args)
+        if getattr(args, "ddp_backend", None) == "fully_sharded":
+            raise ValueError("--optimizer adafactor does not run with --ddp-backend fully_sharded here: its factored "
+                             "second moments average whole rows and columns, which FSDP splits across ranks; use "
+                             "--ddp-backend pytorch_ddp, or another --optimizer")
         self.optimizer = Adafactor(list(params), lr=first_lr(args), eps=parse_eps_pair(args.adafactor_eps),
                                    clip_threshold=float(args.clip_threshold), decay_rate=float(args.decay_rate),
                                    beta1=args.beta1, weight_decay=float(args.weight_decay),
