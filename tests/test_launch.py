@@ -166,7 +166,7 @@ def test_worker_errors_are_one_line(tmp_path, capsys, monkeypatch):
     def worker_failed(*a, **k):
         raise torch.multiprocessing.ProcessExitedException("process 0 terminated with exit code 1", 0, 1, 1)
 
-    monkeypatch.setattr(train.distributed, "call_main", worker_failed)
+    monkeypatch.setattr(train.launch, "call_main", worker_failed)
     root_handlers = list(logging.getLogger().handlers)
     with pytest.raises(SystemExit) as e:
         train.cli_main(_train(tmp_path / "nowhere", tmp_path)[2:])
