@@ -12,6 +12,10 @@ import os
 from typing import Iterator, List
 
 BLOCK_BYTES = 1 << 20
+# The longest line read. Tokenizing a line holds every token of it as a Python string (~60 bytes per
+# token, ~12x the line's bytes), so one 1 GB line would need about 12 GB; 16 MiB needs about 200 MB.
+# A longer line is refused as soon as it is seen, naming the file, the offset and this limit.
+MAX_LINE_BYTES = 16 << 20
 
 
 def find_offsets(filename: str, num_chunks: int) -> List[int]:
@@ -50,8 +54,8 @@ def _split_lines(text: str) -> List[str]:
 def line_blocks(path: str, start: int = 0, end: int = -1, block_bytes: int = BLOCK_BYTES) -> Iterator[List[str]]:
     """Lists of the lines in bytes [start, end) of `path` (end -1: to the end of the file), in order.
 
-    `start` must be a line start (an offset from find_offsets). A non-UTF-8 byte is a ValueError
-    naming the file and the byte offset.
+    `start` must be a line start (an offset from find_offsets). A non-UTF-8 byte, or a line longer
+    than MAX_LINE_BYTES, is a ValueError naming the file and the byte offset.
     """
     if end < 0:
         end = os.path.getsize(path)
@@ -68,14 +72,23 @@ def line_blocks(path: str, start: int = 0, end: int = -1, block_bytes: int = BLO
             carry = b""
             if pos < end:
                 cut = data.rfind(b"\n") + 1
-                if cut == 0:  # a line longer than the block: keep reading
+                if cut == 0:  # a line longer than the block: keep reading, up to MAX_LINE_BYTES
                     carry = data
+                    _check_length(carry, path, pos - len(carry))
                     continue
                 data, carry = data[:cut], data[cut:]
             base = pos - len(data) - len(carry)
             yield _split_lines(_decode(data, path, base))
         if carry:
+            _check_length(carry, path, pos - len(carry))
             yield _split_lines(_decode(carry, path, pos - len(carry)))
+
+
+def _check_length(line: bytes, path: str, offset: int) -> None:
+    if len(line) > MAX_LINE_BYTES:
+        raise ValueError(f"{path}: the line at byte {offset} is longer than {MAX_LINE_BYTES >> 20} MiB, the "
+                         "longest line fairseq-preprocess reads (its tokens would need ~12x that in memory); "
+                         "split it into shorter lines")
 
 
 class Chunker:

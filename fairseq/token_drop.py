@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
+import warnings
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -264,13 +266,17 @@ def load_importance_file(path: str, vocab_size: int) -> torch.Tensor:
         if ext == ".npy":
             t = torch.from_numpy(np.asarray(np.load(path), dtype=np.float32))
         elif ext in (".pt", ".pth"):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings(action="ignore"):  # torch's note on a refused pickle's protocol
+                obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict) and "scores" in obj:
                 obj = obj["scores"]
             t = torch.as_tensor(obj, dtype=torch.float32)
         else:
             with open(path, encoding="utf-8") as f:
                 t = torch.tensor([float(line) for line in f if line.strip()], dtype=torch.float32)
+    except pickle.UnpicklingError:  # weights_only refuses a pickle of anything but tensors, before it runs
+        raise ValueError(f"--init-token-importance {path}: a pickle of more than tensors, which "
+                         "torch.load(weights_only=True) refuses unread; nothing in it ran") from None
     except (ValueError, RuntimeError, OSError) as e:
         raise ValueError(f"--init-token-importance {path}: cannot read a float table ({e})") from None
     t = t.reshape(-1)

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List
 
+from fairseq import atomic_files
 from fairseq.data.bpe import encode_lines, load_tokenizer, train_bpe
 
 _WORKER_TOK = None
@@ -28,6 +29,29 @@ def _encode_chunk(chunk: List[List[str]]) -> List[List[str]]:
     cols = list(zip(*chunk))
     enc = [encode_lines(_WORKER_TOK, list(c)) for c in cols]
     return [list(r) for r in zip(*enc)]
+
+
+def _lines(f, name: str):
+    """The lines of text file `f`; a byte that is not UTF-8 is a ValueError naming the file and line."""
+    try:
+        yield from f
+    except UnicodeDecodeError:
+        raise ValueError(_not_utf8(name)) from None
+
+
+def _not_utf8(name: str) -> str:
+    """'<file>:<line>: not valid UTF-8 (byte N)' for the first bad byte of file `name` (read as bytes)."""
+    if name == "-":
+        return "<stdin>: not valid UTF-8"
+    with open(name, "rb") as f:
+        offset = 0
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"{name}:{lineno}: not valid UTF-8 (byte {offset + e.start}); fairseq-bpe reads UTF-8 text"
+            offset += len(raw)
+    return f"{name}: not valid UTF-8"
 
 
 def _chunks(files, n):
@@ -60,10 +84,10 @@ def encode_main(args) -> None:
     saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
     with contextlib.ExitStack() as stack:
         stack.callback(_restore_env, "TOKENIZERS_PARALLELISM", saved_env)
-        ins = [stack.enter_context(open(p, encoding="utf-8")) if p != "-" else sys.stdin for p in args.inputs]
-        outs = [
-            stack.enter_context(open(p, "w", encoding="utf-8")) if p != "-" else sys.stdout for p in args.outputs
-        ]
+        ins = [_lines(stack.enter_context(open(p, encoding="utf-8")) if p != "-" else sys.stdin, p)
+               for p in args.inputs]
+        # each output replaces its file only once every line is written: an error leaves no empty or partial file
+        outs = [stack.enter_context(atomic_files.replacing(p)) if p != "-" else sys.stdout for p in args.outputs]
         if args.workers > 1:
             # fork is cheap; the parent has only loaded (never run) a tokenizer, so no Rayon pool exists yet
             os.environ["TOKENIZERS_PARALLELISM"] = "false"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from fairseq import atomic_files
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
@@ -282,13 +283,12 @@ def export_tokenizer(outdir: Path, vocab: dict[str, int], merges, pretok, max_po
 
 def export(checkpoint, outdir, dict_path=None, bpe_dir=None, tokenizer_json=None,
            classification_head=None, mlm_only=False, label_dict=None) -> dict:
-    """Write the HF folder; returns the config dict that was written."""
-    from safetensors.torch import save_file
-
+    """Write the HF folder, as a unit (a fresh folder beside OUTDIR takes its name); returns the config."""
     if bpe_dir is not None and tokenizer_json is not None:
         raise ValueError("give either --bpe-dir or --tokenizer-json, not both")
     if (bpe_dir is not None or tokenizer_json is not None) and dict_path is None:
         raise ValueError("--dict is required to export a tokenizer (fairseq indices differ from BPE ids)")
+    check_outdir(str(outdir))
     state = load_checkpoint(checkpoint)
     sd = state["model"]
     margs = model_cfg(state)
@@ -306,8 +306,20 @@ def export(checkpoint, outdir, dict_path=None, bpe_dir=None, tokenizer_json=None
         label_names = read_dict_symbols(label_dict)[len(SPECIALS):]
         label_names = [n for n in label_names if not n.startswith("madeupword")]
     config = build_config(sd, margs, head, tied, label_names)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = atomic_files.NewDir(outdir)
+    try:
+        _write_folder(Path(folder.path), tensors, config, tied, symbols, dict_path, bpe_dir, tokenizer_json)
+        folder.commit()
+    except BaseException:
+        folder.discard()
+        raise
+    return config
+
+
+def _write_folder(out: Path, tensors, config, tied, symbols, dict_path, bpe_dir, tokenizer_json) -> None:
+    from safetensors.torch import save_file
+
+    vocab_rows = tensors["roberta.embeddings.word_embeddings.weight"].shape[0]
     if symbols is not None and (bpe_dir is not None or tokenizer_json is not None):
         bpe_vocab, merges, pretok = _bpe_source(bpe_dir, tokenizer_json)
         vocab, aliases = tokenizer_vocab(symbols, bpe_vocab)
@@ -320,7 +332,32 @@ def export(checkpoint, outdir, dict_path=None, bpe_dir=None, tokenizer_json=None
         export_tokenizer(out, vocab, merges, pretok, config["max_position_embeddings"] - 2)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return config
+
+
+# Every name fairseq-export-hf writes into a folder: a non-empty OUTDIR holding only these is an earlier
+# export, replaced as a whole; anything else in it is the user's, and the folder is refused.
+OUR_FILES = frozenset({"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt",
+                       "tokenizer_config.json", "special_tokens_map.json"})
+
+
+def check_outdir(outdir: str) -> None:
+    """Refuse an OUTDIR that is a file or holds files an export does not write; say when an earlier export
+    is replaced (as a unit: never its tokenizer files beside new weights). Leftovers of interrupted
+    exports beside it are removed."""
+    for path in atomic_files.remove_abandoned_dirs(outdir):
+        logger.warning("removed %s, left by a fairseq-export-hf that never finished", path)
+    if not os.path.lexists(outdir):
+        return
+    if not os.path.isdir(outdir):
+        raise ValueError(f"OUTDIR {outdir} exists and is not a folder")
+    names = sorted(os.listdir(outdir))
+    foreign = [n for n in names if n not in OUR_FILES]
+    if foreign:
+        raise ValueError(f"OUTDIR {outdir} is not empty and not an earlier fairseq-export-hf folder (it holds "
+                         f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose a new or empty "
+                         "folder, or remove those")
+    if names:
+        logger.warning("replacing the earlier export in %s (%s) as a whole", outdir, ", ".join(names))
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -4,21 +4,26 @@ Output bytes equal fairseq 0.12.2's. Work is split into line-aligned byte ranges
 processes can count and binarize (fairseq.binarizer); chunks are concatenated in order, so any
 --workers gives the same bytes, and every range is streamed a block of lines at a time, so peak
 memory does not grow with the corpus. Everything is written under temporary names inside --destdir
-and renamed at the end; on any error the temporaries are removed, so a failed run leaves nothing
-half-written.
+and committed as a unit at the end (fairseq/data/dataset_commit.py: a run killed between two
+renames leaves a directory every reader refuses, never a mix that trains); on any error the
+temporaries are removed, and a run killed outright leaves them to the next run into --destdir, which
+removes them (it holds the destdir's lock, as every run does while its temporaries exist).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import shutil
 import sys
 import uuid
 from typing import List, Tuple
 
-from fairseq import flag_audit, flag_rules, options
+from fairseq import file_lock, flag_audit, flag_rules, options
 from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
+from fairseq.data import dataset_commit
 from fairseq.data.dictionary import Dictionary
 from fairseq.logging.progress_bar import setup_logging
 from fairseq.tokenizer import tokenize_line
@@ -54,7 +59,8 @@ def _check_input(path: str, flag: str) -> None:
 
 # -- the run ------------------------------------------------------------------------------------
 class _Temps:
-    """Temporary files inside destdir, renamed to their final names on commit."""
+    """Temporary files inside destdir (``.tmp-<pid>-<8 hex>.<final name>``), committed as a unit
+    (fairseq/data/dataset_commit.py) or removed."""
 
     def __init__(self, destdir: str):
         self.destdir = destdir
@@ -73,15 +79,46 @@ class _Temps:
         return os.path.join(self.destdir, f"{self.tag}.{final_prefix}")
 
     def commit(self) -> None:
-        for tmp, final in self.pending:
-            os.replace(tmp, final)
+        dataset_commit.commit(self.destdir, self.pending)
         self.pending = []
 
     def abort(self) -> None:
-        for tmp, _ in self.pending:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        for name in os.listdir(self.destdir):  # the binarizer's per-worker parts share the tag too
+            if name.startswith(self.tag + "."):
+                os.remove(os.path.join(self.destdir, name))
         self.pending = []
+
+
+# Exactly what _Temps names its files: a run killed with -9 leaves them (as large as the dataset).
+_LEFTOVER = re.compile(r"\.tmp-\d+-[0-9a-f]{8}\.(dict(\.[^/]+)?\.txt|[^/]+\.(bin|idx)|preprocess\.log|"
+                       + "|".join(re.escape(n) for n in BPE_FILES) + ")")
+LOCK_NAME = ".fairseq-preprocess.lock"
+
+
+def take_destdir(destdir: str) -> str:
+    """Hold destdir's lock for this run (one fairseq-preprocess per --destdir), then remove the temp
+    files of earlier runs: every run holds the lock while its temp files exist, so those left now
+    belong to runs that are gone."""
+    path = os.path.join(destdir, LOCK_NAME)
+    try:
+        file_lock.acquire(path)
+    except file_lock.Busy as e:
+        owner = e.owner or "its owner not recorded yet"
+        raise ValueError(f"--destdir {destdir} is in use by another fairseq-preprocess ({owner}; lock file {path}); "
+                         "wait for it or choose another --destdir") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise ValueError(f"--destdir {destdir}: cannot lock {path} ({e.strerror or e})") from None
+        logger.warning(f"--destdir {destdir}: the file system does not support locks ({e.strerror}); a second "
+                       "fairseq-preprocess into it would not be refused, and earlier runs' temp files stay")
+        return path
+    for name in sorted(os.listdir(destdir)):
+        full = os.path.join(destdir, name)
+        if _LEFTOVER.fullmatch(name) and os.path.isfile(full) and not os.path.islink(full):
+            size = os.path.getsize(full)
+            os.remove(full)
+            logger.warning(f"removed {full} ({size:,} bytes), left by a fairseq-preprocess that never finished")
+    return path
 
 
 def _split_jobs(args) -> List[Tuple[str, str, str]]:
@@ -126,6 +163,17 @@ def main(args) -> None:
 
     created = not os.path.isdir(args.destdir)
     os.makedirs(args.destdir, exist_ok=True)
+    lock = take_destdir(args.destdir)
+    try:
+        _run(args, jobs, bpe_names)
+    finally:
+        file_lock.release(lock)
+        if created and not os.listdir(args.destdir):
+            os.rmdir(args.destdir)
+
+
+def _run(args, jobs, bpe_names) -> None:
+    """Write every output under a temp name, then commit them as a unit."""
     temps = _Temps(args.destdir)
     log_lines = [str(args)]
     log_handler_lines = []
@@ -160,8 +208,6 @@ def main(args) -> None:
         temps.commit()
     except BaseException:
         temps.abort()
-        if created and not os.listdir(args.destdir):
-            os.rmdir(args.destdir)
         raise
 
 

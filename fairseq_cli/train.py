@@ -42,6 +42,7 @@ class _Stop:
     """Signal flag: the loop checks it (agreed over ranks) after every update and validation batch."""
     signum: Optional[int] = None
     at: float = 0.0
+    aborted = False  # a second SIGINT: whatever it interrupts (a save included) ends without saving
 
 
 _REPEAT_S = 2.0  # a second SIGINT this soon is the same request (Ctrl-C reaches a spawned job's parent too,
@@ -51,6 +52,7 @@ _REPEAT_S = 2.0  # a second SIGINT this soon is the same request (Ctrl-C reaches
 def _on_signal(signum, frame):
     if _Stop.signum is not None:
         if signum == signal.SIGINT and time.monotonic() - _Stop.at > _REPEAT_S:
+            _Stop.aborted = True
             raise KeyboardInterrupt
         return
     _Stop.signum, _Stop.at = signum, time.monotonic()
@@ -359,15 +361,22 @@ def worker_main(args) -> Optional[Trainer]:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # a second SIGINT while stopping: abort without saving
-        print("fairseq-train: aborted by a second SIGINT; not saved, checkpoint_last.pt is the last complete save",
-              file=sys.stderr, flush=True)
-        sys.exit(128 + signal.SIGINT)
-    except RuntimeError as e:  # a collective failed: a peer died or hung past --heartbeat-timeout
+        _aborted(args)
+    except RuntimeError as e:
+        if _Stop.aborted:  # the same, raised inside torch's code, which wrapped it
+            _aborted(args)
         if not (collectives.get_world_size() > 1 and faults.is_comm_failure(e)):
             raise
-        print(f"fairseq-train: error: {faults.lost_peer_message(e, faults.heartbeat_timeout(args))}",
-              file=sys.stderr, flush=True)
+        # a collective failed: a peer died or hung past --heartbeat-timeout
+        line = faults.lost_peer_message(e, faults.heartbeat_timeout(args), save_dir.last_save_note(args))
+        print(f"fairseq-train: error: {line}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def _aborted(args) -> None:
+    print(f"fairseq-train: aborted by a second SIGINT; not saved, {save_dir.last_save_note(args)}",
+          file=sys.stderr, flush=True)
+    sys.exit(128 + signal.SIGINT)
 
 
 def cli_main(argv=None) -> None:

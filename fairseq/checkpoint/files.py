@@ -1,9 +1,9 @@
 """Checkpoint files on disk: atomic writes and the one reader of every layout.
 
-A file is written to a temp file in the same directory (``.tmp-<pid>-...``, so a later trainer can
-tell a dead writer's leftovers: save_dir.remove_stale_temp_files), flushed + fsynced and then
-os.replace'd into place, so readers see either the old file or the complete new one. Copies are atomic
-copies too (no hard links, so deleting or overwriting one never affects another).
+A file is written to a temp file in the same directory that its writer keeps locked
+(fairseq/atomic_files.py, so a later trainer can tell a dead writer's leftovers:
+save_dir.remove_stale_temp_files), flushed + fsynced and then os.replace'd into place, so readers
+see either the old file or the complete new one. Copies are atomic copies too (no hard links, so deleting or overwriting one never affects another).
 
 Reading: torch.load(weights_only=True), with argparse.Namespace allow-listed for fairseq's own files,
 then upgraded to fairseq 0.12's layout whichever fairseq (0.9-0.12) or we wrote it (upgrade.py).
@@ -12,64 +12,29 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from typing import Dict
 
 import torch
 
+from fairseq.atomic_files import atomic_write
 from fairseq.checkpoint import upgrade
-
-TEMP_PREFIX = ".tmp-"  # our writers' temp files: TEMP_PREFIX + "<pid>-<name>-<random>"
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _atomic_write(path: str, write_fn) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give checkpoints the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
 
 
 class _WriteErrors:
-    """A file object that keeps the OSError of a failed write: torch.save reports a full disk as an
-    opaque RuntimeError ("unexpected pos ..."), this lets atomic_save raise the OSError instead."""
+    """A file object that keeps the exception of a failed write: torch.save reports it as an opaque
+    RuntimeError ("unexpected pos ...": a full disk's OSError, or the KeyboardInterrupt of a second
+    Ctrl-C during a long save); this lets atomic_save raise the original instead. After a failure
+    every write fails, so torch's end-of-file record is not written behind it."""
 
     def __init__(self, f):
         self.f, self.error = f, None
 
     def write(self, data):
+        if self.error is not None:
+            raise OSError("an earlier write failed")
         try:
             return self.f.write(data)
-        except OSError as e:
+        except BaseException as e:
             self.error = e
             raise
 
@@ -83,18 +48,18 @@ def atomic_save(obj, path: str) -> None:
         out = _WriteErrors(f)
         try:
             torch.save(obj, out)
-        except RuntimeError:
+        except BaseException:
             if out.error is not None:
                 raise out.error from None
             raise
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def atomic_copy(src: str, dst: str) -> None:
     def write(f):
         with open(src, "rb") as s:
             shutil.copyfileobj(s, f, length=1 << 20)
-    _atomic_write(dst, write)
+    atomic_write(dst, write)
 
 
 def load_checkpoint_file(path: str) -> Dict:

@@ -68,7 +68,7 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
     if not reset_meters:  # before the schedule is set: --lr-schedule-clock time reads it
         trainer.previous_training_time = float(extra.get("previous_training_time", 0.0) or 0.0)
     if not reset_optimizer and history:
-        last = history[-1]
+        last = resume_checks.check_optimizer_history(history, path)
         opt_state = state.get("last_optimizer_state")
         if ours and opt_state is not None:
             resume_checks.check_optimizer_name(last, trainer.optimizer, path)

@@ -7,6 +7,7 @@ naming the checkpoint, the mismatch and what to do.
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, Optional
 
 from fairseq.distributed import wrap
@@ -16,9 +17,10 @@ LAYOUT_FLAGS = (("--tokens-per-sample", "tokens_per_sample"), ("--sample-break-m
 
 
 def check_model_shapes(model_state: Dict, model, path: str) -> None:
-    """Every parameter the checkpoint shares with the model has the model's shape.
+    """The checkpoint has the model's number of layers, and every parameter it shares with the model
+    has the model's shape (else load_state_dict would fail as a traceback).
 
-    Classification heads are left out: the model re-creates those to the checkpoint's sizes.
+    Classification heads are left out of the shapes: the model re-creates those to the checkpoint's sizes.
     """
     ours = wrap.unwrap(model).state_dict()
     bad = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in model_state.items()
@@ -29,6 +31,29 @@ def check_model_shapes(model_state: Dict, model, path: str) -> None:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise ValueError(f"{path}: {key} has shape {theirs} in the checkpoint but {mine} in this model{more}; "
                          f"it was trained with another model size (--arch, --encoder-* flags)")
+    theirs_n, ours_n = _layers(model_state), _layers(ours)
+    if theirs_n != ours_n:
+        raise ValueError(f"{path}: the checkpoint has {theirs_n} encoder layers but this model has {ours_n}; it was "
+                         "trained with another model size (--arch, --encoder-layers)")
+
+
+def _layers(state: Dict) -> int:
+    """The number of encoder layers a state dict holds (keys '...layers.<i>....')."""
+    found = {int(m.group(1)) for m in (re.search(r"\.layers\.(\d+)\.", k) for k in state) if m}
+    return max(found) + 1 if found else 0
+
+
+def check_optimizer_history(history, path: str) -> Dict:
+    """The last entry of a checkpoint's optimizer_history, which a resume reads: fairseq's list of dicts,
+    the last with an integer num_updates; anything else would resume silently at update 0."""
+    last = history[-1] if isinstance(history, list) and history else None
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history) and isinstance(last, dict)
+            and isinstance(last.get("num_updates"), int) and last["num_updates"] >= 0):
+        shown = repr(history)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise ValueError(f"{path}: optimizer_history is not fairseq's list of dicts ending with num_updates "
+                         f"(got {shown}); pass --reset-optimizer to start the optimizer and the update count over")
+    return last
 
 
 def saved_flag(state: Dict, name: str) -> Optional[object]:

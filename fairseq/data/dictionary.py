@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 import torch
 
 from fairseq import utils
+from fairseq.data import dataset_commit
 from fairseq.data.data_utils import post_process
 from fairseq.file_chunker_utils import find_offsets, line_blocks
 from fairseq.file_io import PathManager
@@ -31,6 +32,11 @@ def _utf8_error(path: str) -> str:
         lineno = data.count(b"\n", 0, e.start) + 1
         return f"{path}:{lineno}: not valid UTF-8 (byte {e.start})"
     return f"{path}: not valid UTF-8"
+
+
+class DuplicateSymbolError(RuntimeError, ValueError):
+    """A dict.txt lists a symbol twice: fairseq's RuntimeError, and a ValueError so that every command
+    reports it as its one-line error (naming the file and line) rather than a traceback."""
 
 
 class Dictionary:
@@ -174,6 +180,7 @@ class Dictionary:
         if isinstance(f, str):
             if not os.path.isfile(f):
                 raise FileNotFoundError(f"dictionary file not found: {f}")
+            dataset_commit.check_complete(os.path.dirname(f))  # not half of an interrupted fairseq-preprocess
             try:
                 with open(f, "r", encoding="utf-8") as fd:
                     self.add_from_file(fd)
@@ -198,7 +205,7 @@ class Dictionary:
             if n < 0:
                 raise ValueError(f"{name}:{lineno}: negative count {n} for {word!r}; counts must be >= 0")
             if word in self and not overwrite:
-                raise RuntimeError(
+                raise DuplicateSymbolError(
                     f"{name}:{lineno}: Duplicate word found when loading Dictionary: {word!r} "
                     f"(add ' {OVERWRITE_FLAG}' at the end of the line to let it overwrite the earlier one)"
                 )

@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 import torch
 
+from fairseq.data import dataset_commit
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 HEADER_LEN = len(MAGIC) + 8 + 1 + 8  # = 26
@@ -150,6 +152,7 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         super().__init__()
         self.prefix = prefix
         idx_path, bin_path = index_file_path(prefix), data_file_path(prefix)
+        dataset_commit.check_complete(os.path.dirname(idx_path))  # not half of an interrupted fairseq-preprocess
         self._index = MMapIndex(idx_path)
         if not os.path.isfile(bin_path):
             raise ValueError(f"data file not found: {bin_path}")

@@ -20,6 +20,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from fairseq.data import worker_signals
+
 logger = logging.getLogger(__name__)
 
 _END = object()  # end-of-stream marker of BufferedIterator's queue
@@ -242,16 +244,26 @@ class EpochBatchIterator(EpochBatchIterating):
         batches = self.epoch_batches(epoch, shuffle)
         if offset > 0 and offset >= len(batches):
             return None
-        loader = torch.utils.data.DataLoader(
+        loader = _Loader(
             self.dataset, collate_fn=self.collate_fn, batch_sampler=[b.tolist() for b in batches[offset:]],
             num_workers=self.num_workers, timeout=self.timeout, persistent_workers=self.persistent_workers,
-            generator=torch.Generator().manual_seed(0))
+            generator=torch.Generator().manual_seed(0),
+            worker_init_fn=worker_signals.worker_init if self.num_workers > 0 else None)
         itr = BufferedIterator(self.buffer_size, loader) if self.buffer_size > 0 else loader
         itr = CountingIterator(itr, start=offset)
         if self.skip_remainder_batch:
             itr.take(len(batches) - 1)  # fairseq drops the last batch whether it is full or not
             logger.info(f"skip final residual batch, total_num_itrs = {len(batches) - 1}")
         return itr
+
+
+class _Loader(torch.utils.data.DataLoader):
+    """A DataLoader whose worker processes obey their parent only (fairseq/data/worker_signals.py): a
+    SIGTERM or SIGINT sent to the whole job reaches the trainer, which stops as it would alone."""
+
+    def __iter__(self):
+        with worker_signals.held():  # the workers are forked in here
+            return super().__iter__()
 
 
 class GroupedIterator(CountingIterator):

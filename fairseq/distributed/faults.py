@@ -24,6 +24,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from typing import List, Optional, Tuple
 
@@ -36,6 +37,7 @@ import torch.distributed as dist
 DEFAULT_HEARTBEAT_TIMEOUT_S = 600
 GRACE_S = 15  # after one spawned worker ends badly, how long the others get to end on their own
 _ROLL_CALL_S = 5  # how long a survivor waits for the other survivors to answer a roll call
+_STORE_GRACE_S = 3  # and how much longer for a store that does not answer at all
 
 
 def heartbeat_timeout(args) -> int:
@@ -93,10 +95,23 @@ def is_comm_failure(error: BaseException) -> bool:
 def missing_ranks() -> List[int]:
     """The ranks that do not answer a roll call through the rendezvous store (after a failed collective).
 
-    Every survivor checks in and waits a few seconds for the others. If the store itself is gone, the
-    rank hosting it (rank 0 under tcp:// rendezvous) is the one missing.
+    Every survivor checks in and waits a few seconds for the others. The store's host (rank 0 under
+    tcp:// rendezvous) may itself be gone or hung: a store that refuses us means it is gone, and one
+    that does not answer within the roll call's time (a stopped process still accepts connections, and
+    a store read waits on it whatever the store's timeout says) means it hangs; then rank 0 is named.
     """
     world, rank = dist.get_world_size(), dist.get_rank()
+    answer: List[List[int]] = []
+    caller = threading.Thread(target=lambda: answer.append(_roll_call(world, rank)), daemon=True,
+                              name="fairseq-roll-call")
+    caller.start()
+    caller.join(_ROLL_CALL_S + _STORE_GRACE_S)
+    if answer:
+        return answer[0]
+    return [0] if rank != 0 else []
+
+
+def _roll_call(world: int, rank: int) -> List[int]:
     try:
         store = dist.distributed_c10d._get_default_store()
         store.set_timeout(datetime.timedelta(seconds=_ROLL_CALL_S))
@@ -112,8 +127,9 @@ def missing_ranks() -> List[int]:
         return [0] if rank != 0 else []
 
 
-def lost_peer_message(error: BaseException, timeout_s: int) -> str:
-    """One line: which ranks are gone and why this rank stopped (a collective failed)."""
+def lost_peer_message(error: BaseException, timeout_s: int, saved: str) -> str:
+    """One line: which ranks are gone and why this rank stopped (a collective failed); `saved` says
+    what the save dir holds (checkpoint.save_dir.last_save_note)."""
     first = (str(error).splitlines() or [""])[0]
     timed_out = "timed out" in first.lower() or "timeout" in first.lower()
     cause = f"no answer within --heartbeat-timeout {timeout_s} s" if timed_out else "connection closed"
@@ -124,8 +140,7 @@ def lost_peer_message(error: BaseException, timeout_s: int) -> str:
         who = f"rank {missing[0]} is gone"
     else:
         who = f"ranks {', '.join(map(str, missing))} are gone"
-    return (f"rank {dist.get_rank()}: {who} ({cause}); stopping without saving, checkpoint_last.pt is the "
-            "last complete save")
+    return f"rank {dist.get_rank()}: {who} ({cause}); stopping without saving, {saved}"
 
 
 # ----------------------------------------------------------------------------- spawned workers
@@ -138,6 +153,7 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
     SIGTERM/SIGINT sent to this (parent) process are forwarded to every worker, which then stop
     together (agree_on_stop). When a worker ends badly, the others get GRACE_S seconds to end on
     their own (a peer's death fails their next collective), then are terminated, then killed. A
+    worker that is stopped (SIGSTOP) cannot end on its own and is killed at once. A
     worker killed by a signal (kill -9, the OOM killer) is named in one line, since it could not say
     anything itself; its status is reported as 128 + the signal, as a shell does. An uncaught
     exception's traceback (which torch's worker wrapper hands to the parent) is printed.
@@ -157,7 +173,9 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
             for i, p in enumerate(procs):
                 if first_bad is None and p.exitcode not in (None, 0):
                     first_bad, failed_at = i, time.monotonic()
-            if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
+            alive = [p for p in procs if p.is_alive()]
+            if failed_at is not None and (time.monotonic() - failed_at > GRACE_S
+                                          or all(_stopped(p.pid) for p in alive)):
                 _end(procs)
                 break
             time.sleep(0.1)
@@ -184,13 +202,25 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
 
 
 def _end(procs) -> None:
-    """Terminate, then after GRACE_S kill, the workers still running."""
+    """Terminate, then after GRACE_S kill, the workers still running; a stopped worker (SIGSTOP, a
+    debugger) cannot act on SIGTERM, so it is killed at once."""
     for p in procs:
         if p.is_alive():
-            p.terminate()
+            if _stopped(p.pid):
+                p.kill()
+            else:
+                p.terminate()
     deadline = time.monotonic() + GRACE_S
     for p in procs:
         p.join(max(0.0, deadline - time.monotonic()))
     for p in procs:
         if p.is_alive():
             p.kill()
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
