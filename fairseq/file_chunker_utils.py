@@ -68,24 +68,25 @@ def line_blocks(path: str, start: int = 0, end: int = -1, block_bytes: int = BLO
             if not data:
                 break
             pos += len(data)
+            if carry:  # the line begun in an earlier block, up to its end in this one (or all of this one)
+                nl = data.find(b"\n")
+                _check_length(len(carry) + (nl + 1 if nl >= 0 else len(data)), path, pos - len(data) - len(carry))
             data = carry + data
             carry = b""
             if pos < end:
                 cut = data.rfind(b"\n") + 1
                 if cut == 0:  # a line longer than the block: keep reading, up to MAX_LINE_BYTES
                     carry = data
-                    _check_length(carry, path, pos - len(carry))
                     continue
                 data, carry = data[:cut], data[cut:]
             base = pos - len(data) - len(carry)
             yield _split_lines(_decode(data, path, base))
         if carry:
-            _check_length(carry, path, pos - len(carry))
             yield _split_lines(_decode(carry, path, pos - len(carry)))
 
 
-def _check_length(line: bytes, path: str, offset: int) -> None:
-    if len(line) > MAX_LINE_BYTES:
+def _check_length(length: int, path: str, offset: int) -> None:
+    if length > MAX_LINE_BYTES:
         raise ValueError(f"{path}: the line at byte {offset} is longer than {MAX_LINE_BYTES >> 20} MiB, the "
                          "longest line fairseq-preprocess reads (its tokens would need ~12x that in memory); "
                          "split it into shorter lines")

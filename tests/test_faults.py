@@ -37,9 +37,9 @@ FLAGS = [
 class Job:
     """One real process, its stdout/stderr collected by threads (so a full pipe never blocks it)."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, **popen):
         self.proc = subprocess.Popen([sys.executable, *argv], env=env or _env(), cwd=REPO, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
         self.out, self.err = [], []
         self._threads = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
                          for s, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
@@ -116,11 +116,16 @@ def _train(data, save_dir, *extra):
     return ["-m", "fairseq_cli.train", str(data), *FLAGS, "--save-dir", str(save_dir), *extra]
 
 
-def _no_spawn(data, save_dir, *extra):
-    """fairseq's multi-node form on one machine: one command per rank."""
+def _no_spawn(data, save_dir, *extra, group: bool = False):
+    """fairseq's multi-node form on one machine: one command per rank (with group: both in a new process
+    group, as one job's tasks are)."""
     url = f"tcp://127.0.0.1:{D.free_port()}"
-    return [Job(_train(data, save_dir, "--distributed-init-method", url, "--distributed-world-size", "2",
-                       "--distributed-no-spawn", "--distributed-rank", str(r), *extra)) for r in (0, 1)]
+    jobs = []
+    for r in (0, 1):
+        popen = {} if not group else {"process_group": jobs[0].proc.pid if r else 0}
+        jobs.append(Job(_train(data, save_dir, "--distributed-init-method", url, "--distributed-world-size", "2",
+                               "--distributed-no-spawn", "--distributed-rank", str(r), *extra), **popen))
+    return jobs
 
 
 def _updates(path: Path) -> int:
@@ -131,18 +136,24 @@ def _updates(path: Path) -> int:
 # ---------------------------------------------------------------- 1. stopping a distributed job
 
 
-def _launch(form: str, data, save_dir, *extra):
-    """A 2-rank job in one of fairseq's launch forms: (jobs, rank pids [rank 0, rank 1])."""
+def _launch(form: str, data, save_dir, *extra, group: bool = False):
+    """A job in one of fairseq's launch forms (2 ranks, or one process for "single"), in a new process
+    group if `group`: (jobs, rank pids [rank 0, rank 1])."""
     if form == "no-spawn":
-        jobs = _no_spawn(data, save_dir, *extra)
+        jobs = _no_spawn(data, save_dir, *extra, group=group)
         jobs[0].wait_for(r'"num_updates": "3"')
         return jobs, [j.proc.pid for j in jobs]
-    if form == "spawn":
-        job = Job(_train(data, save_dir, "--distributed-world-size", "2", *extra))
+    popen = {"process_group": 0} if group else {}
+    if form == "single":
+        job = Job(_train(data, save_dir, *extra), **popen)
+    elif form == "spawn":
+        job = Job(_train(data, save_dir, "--distributed-world-size", "2", *extra), **popen)
     else:  # torchrun: its workers are its direct children, started in rank order
         job = Job(["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr",
-                   "127.0.0.1", "--master_port", str(D.free_port()), *_train(data, save_dir, *extra)])
+                   "127.0.0.1", "--master_port", str(D.free_port()), *_train(data, save_dir, *extra)], **popen)
     job.wait_for(r'"num_updates": "3"')
+    if form == "single":
+        return [job], [job.proc.pid]
     ranks = _workers(job.proc.pid) if form == "spawn" else _children(job.proc.pid)
     assert len(ranks) == 2, ranks
     return [job], ranks
@@ -220,21 +231,42 @@ def test_killed_rank_0_ends_its_peer_naming_it(peer_dir, tmp_path):
                                 "without saving, checkpoint_last.pt is the last complete save"]
 
 
-def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path):
-    jobs = _no_spawn(peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
-                     "--heartbeat-timeout", "8")
-    jobs[0].wait_for(r'"num_updates": "3"')
-    _signal(jobs[1].proc.pid, signal.SIGSTOP)  # alive but silent: no connection is closed
+MARGIN_S = 40  # after --heartbeat-timeout: the roll call (at most 8 s), the exit, the launcher's clean-up
+
+
+@pytest.mark.parametrize("form,stopped", [("no-spawn", 1), ("no-spawn", 0), ("spawn", 0)])
+def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path, form, stopped):
+    """A rank that hangs (SIGSTOP: a stuck NFS read, a GPU hang, a debugger) ends the job within
+    --heartbeat-timeout plus a bounded margin, rank 0 included: it hosts the rendezvous store, whose
+    reads would wait on a stopped host forever. One line names it, and no C++ frames come with it;
+    spawned, the launcher and both workers end (a stopped worker cannot act on SIGTERM: it is killed)."""
+    jobs, ranks = _launch(form, peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
+                          "--heartbeat-timeout", "8")
+    survivor = 1 - stopped
+    _signal(ranks[stopped], signal.SIGSTOP)  # alive but silent: no connection is closed
     try:
         t0 = time.monotonic()
-        rc = jobs[0].wait(timeout=BOUND_S)
-        assert time.monotonic() - t0 < BOUND_S
+        rc = (jobs[0] if form == "spawn" else jobs[survivor]).wait(timeout=8 + MARGIN_S)
+        elapsed = time.monotonic() - t0
+        if form == "spawn":
+            assert all(_gone(pid) for pid in ranks)
     finally:
-        _signal(jobs[1].proc.pid, signal.SIGKILL)
-        jobs[1].wait()
-    assert rc == 1
-    (line,) = jobs[0].errors()
-    assert line.startswith("fairseq-train: error: rank 0: rank 1 is gone (no answer within --heartbeat-timeout 8 s)")
+        _signal(ranks[stopped], signal.SIGKILL)
+        for j in jobs:
+            j.kill()
+    assert rc == 1 and elapsed < 8 + MARGIN_S
+    assert [line for j in jobs for line in j.errors()] == [
+        f"fairseq-train: error: rank {survivor}: rank {stopped} is gone (no answer within --heartbeat-timeout 8 s); "
+        f"stopping without saving, no checkpoint has been saved in {tmp_path} yet"]
+    assert not [line for j in jobs for line in j.err if "frame #" in line or "TCPStore" in line]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has ended (or is a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 # ---------------------------------------------------------------- 4. numbers that mean what they say
