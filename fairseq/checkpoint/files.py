@@ -22,9 +22,9 @@ from fairseq.checkpoint import upgrade
 
 class _WriteErrors:
     """A file object that keeps the exception of a failed write: torch.save reports it as an opaque
-    RuntimeError ("unexpected pos ...": a full disk's OSError, or the KeyboardInterrupt of a second
-    Ctrl-C during a long save); this lets atomic_save raise the original instead. After a failure
-    every write fails, so torch's end-of-file record is not written behind it."""
+    RuntimeError ("unexpected pos ...": a full disk's OSError, or a second Ctrl-C's KeyboardInterrupt
+    during a long save); this lets atomic_save raise the original instead. After a failure every write
+    fails, so torch's end-of-file record is not written behind it."""
 
     def __init__(self, f):
         self.f, self.error = f, None
@@ -43,16 +43,26 @@ class _WriteErrors:
 
 
 def atomic_save(obj, path: str) -> None:
-    """torch.save to `path` so that readers see either the old file or the complete new one."""
+    """torch.save to `path` so that readers see either the old file or the complete new one; a failure
+    is raised as what caused it (OSError, KeyboardInterrupt), not as torch's RuntimeError around it."""
     def write(f):
         out = _WriteErrors(f)
         try:
             torch.save(obj, out)
-        except BaseException:
-            if out.error is not None:
-                raise out.error from None
+        except BaseException as e:
+            cause = out.error or _interrupt_behind(e)
+            if cause is not None and cause is not e:
+                raise cause from None
             raise
     atomic_write(path, write)
+
+
+def _interrupt_behind(error: BaseException):
+    """The KeyboardInterrupt that torch's zip writer turned into a RuntimeError when it closed the file
+    (it is the RuntimeError's context), or None."""
+    while error is not None and not isinstance(error, KeyboardInterrupt):
+        error = error.__context__
+    return error
 
 
 def atomic_copy(src: str, dst: str) -> None:
