@@ -56,7 +56,7 @@ def temp_file(directory: str, final_name: str) -> Tuple[int, str]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            if e.errno not in file_lock.NO_LOCKS:
                 os.close(fd)
                 raise
             return fd, path  # no locks on this file system: such a temp file is never provably abandoned
@@ -202,20 +202,23 @@ def replace_dir(new: str, target: str) -> None:
 
 
 def remove_abandoned_dirs(target: str) -> List[str]:
-    """Remove the folders NewDir(target) made beside `target` whose writer is gone (none holds their
-    lock); returns their paths. Nothing else is touched."""
+    """Clean up after NewDir(target) writers that are gone (none holds their folder's lock): their
+    unfinished folders are removed; an old `target` one of them had moved aside (replace_dir without
+    an exchange, killed between its two renames) goes back to its name if nothing has taken it.
+    Returns the paths removed; nothing else is touched."""
     target = os.path.abspath(target)
-    parent, base = os.path.dirname(target), os.path.basename(target)
+    parent = os.path.dirname(target)
     removed = []
     for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
-        stem = name[:-len(".old")] if name.endswith(".old") else name
+        aside = name.endswith(".old")
+        stem = os.path.join(parent, name[:-len(".old")] if aside else name)
         path = os.path.join(parent, name)
-        if temp_name_final(stem) != base or os.path.islink(path) or not os.path.isdir(path):
+        if temp_name_final(os.path.basename(stem)) != os.path.basename(target) or os.path.islink(path) \
+                or not os.path.isdir(path) or (os.path.isdir(stem) and file_lock.in_use(stem)):
             continue
-        if name == stem and file_lock.in_use(path):
+        if aside and not os.path.lexists(target):
+            os.rename(path, target)
             continue
-        if name != stem and os.path.isdir(os.path.join(parent, stem)) and file_lock.in_use(os.path.join(parent, stem)):
-            continue  # the old folder a live writer just moved aside
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed

@@ -19,6 +19,7 @@ the descriptors are closed right after the fork.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -26,6 +27,7 @@ import time
 from typing import Dict
 
 _held: Dict[str, int] = {}  # path -> descriptor holding its lock, in this process
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # what a file system without locks answers
 
 
 class Busy(Exception):
@@ -76,7 +78,7 @@ def acquire(path: str) -> str:
     end of this process; returns the record of the previous owner that ended without releasing it ('').
 
     Raises Busy if another process holds it, OSError if `path` cannot be a lock file (a directory:
-    IsADirectoryError) or the file system refuses locks (ENOLCK, EOPNOTSUPP, ENOSYS).
+    IsADirectoryError) or the file system refuses locks (errno in NO_LOCKS).
     """
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -112,10 +114,6 @@ def in_use(path: str) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def holds(path: str) -> bool:
-    return path in _held
 
 
 def release(path: str) -> None:

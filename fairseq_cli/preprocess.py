@@ -12,7 +12,6 @@ removes them (it holds the destdir's lock, as every run does while its temporari
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import re
@@ -107,7 +106,7 @@ def take_destdir(destdir: str) -> str:
         raise ValueError(f"--destdir {destdir} is in use by another fairseq-preprocess ({owner}; lock file {path}); "
                          "wait for it or choose another --destdir") from None
     except OSError as e:
-        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+        if e.errno not in file_lock.NO_LOCKS:
             raise ValueError(f"--destdir {destdir}: cannot lock {path} ({e.strerror or e})") from None
         logger.warning(f"--destdir {destdir}: the file system does not support locks ({e.strerror}); a second "
                        "fairseq-preprocess into it would not be refused, and earlier runs' temp files stay")

@@ -76,10 +76,11 @@ def test_preprocess_killed_between_renames_leaves_no_mix_that_trains(peer_dir, t
                             str(tmp_path / "ckpt"), "--max-update", "1"], env=_env(), cwd=REPO,
                            capture_output=True, text=True, timeout=300)
     assert train.returncode == 1
+    pid, files = json.loads((dest / MARKER).read_text())["pid"], ", ".join(sorted(DATA + ["preprocess.log"]))
     assert [line for line in train.stderr.splitlines() if line.startswith("fairseq-")] == [
-        f"fairseq-train: error: {dest}: fairseq-preprocess (pid {json.loads((dest / MARKER).read_text())['pid']} "
-        f"on host {os.uname().nodename}) was interrupted while replacing {', '.join(sorted(DATA + ['preprocess.log']))}, "
-        f"so they may mix two runs' files; rerun fairseq-preprocess into {dest} (the marker {MARKER} says so)"]
+        f"fairseq-train: error: {dest}: fairseq-preprocess (pid {pid} on host {os.uname().nodename}) was interrupted "
+        f"while replacing {files}, so they may mix two runs' files; rerun fairseq-preprocess into {dest} (the marker "
+        f"{MARKER} says so)"]
     assert "begin training" not in train.stdout and not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
     main(get_parser().parse_args(_preprocess_argv(new, valid, dest)))  # the rerun
@@ -157,3 +158,26 @@ def test_export_hf_killed_midway_leaves_the_old_folder_whole(tmp_path, export_ar
     export_hf.cli_main([*checkpoint, str(hf), *tokenizer])
     assert f"removed {left}, left by a fairseq-export-hf that never finished" in caplog.text
     assert sorted(os.listdir(tmp_path)) == ["hf"]
+
+
+def test_folder_replaced_without_an_exchange_and_restored_after_a_kill(tmp_path, monkeypatch):
+    """Where renameat2 cannot exchange (say NFS), the old folder is moved aside, then the new one takes the
+    name. A writer killed between the two renames leaves no OUTDIR: the next one puts the old folder back
+    (never a mix, nothing of the user's lost) and removes the unfinished one."""
+    from fairseq import atomic_files
+
+    monkeypatch.setattr(atomic_files, "_exchange", lambda a, b: False)
+    target = tmp_path / "hf"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    new = atomic_files.NewDir(str(target))
+    Path(new.path, "config.json").write_text("new")
+    new.commit()
+    assert sorted(os.listdir(tmp_path)) == ["hf"] and (target / "config.json").read_text() == "new"
+
+    os.rename(target, tmp_path / ".tmp-4242-hf-abcd1234.old")  # killed between the renames
+    (tmp_path / ".tmp-4242-hf-abcd1234").mkdir()
+    (tmp_path / ".tmp-4242-hf-abcd1234" / "config.json").write_text("newer")
+    (tmp_path / ".tmp-notes").mkdir()  # not ours
+    assert atomic_files.remove_abandoned_dirs(str(target)) == [str(tmp_path / ".tmp-4242-hf-abcd1234")]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-notes", "hf"] and (target / "config.json").read_text() == "new"

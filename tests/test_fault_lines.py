@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fairseq import options
-from fairseq.checkpoint import files, save
+from fairseq.checkpoint import files
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.trainer import Trainer
 from fairseq_cli import bpe, train

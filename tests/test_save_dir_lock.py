@@ -4,7 +4,8 @@ The lock is an flock (fairseq/file_lock.py): exactly one of several simultaneous
 whatever their pid namespace; a holder that dies (kill -9) holds nothing. The contenders are small
 interpreters that only take the lock, loading fairseq/file_lock.py by path (stdlib only): forked from
 one such interpreter (so 100 rounds of 4 take a second or two), or exec'd one by one, also in another
-pid namespace through `unshare --pid --fork`. The real fairseq-train variant is test_save_dir.test_four_trainers_started_together_one_trains.
+pid namespace through `unshare --pid --fork`. The real fairseq-train variant is
+test_save_dir.test_four_trainers_started_together_one_trains.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A file is written to a temp file in the same directory that its writer keeps locked
 (fairseq/atomic_files.py, so a later trainer can tell a dead writer's leftovers:
 save_dir.remove_stale_temp_files), flushed + fsynced and then os.replace'd into place, so readers
-see either the old file or the complete new one. Copies are atomic copies too (no hard links, so deleting or overwriting one never affects another).
+see either the old file or the complete new one. Copies are atomic copies too (no hard links, so
+deleting or overwriting one never affects another).
 
 Reading: torch.load(weights_only=True), with argparse.Namespace allow-listed for fairseq's own files,
 then upgraded to fairseq 0.12's layout whichever fairseq (0.9-0.12) or we wrote it (upgrade.py).

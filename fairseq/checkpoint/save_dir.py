@@ -16,7 +16,6 @@ of fairseq-train (unless --no-save) calls :func:`prepare`, which
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from typing import Optional
@@ -28,7 +27,6 @@ LOCK_NAME = ".fairseq-train.lock"
 PROBE_NAME = "write-check"
 # The final names whose temp files our writers leave here: checkpoints and the write probe.
 OUR_FINALS = r"checkpoint.*\.pt|" + PROBE_NAME
-_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class SaveDirError(ValueError):
@@ -71,7 +69,7 @@ def acquire_lock(save_dir: str) -> str:
     except IsADirectoryError:
         raise SaveDirError(f"--save-dir {save_dir}: its lock file {path} is a directory; remove it") from None
     except OSError as e:
-        if e.errno in _NO_LOCKS:
+        if e.errno in file_lock.NO_LOCKS:
             logger.warning(f"--save-dir {save_dir}: the file system does not support locks ({_cause(e)}); a second "
                            "trainer on this directory would not be refused (docs/faults.md)")
             return path
