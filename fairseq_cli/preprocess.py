@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import List, Tuple
 
-from fairseq import file_lock, flag_audit, flag_rules, options
+from fairseq import atomic_files, file_lock, flag_audit, flag_rules, options
 from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
 from fairseq.data import dataset_commit
 from fairseq.data.dictionary import Dictionary
@@ -111,12 +111,15 @@ def take_destdir(destdir: str) -> str:
         logger.warning(f"--destdir {destdir}: the file system does not support locks ({e.strerror}); a second "
                        "fairseq-preprocess into it would not be refused, and earlier runs' temp files stay")
         return path
+    leftovers = []
     for name in sorted(os.listdir(destdir)):
         full = os.path.join(destdir, name)
         if _LEFTOVER.fullmatch(name) and os.path.isfile(full) and not os.path.islink(full):
-            size = os.path.getsize(full)
+            leftovers.append((full, os.path.getsize(full)))
             os.remove(full)
-            logger.warning(f"removed {full} ({size:,} bytes), left by a fairseq-preprocess that never finished")
+    leftovers += atomic_files.remove_abandoned(destdir, re.escape(dataset_commit.MARKER))  # a marker half-written
+    for full, size in leftovers:
+        logger.warning(f"removed {full} ({size:,} bytes), left by a fairseq-preprocess that never finished")
     return path
 
 

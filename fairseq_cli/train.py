@@ -301,7 +301,7 @@ def _main(args) -> Optional[Trainer]:
     patience = Patience(args)
     max_epoch = args.max_epoch or math.inf
     previous = install_signal_handlers()
-    _Stop.signum = None
+    _Stop.signum, _Stop.aborted = None, False
     eta = UpdateEta(args.max_update, trainer.num_updates)
     try:
         if should_stop_now(args, trainer):

@@ -234,12 +234,14 @@ def test_killed_rank_0_ends_its_peer_naming_it(peer_dir, tmp_path):
 MARGIN_S = 40  # after --heartbeat-timeout: the roll call (at most 8 s), the exit, the launcher's clean-up
 
 
-@pytest.mark.parametrize("form,stopped", [("no-spawn", 1), ("no-spawn", 0), ("spawn", 0)])
+@pytest.mark.parametrize("form,stopped", [("no-spawn", 1), ("spawn", 0)])
 def test_hung_peer_ends_the_job_after_heartbeat_timeout(peer_dir, tmp_path, form, stopped):
     """A rank that hangs (SIGSTOP: a stuck NFS read, a GPU hang, a debugger) ends the job within
     --heartbeat-timeout plus a bounded margin, rank 0 included: it hosts the rendezvous store, whose
-    reads would wait on a stopped host forever. One line names it, and no C++ frames come with it;
-    spawned, the launcher and both workers end (a stopped worker cannot act on SIGTERM: it is killed)."""
+    reads would wait on a stopped host forever (the survivor's roll call is the same code under every
+    launcher; the spawned form also checks the launcher). One line names it, and no C++ frames come
+    with it; spawned, the launcher and both workers end (a stopped worker cannot act on SIGTERM: it is
+    killed)."""
     jobs, ranks = _launch(form, peer_dir / "data-bin", tmp_path, "--max-update", "100000", "--disable-validation",
                           "--heartbeat-timeout", "8")
     survivor = 1 - stopped
