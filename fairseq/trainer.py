@@ -141,9 +141,10 @@ class Trainer:
         """fairseq's Trainer.get_train_iterator: (re)load the train split for `epoch`, then a fresh iterator.
 
         With sharded data (DATA1:DATA2:...) epoch k trains on shard (k-1) mod n, so the split is reloaded
-        every epoch and the iterator's length follows that shard; otherwise it is loaded once.
+        every epoch and the iterator's length follows that shard; otherwise it is loaded once, and again
+        (whatever load_dataset says) when --seq-len-schedule has moved to another block length.
         """
-        if load_dataset:
+        if load_dataset or self.train_length_changed():
             logger.info(f"loading train data for epoch {epoch}")
             if self.seq_len_schedule is None:
                 self.task.load_dataset(self.args.train_subset, epoch=epoch)

@@ -168,6 +168,21 @@ def test_every_position_kept_at_every_layer_is_the_full_model():
         torch.testing.assert_close(model(src, token_drop_keep=keep)[0], model(src)[0], atol=1e-5, rtol=1e-5)
 
 
+def test_layerwise_ideal_ratio_and_log_line():
+    from fairseq.flops import encoder_layer_macs, layerwise_drop_step_ratio
+    from fairseq.tasks.masked_lm import describe_schedule
+    full = encoder_layer_macs(64, 64, 32, 128)
+    assert layerwise_drop_step_ratio(6, 64, 32, 128, 64, 1, 4) == pytest.approx(1.0)
+    assert layerwise_drop_step_ratio(6, 64, 32, 128, 16, 1, 4) == pytest.approx(
+        (2 * full + 4 * encoder_layer_macs(16, 16, 32, 128)) / (6 * full))
+    args = parse("--token-drop", "0.75", "--token-drop-importance", "random_ltd", "--sctd-interval", "0")
+    args.encoder_layers, args.tokens_per_sample, args.encoder_embed_dim, args.encoder_ffn_embed_dim = 6, 64, 32, 128
+    line = describe_schedule(args, TokenDropper(args, placeholder_dictionary(20), num_layers=6))
+    ratio = layerwise_drop_step_ratio(6, 64, 32, 128, 16, 1, 4)
+    assert (f"token dropping (random_ltd): layers 1-4 each keep their own 16 of 64 positions (ideal FLOP ratio of "
+            f"a dropping update {ratio:.3f}), growing linearly to 64 by update 100, no ScTD") in line
+
+
 def test_layerwise_split_default_and_errors():
     assert drop_layer_split(12, None, per_layer=True) == (1, 10)
     assert drop_layer_split(3, None, per_layer=True) == (1, 1)

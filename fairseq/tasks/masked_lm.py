@@ -67,8 +67,9 @@ def describe_schedule(args, dropper) -> str:
     E, F = int(args.encoder_embed_dim), int(args.encoder_ffn_embed_dim)
     start, end = dropper.split
     if dropper.selector.per_layer:
+        per = flops.layerwise_drop_step_ratio(L, T, E, F, dropper.keep_count(T), start, end)
         msg = (f"token dropping ({dropper.mode}): layers {start}-{end} each keep their own {dropper.keep_count(T)} "
-               f"of {T} positions")
+               f"of {T} positions (ideal FLOP ratio of a dropping update {per:.3f})")
     else:
         per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
         msg = (f"token dropping ({dropper.mode}): layers {start}-{end} keep {dropper.keep_count(T)} of {T} "
