@@ -46,10 +46,14 @@ class SeqLenSchedule:
 
 def run_length(args) -> Optional[int]:
     """The update count fractions refer to: --max-update, else --total-num-update (None: neither)."""
-    max_update = int(getattr(args, "max_update", 0) or 0)
+    return _run_length(lambda name: getattr(args, name, None))
+
+
+def _run_length(get) -> Optional[int]:
+    max_update = int(get("max_update") or 0)
     if max_update > 0:
         return max_update
-    total = getattr(args, "total_num_update", None)
+    total = get("total_num_update")
     return int(total) if total is not None and int(total) > 0 else None
 
 
@@ -100,7 +104,14 @@ def lengths(args) -> List[int]:
 
 def length_at(args, num_updates: int) -> Optional[int]:
     """The block length in force at update `num_updates` under these flags (None: no --tokens-per-sample)."""
-    if getattr(args, "tokens_per_sample", None) is None:
+    return length_from(lambda name: getattr(args, name, None), num_updates)
+
+
+def length_from(get, num_updates: int) -> Optional[int]:
+    """length_at with each flag's value read by get(dest) (a checkpoint's saved values, say)."""
+    tokens_per_sample, spec = get("tokens_per_sample"), get("seq_len_schedule")
+    if tokens_per_sample is None:
         return None
-    schedule = from_args(args)
-    return schedule.length_at(num_updates) if schedule is not None else int(args.tokens_per_sample)
+    if not spec:
+        return int(tokens_per_sample)
+    return parse(spec, int(tokens_per_sample), _run_length(get)).length_at(num_updates)

@@ -7,7 +7,6 @@ naming the checkpoint, the mismatch and what to do.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Dict, Optional
 
 from fairseq import seq_len_schedule
@@ -48,8 +47,7 @@ def saved_flag(state: Dict, name: str) -> Optional[object]:
 def saved_block_length(state: Dict, num_updates: int) -> Optional[int]:
     """The block length a checkpoint's run had in force at update `num_updates`: --tokens-per-sample, or
     what its --seq-len-schedule gave there (None when the checkpoint does not say)."""
-    names = ("tokens_per_sample", "seq_len_schedule", "max_update", "total_num_update")
-    return seq_len_schedule.length_at(argparse.Namespace(**{n: saved_flag(state, n) for n in names}), num_updates)
+    return seq_len_schedule.length_from(lambda name: saved_flag(state, name), num_updates)
 
 
 def check_data_layout(state: Dict, args, path: str) -> None:
