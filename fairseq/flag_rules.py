@@ -12,7 +12,7 @@ import os
 import re
 from typing import List
 
-from fairseq import flag_audit, optim, update_freq
+from fairseq import flag_audit, optim, seq_len_schedule, update_freq
 from fairseq.optim.adam import parse_betas
 
 # The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
@@ -53,6 +53,7 @@ DOMAINS = {
     "mask_multiple_length": ">=1", "mask_stdev": ">=0",
     "token_drop": "[0,1)", "token_importance_beta": "[0,1]", "sctd_interval": ">=0", "sctd_weight": ">=0",
     "sctd_full_mlm_weight": ">=0", "token_drop_warmup_updates": ">=0", "token_drop_final_full_updates": ">=0",
+    "token_drop_ramp_updates": ">=0", "token_drop_keep_multiple": ">=1",
     # optimizer, lr schedules
     "adam_eps": ">=0", "weight_decay": ">=0", "warmup_updates": ">=0", "warmup_init_lr": "any",
     "force_anneal": ">=0", "end_learning_rate": ">=0", "power": ">=0", "total_num_update": ">0",
@@ -160,3 +161,4 @@ def check_cross_flag_rules(args: argparse.Namespace) -> None:
         update_freq.check_args(args)
     check_finetune_resets(args)
     check_valid_subsets(args)
+    seq_len_schedule.from_args(args)  # --seq-len-schedule parses and fits --tokens-per-sample / --max-update

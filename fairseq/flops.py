@@ -35,6 +35,15 @@ def token_drop_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: in
     return drop / full
 
 
+def layerwise_drop_step_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int, keep: int,
+                              start: int, end: int) -> float:
+    """Cost of a forward/backward whose layers start..end each run on `keep` positions alone (queries and
+    keys; random-LTD) relative to a full one; the other layers run on all seq_len positions."""
+    full = encoder_layer_macs(seq_len, seq_len, embed_dim, ffn_dim)
+    n = end - start + 1
+    return ((layers - n) * full + n * encoder_layer_macs(keep, keep, embed_dim, ffn_dim)) / (layers * full)
+
+
 def sctd_full_pass_ratio(layers: int, seq_len: int, embed_dim: int, ffn_dim: int,
                          full_mlm_weight: float = 0.0) -> float:
     """Cost of ScTD's full pass relative to a full update.

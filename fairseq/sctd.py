@@ -32,8 +32,10 @@ NLLs for the importance table are recomputed from them, without gradient, with t
 fp32 log_softmax + nll_loss, so they are the numbers the loss summed) and its extra["cls_local"] /
 extra["cls_global"] (the KL terms, with gradient).
 
-Every step also logs td_positions (B * T) and td_dropped (positions the middle layers did not
+Every step also logs td_positions (B * T) and td_dropped (positions a dropping layer did not
 process, padding included: B * (T - K), 0 in full phases); the train logs turn them into drop_rate.
+The kept positions come from the dropper's selector (fairseq.token_selectors): one set [B, K] for
+Hou's split, or one per layer [n, B, K] (random-LTD); the ScTD pass composes with either.
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ def compute_loss(dropper, sample, model, criterion, update_num: int, accumulate:
         dropper.importance.accumulate(targets, token_nll)
     log = dict(log)
     log["td_positions"] = src.numel()
-    log["td_dropped"] = 0 if keep is None else src.numel() - keep.numel()
+    log["td_dropped"] = 0 if keep is None else src.numel() - src.size(0) * keep.size(-1)  # per dropping layer
     loss = loss_drop
     if dropper.is_sctd_update(update_num):
         s_drop = float(sample_size)

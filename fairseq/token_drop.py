@@ -1,9 +1,13 @@
 """Token dropping (Hou et al. 2022): which positions the middle layers process, and the importance table.
 
 The model (fairseq/models/roberta/model.py) only needs a sorted LongTensor [B, K] of kept positions;
-everything that decides *which* positions lives here so that the model stays a plain function of its
-input. Split of an L-layer encoder (SPEC section 2): layers 0..d-1 full, layer d cross (kept queries,
-all keys), layers d+1..last_kept on kept positions only, merge, layers last_kept+1..L-1 full.
+everything that decides *which* positions lives here and in fairseq/token_selectors.py (the registered
+ways of choosing them, --token-drop-importance) so that the model stays a plain function of its input.
+Split of an L-layer encoder (SPEC section 2): layers 0..d-1 full, layer d cross (kept queries, all
+keys), layers d+1..last_kept on kept positions only, merge, layers last_kept+1..L-1 full. A per-layer
+selector (random-LTD) gives [n, B, K] instead: layers START..END each run on their own kept set.
+K = T - floor(T*P) of each batch's padded length T (so it follows --seq-len-schedule), optionally
+growing to T over --token-drop-ramp-updates (TokenDropper.keep_count).
 
 Importance (SPEC section 2): a [V] table m(v); after every update
 m(v) <- beta * m(v) + (1 - beta) * mean loss of id v over the whole global batch (all micro-batches,
@@ -34,9 +38,16 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from fairseq import seq_len_schedule
 from fairseq.distributed import collectives
-
-SPECIAL_SCORE = 1e4
+from fairseq.token_selectors import (  # noqa: F401  (fairseq.token_drop is the public name of these)
+    SELECTORS,
+    SPECIAL_SCORE,
+    TokenSelector,
+    register_token_selector,
+    select_kept_positions,
+    tie_break_keys,
+)
 DEFAULT_INIT = 10.0
 DEFAULT_SCTD_INTERVAL = 10
 
@@ -49,11 +60,18 @@ def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("token dropping / ScTD")
     g.add_argument("--token-drop", type=float, default=0.0, metavar="P",
                    help="fraction of positions the middle layers drop (0 = off, 0 <= P < 1)")
-    g.add_argument("--token-drop-importance", choices=["loss", "random"], default="loss",
-                   help="keep the tokens with the highest running MLM loss, or a uniform random subset")
+    g.add_argument("--token-drop-importance", choices=SELECTORS.choices(), default="loss",
+                   help="the token selector (fairseq.token_selectors): loss = the tokens with the highest running "
+                        "MLM loss (Hou; ScTD), random = a uniform random subset, random_ltd = a fresh random "
+                        "subset per middle layer (random-LTD); a --user-dir plugin can register its own")
     g.add_argument("--token-drop-layers", type=str, default=None, metavar="START,END",
-                   help="cross layer START and last dropping layer END (0-based); "
-                        "default Hou split START=L//2-1, END=L-2")
+                   help="cross layer START and last dropping layer END (0-based); default Hou split "
+                        "START=L//2-1, END=L-2 (random_ltd: the layers that each drop, default 1,L-2)")
+    g.add_argument("--token-drop-ramp-updates", type=int, default=None, metavar="N",
+                   help="the kept count grows linearly from T - floor(T*P) to T over updates 0..N "
+                        "(random-LTD's schedule; default: over the whole run for random_ltd, none otherwise)")
+    g.add_argument("--token-drop-keep-multiple", type=int, default=1, metavar="M",
+                   help="round the kept count down to a multiple of M (random-LTD's seq_per_step)")
     g.add_argument("--token-importance-beta", type=float, default=0.95, metavar="B",
                    help="EMA factor of the importance table: m <- B*m + (1-B)*loss")
     g.add_argument("--init-token-importance", type=str, default=None, metavar="PATH",
@@ -78,7 +96,8 @@ def add_token_drop_args(parser: argparse.ArgumentParser) -> None:
 DROP_ONLY_DEFAULTS = {"token_drop_importance": "loss", "token_drop_layers": None, "token_importance_beta": 0.95,
                       "init_token_importance": None, "sctd_interval": None, "sctd_weight": 0.05,
                       "sctd_full_mlm_weight": 0.0, "sctd_kl_reduction": "reference",
-                      "token_drop_warmup_updates": 0, "token_drop_final_full_updates": 0}
+                      "token_drop_warmup_updates": 0, "token_drop_final_full_updates": 0,
+                      "token_drop_ramp_updates": None, "token_drop_keep_multiple": 1}
 
 
 def unused_flags(args) -> list:
@@ -110,6 +129,22 @@ def schedule_total(args) -> int:
                      "(the last N updates are counted back from there)")
 
 
+def ramp_updates(args, selector_cls) -> int:
+    """Resolved --token-drop-ramp-updates: 0 (no ramp) unless given, or for a selector that ramps by
+    default (random_ltd) the run's length, --max-update (else --total-num-update)."""
+    n = getattr(args, "token_drop_ramp_updates", None)
+    if n is not None:
+        return int(n)
+    if not selector_cls.ramps_by_default:
+        return 0
+    try:
+        return schedule_total(args)
+    except ValueError:
+        raise ValueError(f"--token-drop-importance {args.token_drop_importance} grows the kept count over the run: "
+                         "give --max-update (or --total-num-update), or --token-drop-ramp-updates N "
+                         "(0 = a constant --token-drop)") from None
+
+
 def sctd_interval(args) -> int:
     """Resolved --sctd-interval: default 10 when token dropping is on, 0 when it is off."""
     p = float(getattr(args, "token_drop", 0.0) or 0.0)
@@ -122,13 +157,20 @@ def sctd_interval(args) -> int:
 # --------------------------------------------------------------------------- split and keep count
 
 
-def drop_layer_split(num_layers: int, start_end: Union[None, str, Sequence[int]] = None) -> Tuple[int, int]:
+def drop_layer_split(num_layers: int, start_end: Union[None, str, Sequence[int]] = None,
+                     per_layer: bool = False) -> Tuple[int, int]:
     """(d, last_kept): layer d is the cross layer, layers d+1..last_kept run on kept positions only.
 
     Default is Hou's split d = L//2 - 1, last_kept = L - 2, which needs L >= 4. `start_end` is the
     --token-drop-layers value ("START,END" or a pair) overriding it; it must leave layer L-1 full.
+    per_layer (a selector with a kept set per layer, random-LTD): layers START..END each run on their
+    own kept set; default all middle layers, 1..L-2 (needs L >= 3).
     """
     L = int(num_layers)
+    if (start_end is None or start_end == "") and per_layer:
+        if L < 3:
+            raise ValueError(f"layerwise token dropping needs at least 3 encoder layers (got --encoder-layers {L})")
+        return 1, L - 2
     if start_end is None or start_end == "":
         if L < 4:
             raise ValueError(f"token dropping needs at least 4 encoder layers (got --encoder-layers {L})")
@@ -162,76 +204,7 @@ def check_keeps_real_tokens(seq_len: int, p: float) -> int:
     return k
 
 
-# --------------------------------------------------------------------------- selection
-
-
-_M31 = (1 << 31) - 1
-
-
-def _mix31(x: torch.Tensor) -> torch.Tensor:
-    """A 31-bit integer mixer (xorshift-multiply rounds, odd multipliers below 2^31)."""
-    x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & _M31
-    x = ((x ^ (x >> 12)) * 0x297A2D39) & _M31
-    return x ^ (x >> 15)
-
-
-def tie_break_keys(sample_ids: torch.Tensor, seq_len: int, seed: int, update_num: int) -> torch.Tensor:
-    """Pseudo-random int64 keys [B, T] in [0, 2^31), a pure function of (seed, update, sample id, position).
-
-    Counter-based (no generator state), so a sample gets the same keys whichever batch, rank or
-    micro-batch it is in, and a resumed run draws the same keys as an uninterrupted one. Integer
-    hashing in 31 bits: every product stays below 2^62, so int64 never overflows on any device.
-    """
-    ids = sample_ids.reshape(-1, 1).to(torch.long)
-    step = torch.tensor((int(seed) * 40503 + int(update_num)) & _M31, device=ids.device)
-    row = _mix31((_mix31(step) + ids) & _M31)  # one value per sample
-    pos = torch.arange(int(seq_len), device=ids.device).reshape(1, -1)
-    return _mix31(row ^ _mix31(pos))  # one per (sample, position)
-
-
-def select_kept_positions(src_tokens: torch.Tensor, scores: Optional[torch.Tensor], keep_count: int, pad: int,
-                          forced_keep_ids: Iterable[int] = (), tie_break: Optional[torch.Tensor] = None,
-                          mode: str = "loss") -> torch.Tensor:
-    """Per sequence, the K positions with the highest score, sorted ascending. LongTensor [B, K].
-
-    Rules: position 0 (the <s> slot) is always kept; positions holding a forced-keep id score SPECIAL_SCORE
-    (above any learned score, so they are kept unless there are more of them than K); <pad> scores -inf
-    (dropped before any real token). Ties go to the smaller `tie_break` key (int64 [B, T], see
-    tie_break_keys), or to the earlier position when it is None. Mode 'random' gives every real token
-    the same score, so the keys alone choose (a uniform random subset, the random-LTD ablation).
-    Vectorised: a stable sort by key, a stable sort by score, one sort of the K kept indices.
-    """
-    if src_tokens.dim() != 2:
-        raise ValueError(f"select_kept_positions: src_tokens must be [B, T], got shape {tuple(src_tokens.shape)}")
-    B, T = src_tokens.shape
-    K = int(keep_count)
-    if not (1 <= K <= T):
-        raise ValueError(f"select_kept_positions: keep_count {K} outside [1, T={T}]")
-    if mode == "random":
-        if tie_break is None:
-            raise ValueError("select_kept_positions: mode 'random' needs tie_break keys")
-        s = torch.zeros((B, T), dtype=torch.float32, device=src_tokens.device)
-    elif mode == "loss":
-        if scores is None:
-            raise ValueError("select_kept_positions: mode 'loss' needs a scores table")
-        s = scores.to(device=src_tokens.device, dtype=torch.float32)[src_tokens]
-    else:
-        raise ValueError(f"--token-drop-importance {mode!r}: choose from loss, random")
-    forced = list(forced_keep_ids)
-    if forced:
-        ids = torch.tensor(forced, dtype=src_tokens.dtype, device=src_tokens.device)
-        s = torch.where(torch.isin(src_tokens, ids), torch.full_like(s, SPECIAL_SCORE), s)
-    s = s.masked_fill(src_tokens.eq(pad), float("-inf"))
-    # Position 0 is the <s>/[CLS] slot whatever token masking put there (fairseq may mask or replace
-    # <s> too): the model's cross layer and ScTD's KL terms rely on it, so it is always kept.
-    s[:, 0] = float("inf")
-    if tie_break is None:
-        order = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :K]
-    else:  # visit positions in key order, then a stable sort by score keeps that order among equals
-        perm = torch.sort(tie_break.to(s.device), dim=1, stable=True).indices
-        by_score = torch.sort(s.gather(1, perm), dim=1, descending=True, stable=True).indices[:, :K]
-        order = perm.gather(1, by_score)
-    return torch.sort(order, dim=1).values
+# --------------------------------------------------------------------------- gather and merge
 
 
 def gather_positions(x: torch.Tensor, keep: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -386,11 +359,16 @@ class TokenDropper:
 
     def __init__(self, args, dictionary, num_layers: int):
         self.p = float(getattr(args, "token_drop", 0.0) or 0.0)  # its domain: flag_rules.DOMAINS
-        self.split = drop_layer_split(num_layers, getattr(args, "token_drop_layers", None))
         self.mode = getattr(args, "token_drop_importance", "loss") or "loss"
+        selector_cls = SELECTORS.lookup(self.mode)
+        self.num_layers = int(num_layers)
+        self.split = drop_layer_split(num_layers, getattr(args, "token_drop_layers", None), selector_cls.per_layer)
         tps = getattr(args, "tokens_per_sample", None)
-        if tps and self.p > 0:
-            check_keeps_real_tokens(int(tps), self.p)
+        if tps and self.p > 0:  # every block length the run trains at (--seq-len-schedule's too)
+            for length in seq_len_schedule.lengths(args):
+                check_keeps_real_tokens(length, self.p)
+        self.ramp_updates = ramp_updates(args, selector_cls)
+        self.keep_multiple = int(getattr(args, "token_drop_keep_multiple", 1) or 1)
         self.pad = int(dictionary.pad())
         self.forced_keep_ids = special_ids_of(dictionary)
         self.interval = sctd_interval(args)
@@ -407,16 +385,32 @@ class TokenDropper:
             len(dictionary), self.forced_keep_ids, self.pad, init=unigram_importance(dictionary.count),
             beta=float(getattr(args, "token_importance_beta", 0.95)),
             init_path=getattr(args, "init_token_importance", None))
+        self.selector = selector_cls(self)  # after the table: a selector may read it
 
-    def keep_count(self, seq_len: int) -> int:
-        """K for a batch of padded length T; never below min(T, 2) so tiny batches keep one real token."""
-        return max(keep_count(seq_len, self.p), min(int(seq_len), 2))
+    def keep_count(self, seq_len: int, update_num: int = 0) -> int:
+        """K for a batch of padded length T (the block length in force: it follows --seq-len-schedule).
 
-    def keep_positions(self, src_tokens: torch.Tensor, sample_ids: torch.Tensor, update_num: int) -> torch.Tensor:
-        """Kept positions [B, K] of a batch; a pure function of the table, the samples and the update."""
-        keys = tie_break_keys(sample_ids.to(src_tokens.device), src_tokens.size(1), self.seed, update_num)
-        return select_kept_positions(src_tokens, self.importance.scores, self.keep_count(src_tokens.size(1)),
-                                     self.pad, self.forced_keep_ids, tie_break=keys, mode=self.mode)
+        K0 = T - floor(T*P); with --token-drop-ramp-updates N, K = floor(K0 + (T - K0) * min(u, N) / N)
+        (DeepSpeed's fixed_linear), then rounded down to a multiple of --token-drop-keep-multiple;
+        never below min(T, 2) so tiny batches keep one real token.
+        """
+        T = int(seq_len)
+        k = keep_count(T, self.p)
+        if self.ramp_updates > 0:
+            k += (T - k) * min(int(update_num), self.ramp_updates) // self.ramp_updates
+        if self.keep_multiple > 1 and k >= self.keep_multiple:
+            k -= k % self.keep_multiple
+        return max(k, min(T, 2))
+
+    def keep_positions(self, src_tokens: torch.Tensor, sample_ids: torch.Tensor,
+                       update_num: int) -> Optional[torch.Tensor]:
+        """Kept positions of a batch ([B, K], or [n, B, K] for a per-layer selector), chosen by the
+        selector: a pure function of its state, the samples and the update. None (the full model) when a
+        per-layer selector's ramp has reached the full length (DeepSpeed then runs the layers whole)."""
+        K = self.keep_count(src_tokens.size(1), update_num)
+        if self.selector.per_layer and K >= src_tokens.size(1):
+            return None
+        return self.selector.select(src_tokens, sample_ids, update_num, K)
 
     def is_full_update(self, update_num: int) -> bool:
         """Warm-up or final phase: update u runs the full model (u = updates completed before it)."""
@@ -427,7 +421,10 @@ class TokenDropper:
         return self.interval > 0 and int(update_num) % self.interval == 0 and not self.is_full_update(update_num)
 
     def state_dict(self) -> dict:
-        return {"importance": self.importance.state_dict()}
+        selector = self.selector.state_dict()
+        return {"importance": self.importance.state_dict(), **({"selector": selector} if selector else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.importance.load_state_dict(state["importance"])
+        if "selector" in state:
+            self.selector.load_state_dict(state["selector"])

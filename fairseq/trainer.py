@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fairseq import utils
+from fairseq import seq_len_schedule, utils
 from fairseq.distributed import collectives, wrap
 from fairseq.compile import compile_model
 from fairseq.logging.meters import add_logs
@@ -134,17 +134,29 @@ class Trainer:
         self.num_updates = 0
         self.lr_scheduler.step_update(0)
         self._dummy = None
+        self.seq_len_schedule = seq_len_schedule.from_args(args)  # None without --seq-len-schedule
+        self.train_length: Optional[int] = None  # the block length the loaded train split was built at
 
     def get_train_iterator(self, epoch: int, load_dataset: bool = True):
         """fairseq's Trainer.get_train_iterator: (re)load the train split for `epoch`, then a fresh iterator.
 
         With sharded data (DATA1:DATA2:...) epoch k trains on shard (k-1) mod n, so the split is reloaded
-        every epoch and the iterator's length follows that shard; otherwise it is loaded once.
+        every epoch and the iterator's length follows that shard; otherwise it is loaded once, and again
+        (whatever load_dataset says) when --seq-len-schedule has moved to another block length.
         """
-        if load_dataset:
+        if load_dataset or self.train_length_changed():
             logger.info(f"loading train data for epoch {epoch}")
-            self.task.load_dataset(self.args.train_subset, epoch=epoch)
+            if self.seq_len_schedule is None:
+                self.task.load_dataset(self.args.train_subset, epoch=epoch)
+            else:  # blocks of the length in force at this update (fairseq/seq_len_schedule.py)
+                self.train_length = self.seq_len_schedule.length_at(self.num_updates)
+                self.task.load_dataset(self.args.train_subset, epoch=epoch, tokens_per_sample=self.train_length)
         return train_batch_iterator(self.args, self.task, self.model, epoch)
+
+    def train_length_changed(self) -> bool:
+        """--seq-len-schedule asks for blocks of another length than the loaded train split's: the epoch
+        in progress ends here, and the next one is loaded with get_train_iterator (seq_len_schedule.py)."""
+        return self.seq_len_schedule is not None and self.seq_len_schedule.length_at(self.num_updates) != self.train_length
 
     # ---- state --------------------------------------------------------------------------------
     def get_lr(self) -> float:

@@ -208,6 +208,8 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                     inner.reset()
                 if eta is not None and fmt in ("simple", "json") and eta.due(n, args.log_interval):
                     logger.info(eta.line(n))  # a non-TTY log shows the first update and an ETA (fairseq/logging/eta.py)
+            if trainer.train_length_changed():  # --seq-len-schedule: the epoch ends at the switch
+                itr.take(itr.n)
             check_stop()  # every rank learns of a signal any rank received, at this same update
             end_of_epoch = not itr.has_next()
             valid_losses, should_stop = validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt,
@@ -315,7 +317,8 @@ def _main(args) -> Optional[Trainer]:
             if should_stop:
                 break
             trainer.lr_step(epoch_itr.epoch, valid_losses[0])  # only the first subset's loss, as in fairseq
-            if task.has_sharded_data(args.train_subset) and epoch_itr.next_epoch_idx <= max_epoch:
+            reload = task.has_sharded_data(args.train_subset) or trainer.train_length_changed()
+            if reload and epoch_itr.next_epoch_idx <= max_epoch:
                 epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx)
     except StopRequested as stop:
         save_and_exit(args, trainer, epoch_itr, ckpt, stop)

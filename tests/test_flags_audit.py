@@ -130,6 +130,21 @@ def test_every_numeric_option_has_a_domain():
     assert not missing, "numeric flags without a domain; add to DOMAINS in fairseq/options.py:\n" + "\n".join(missing)
 
 
+def test_every_token_drop_flag_selector_and_the_seq_len_schedule_are_in_the_cli_docs():
+    """docs/cli.md lists each token dropping / ScTD flag, each built-in token selector and --seq-len-schedule."""
+    from fairseq.token_selectors import SELECTORS
+    doc = (REPO / "docs" / "cli.md").read_text()
+    built_in = [n for n, cls in SELECTORS.classes.items() if cls.__module__ == "fairseq.token_selectors"]
+    names = {"--seq-len-schedule"} | {f"`{n}`" for n in built_in}  # not a plugin's a test may have imported
+    for _, parser, _ in CONFIGS:
+        for group in parser._action_groups:
+            if group.title == "token dropping / ScTD":
+                names |= {flag_audit.flag_name(a) for a in group._group_actions}
+    assert "--token-drop-ramp-updates" in names
+    missing = sorted(n for n in names if n not in doc)
+    assert not missing, f"not in docs/cli.md: {missing}"
+
+
 WARN = sorted(d for d, s in flag_audit.FLAGS.items() if s.startswith("warn"))
 ERROR = sorted(d for d, s in flag_audit.FLAGS.items() if s.startswith("error"))
 

@@ -163,3 +163,30 @@ def test_sharded_data_rotates_like_fairseq_train_and_resumes_across_shards(tmp_p
     args = options.parse_args_and_arch(options.get_training_parser(), argv + [
         "--max-update", "10", "--no-save", "--log-format", "none", "--disable-validation"])
     _assert_same([p.detach() for p in train.main(args).model.parameters()], _params(straight))
+
+
+def test_a_lane_switches_sequence_length_as_fairseq_train_and_resumes_across_it(peer_dir, tmp_path):
+    """--seq-len-schedule (the epoch ends at the switch) with random-LTD: a lane stepped straight, a lane
+    saved at the switch and loaded into a fresh one, and fairseq-train reach the same parameters."""
+    data = peer_dir / "data-bin"
+    levers = ["--seq-len-schedule", "16:2", "--token-drop", "0.5", "--token-drop-importance", "random_ltd",
+              "--token-drop-ramp-updates", "8", "--sctd-interval", "3"]
+    straight = sbs.Lane("levers", _argv(data, *levers))
+    for _ in range(4):
+        straight.step()
+    assert straight.epoch_itr.epoch == 2 and straight.trainer.train_length == 32
+    first = sbs.Lane("levers", _argv(data, *levers))
+    for _ in range(2):
+        first.step()
+    first.save(str(tmp_path / "at_switch.pt"))
+    rest = sbs.Lane("levers", _argv(data, *levers))
+    rest.load(str(tmp_path / "at_switch.pt"))
+    for _ in range(2):
+        rest.step()
+    _assert_same(_params(rest), _params(straight))
+
+    from fairseq import options
+    from fairseq_cli import train
+    args = options.parse_args_and_arch(options.get_training_parser(), _argv(
+        data, *levers, "--max-update", "4", "--no-save", "--log-format", "none", "--disable-validation"))
+    _assert_same([p.detach() for p in train.main(args).model.parameters()], _params(straight))

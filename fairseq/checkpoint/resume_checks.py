@@ -1,7 +1,7 @@
 """A checkpoint checked against the run that loads it, before anything is loaded.
 
 A model of another size would otherwise fail inside load_state_dict as a long traceback, and a
-resume whose data layout changed (--tokens-per-sample, --sample-break-mode) would continue at a
+resume whose data layout changed (--tokens-per-sample or --seq-len-schedule, --sample-break-mode) would continue at a
 batch position that indexes different samples than the ones it counted. Each is one ValueError
 naming the checkpoint, the mismatch and what to do.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Optional
 
+from fairseq import seq_len_schedule
 from fairseq.distributed import wrap
 
 # Flags that change which samples the data iterator's saved position refers to.
@@ -68,13 +69,38 @@ def saved_flag(state: Dict, name: str) -> Optional[object]:
     return getattr(state.get("args"), name, None)
 
 
+def saved_block_length(state: Dict, num_updates: int) -> Optional[int]:
+    """The block length a checkpoint's run had in force at update `num_updates`: --tokens-per-sample, or
+    what its --seq-len-schedule gave there (None when the checkpoint does not say)."""
+    return seq_len_schedule.length_from(lambda name: saved_flag(state, name), num_updates)
+
+
 def check_data_layout(state: Dict, args, path: str) -> None:
-    """A mid-epoch resume needs the data layout it was saved with; a resume at an epoch boundary does not."""
+    """A mid-epoch resume needs the data layout it was saved with; a resume at an epoch boundary does not.
+
+    Under --seq-len-schedule the layout is the block length in force at the saved update (the epoch's
+    blocks), under the saved flags and under this run's: a resume across the switch, or with a schedule
+    that moves a later switch, keeps the saved position's blocks and passes."""
     itr = (state.get("extra_state") or {}).get("train_iterator") or {}
     position = int(itr.get("iterations_in_epoch", 0) or 0)
     if position == 0:
         return
-    for flag, name in LAYOUT_FLAGS:
+    if saved_flag(state, "seq_len_schedule") or getattr(args, "seq_len_schedule", None):
+        history = state.get("optimizer_history") or [{}]
+        updates = int(history[-1].get("num_updates", 0) or 0)
+        old, new = saved_block_length(state, updates), seq_len_schedule.length_at(args, updates)
+        if old is not None and new is not None and old != new:
+            raise ValueError(
+                f"{path}: saved {position} batches into epoch {itr.get('epoch')} of blocks of {old} tokens "
+                f"(--tokens-per-sample {saved_flag(state, 'tokens_per_sample')}, --seq-len-schedule "
+                f"{saved_flag(state, 'seq_len_schedule')} at update {updates}), but this run's flags give blocks of "
+                f"{new} tokens there, so that position would point at other samples; resume with the saved "
+                f"--tokens-per-sample, --seq-len-schedule and --max-update, or pass --reset-dataloader to start "
+                f"the data from epoch 1")
+        layout = [f for f in LAYOUT_FLAGS if f[1] != "tokens_per_sample"]
+    else:
+        layout = LAYOUT_FLAGS
+    for flag, name in layout:
         old, new = saved_flag(state, name), getattr(args, name, None)
         if old is not None and new is not None and str(old) != str(new):
             raise ValueError(

@@ -61,18 +61,30 @@ def check_shards(paths: list, train_split: str) -> None:
 
 
 def describe_schedule(args, dropper) -> str:
-    """One log line: the split, K of T, the full phases and the ideal FLOP ratio of the whole schedule."""
+    """One log line: the selector, the split, K of T, the full phases and the ideal FLOP ratio of the
+    whole schedule (Hou's split with a constant K; the per-layer and ramped schedules are described)."""
     L, T = int(args.encoder_layers), int(args.tokens_per_sample)
     E, F = int(args.encoder_embed_dim), int(args.encoder_ffn_embed_dim)
-    per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
-    msg = (f"token dropping: layers {dropper.split[0]}-{dropper.split[1]} keep {dropper.keep_count(T)} of {T} "
-           f"positions (ideal FLOP ratio of a dropping update {per:.3f}), "
-           + (f"ScTD every {dropper.interval} updates" if dropper.interval else "no ScTD (vanilla token dropping)"))
+    start, end = dropper.split
+    if dropper.selector.per_layer:
+        per = flops.layerwise_drop_step_ratio(L, T, E, F, dropper.keep_count(T), start, end)
+        msg = (f"token dropping ({dropper.mode}): layers {start}-{end} each keep their own {dropper.keep_count(T)} "
+               f"of {T} positions (ideal FLOP ratio of a dropping update {per:.3f})")
+    else:
+        per = flops.token_drop_step_ratio(L, T, E, F, dropper.p, dropper.split)
+        msg = (f"token dropping ({dropper.mode}): layers {start}-{end} keep {dropper.keep_count(T)} of {T} "
+               f"positions (ideal FLOP ratio of a dropping update {per:.3f})")
+    if dropper.ramp_updates > 0:
+        msg += f", growing linearly to {T} by update {dropper.ramp_updates}"
+    if getattr(args, "seq_len_schedule", None):
+        msg += " (K follows the block length of --seq-len-schedule)"
+    msg += ", " + (f"ScTD every {dropper.interval} updates" if dropper.interval
+                   else "no ScTD (vanilla token dropping)")
     phases = ([f"u < {dropper.warmup_updates}"] if dropper.warmup_updates else []) + (
         [f"u >= {dropper.total_updates - dropper.final_full_updates}"] if dropper.final_full_updates else [])
     msg += f", full model for updates {' and '.join(phases)}" if phases else ", no full-model phases"
     total = int(getattr(args, "max_update", 0) or 0) or int(getattr(args, "total_num_update", None) or 0)
-    if total > 0:
+    if total > 0 and not dropper.selector.per_layer and dropper.ramp_updates == 0:
         ratio = flops.schedule_ideal_ratio(L, T, E, F, dropper.p, dropper.interval, total, dropper.warmup_updates,
                                            dropper.final_full_updates, dropper.split, dropper.full_mlm_weight)
         msg += f"; ideal FLOP ratio of the {total}-update schedule {ratio:.3f}"
@@ -149,6 +161,9 @@ class MaskedLMTask(FairseqTask):
         add("--sample-break-mode", default="none", choices=["none", "complete", "complete_doc", "eos"],
             help="how sentences are packed into blocks")
         add("--tokens-per-sample", default=512, type=int, help="max tokens per sample (incl. <s>)")
+        add("--seq-len-schedule", default=None, metavar="LEN:AT[,LEN:AT...]",
+            help="train on blocks of LEN tokens for updates before AT (an update count, or a fraction of "
+                 "--max-update such as 0.9), then at --tokens-per-sample (fairseq/seq_len_schedule.py)")
         add("--mask-prob", default=0.15, type=float, help="probability of masking a token")
         add("--leave-unmasked-prob", default=0.1, type=float, help="probability a masked token is unchanged")
         add("--random-token-prob", default=0.1, type=float, help="probability a masked token is random")
@@ -221,8 +236,11 @@ class MaskedLMTask(FairseqTask):
                 f"--bpe-tokenizer-json (looked for {tok_json})")
         return word_begins(self.dictionary, bpe)
 
-    def _load_dataset_split(self, split: str, epoch: int, combine: bool):
-        """<s> + token blocks of `split` from the epoch's data shard (fairseq's method of this name)."""
+    def _load_dataset_split(self, split: str, epoch: int, combine: bool, tokens_per_sample: Optional[int] = None):
+        """<s> + token blocks of `split` from the epoch's data shard (fairseq's method of this name), each at
+        most tokens_per_sample long with <s> (default --tokens-per-sample; the trainer passes the length
+        --seq-len-schedule gives)."""
+        tokens_per_sample = int(tokens_per_sample or self.args.tokens_per_sample)
         data_path = self.data_paths[(epoch - 1) % len(self.data_paths)]
         split_path = os.path.join(data_path, split)
         dataset = data_utils.load_indexed_dataset(split_path, self.source_dictionary, combine=combine)
@@ -230,15 +248,18 @@ class MaskedLMTask(FairseqTask):
             raise FileNotFoundError(f"dataset not found: {split_path}.bin/.idx (split {split!r} of {data_path})")
         for part in getattr(dataset, "datasets", [dataset]):  # valid, valid1, ... under combine
             checks.check_token_ids(part, len(self.dictionary), os.path.join(self.data_paths[0], "dict.txt"))
-        blocks = TokenBlockDataset(dataset, dataset.sizes, int(self.args.tokens_per_sample) - 1,  # room for <s>
+        blocks = TokenBlockDataset(dataset, dataset.sizes, tokens_per_sample - 1,  # room for <s>
                                    pad=self.dictionary.pad(), eos=self.dictionary.eos(),
                                    break_mode=self.args.sample_break_mode)
-        logger.info(f"loaded {len(blocks)} blocks from: {split_path}")
+        logger.info(f"loaded {len(blocks)} blocks from: {split_path}"
+                    + (f" (blocks of {tokens_per_sample} tokens)" if tokens_per_sample != self.args.tokens_per_sample
+                       else ""))
         checks.check_not_empty(split, split_path, len(dataset), len(blocks), self.args.sample_break_mode)
         return PrependTokenDataset(blocks, self.source_dictionary.bos())
 
-    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
-        dataset = self._load_dataset_split(split, epoch, combine)
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, tokens_per_sample: Optional[int] = None,
+                     **kwargs):
+        dataset = self._load_dataset_split(split, epoch, combine, tokens_per_sample)
         self.datasets[split] = masked_lm_dataset(
             dataset, self.dictionary, self.mask_idx, seed=self.seed, mask_prob=self.args.mask_prob,
             leave_unmasked_prob=self.args.leave_unmasked_prob, random_token_prob=self.args.random_token_prob,

@@ -97,8 +97,9 @@ class Lane:
             if self._itr is None or not self._itr.has_next():
                 if self._itr is not None:
                     self.trainer.lr_step(self.epoch_itr.epoch)  # epoch end (a lane validates on its own clock)
-                if self._itr is not None and self.task.has_sharded_data(self.args.train_subset):
-                    # as fairseq-train: epoch k reads shard (k-1) mod n through a fresh iterator
+                if self._itr is not None and (self.task.has_sharded_data(self.args.train_subset)
+                                              or self.trainer.train_length_changed()):
+                    # as fairseq-train: epoch k reads shard (k-1) mod n (and the blocks of --seq-len-schedule)
                     self.epoch_itr = self.trainer.get_train_iterator(self.epoch_itr.next_epoch_idx)
                 idx = self.epoch_itr.next_epoch_idx
                 self._itr = self.epoch_itr.next_epoch_itr(shuffle=idx > self.args.curriculum)
@@ -110,6 +111,8 @@ class Lane:
             start = time.perf_counter()
             out = self.trainer.train_step(chunk)
             seconds = time.perf_counter() - start
+            if self.trainer.train_length_changed():  # --seq-len-schedule: the epoch ends at the switch
+                self._itr.take(self._itr.n)
         if out is not None:
             self.tokens += float(out["log"].get("ntokens", 0.0))
         self.step_seconds.append(seconds)

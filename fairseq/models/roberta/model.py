@@ -5,7 +5,8 @@ and 7. Activations are batch-first [B,T,C] internally; `inner_states` are return
 as fairseq does. Token dropping (Hou et al. 2022, SPEC section 2) is selected per forward call by passing
 `token_drop_keep` (sorted kept positions [B,K], position 0 included); the split of layers is
 `model.encoder.sentence_encoder.token_drop_layers` = (cross layer d, last kept layer), default
-(L//2 - 1, L - 2).
+(L//2 - 1, L - 2). A kept set per layer, [n,B,K] (random-LTD), makes layers START..END (default 1..L-2)
+each run on their own set alone.
 
 Two training-speed/memory switches act per encoder layer (`TransformerSentenceEncoder.layer_call`):
 `--checkpoint-activations` keeps only each layer's input and recomputes the layer in the backward
@@ -138,6 +139,8 @@ class TransformerSentenceEncoder(nn.Module):
 
     def _run_dropping(self, x, attn_mask, pad, keep, states):
         """Token dropping: full layers, cross layer d, kept layers d+1..end, merge, full layers after."""
+        if keep.dim() == 3:
+            return self._run_layerwise(x, attn_mask, pad, keep, states)
         L = len(self.layers)
         d, end = drop_layer_split(L, self.token_drop_layers)
         if keep.dim() != 2 or keep.size(0) != x.size(0):
@@ -159,6 +162,26 @@ class TransformerSentenceEncoder(nn.Module):
             if i == L - 2:
                 cls_local = h[:, 0]
         x = merge_positions(before, h, keep)
+        return self._run(x, attn_mask, range(end + 1, L), states, cls_local)
+
+    def _run_layerwise(self, x, attn_mask, pad, keep, states):
+        """A kept set per layer (random-LTD): layer START+i runs on the positions keep[i] alone (their
+        queries and keys); the other positions skip it and keep their state. keep: [n, B, K]."""
+        L = len(self.layers)
+        start, end = drop_layer_split(L, self.token_drop_layers, per_layer=True)
+        if keep.size(0) != end - start + 1 or keep.size(1) != x.size(0):
+            raise ValueError(f"token_drop_keep [n,B,K] needs n = {end - start + 1} dropping layers ({start}..{end}) "
+                             f"and B = {x.size(0)}, got {tuple(keep.shape)}")
+        x, cls_local = self._run(x, attn_mask, range(start), states)
+        for i in range(start, end + 1):
+            if not self._layer_dropped():
+                k = keep[i - start]
+                kept_mask = None if attn_mask is None else (~gather_positions(pad, k))[:, None, None, :]
+                x = merge_positions(x, self.layer_call(i, gather_positions(x, k), kept_mask), k)
+            if states is not None:
+                states.append(x)
+            if i == L - 2:
+                cls_local = x[:, 0]
         return self._run(x, attn_mask, range(end + 1, L), states, cls_local)
 
 
