@@ -83,8 +83,10 @@ def phases(s: Shape) -> List[str]:
 
 def seq_len_warmup(s: Shape) -> List[str]:
     """Composer's sequence-length warm-up in steps: 1/4, 2/4, 3/4 of the length for 10% of the run each."""
-    T = s.tokens_per_sample
-    steps = [f"{T * k // 4}:{round(s.n * k / 10)}" for k in (1, 2, 3)]
+    T, steps, at = s.tokens_per_sample, [], 0
+    for k in (1, 2, 3):
+        at = max(at + 1, round(s.n * k / 10))  # switch points increase even in a tiny run
+        steps.append(f"{T * k // 4}:{at}")
     return ["--seq-len-schedule", ",".join(steps)]
 
 

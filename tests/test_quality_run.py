@@ -16,6 +16,14 @@ def _module():
     return load_benchmark("quality_run")
 
 
+def _variants():
+    return load_benchmark("quality_variants")
+
+
+def _results():
+    return load_benchmark("quality_results")
+
+
 def _flags(work, *extra):
     return ["--work-dir", str(work), "--results", str(work / "results" / "quality"), "--books", "2",
             "--valid-books", "1", "--vocab-size", "800", "--layers", "4", "--dim", "32", "--tokens-per-sample", "64",
@@ -87,8 +95,38 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     assert "--retrain drop-s9: not a run of this study" in capsys.readouterr().err
 
 
-def test_crossing_time_interpolates():
+@pytest.mark.slow
+def test_levers_train_side_by_side_and_a_time_clock_run_stops_at_its_budget(shared_dir, tmp_path, capsys):
+    """The levers train as lanes of one process from the same weights, validated on the same batches; a
+    timeclock run trains until its own training time reaches the budget (calibrated once, kept in the work
+    dir), its lr on that clock, across sessions."""
     q = _module()
+    work = tmp_path / "study"
+    flags = _flags(work, "--corpus", str(shared_dir / "data" / "gutenberg_rcdm" / "books"), "--variants",
+                   "full,seqlen+ramp+drop-phases,timeclock,random-ltd", "--updates", "8")
+    first = q.main(flags + ["--session-updates", "3"])
+    budget = json.loads((work / "time-budget.json").read_text())["budget_s"]
+    assert budget == pytest.approx(8 * json.loads((work / "time-budget.json").read_text())["median_update_s"])
+    assert "time budget of the timeclock runs" in capsys.readouterr().out
+    assert [r["updates"] for r in first] == [3, 3, 3, 3] and not any(r["finished"] for r in first)
+    runs = {r["name"]: r for r in q.main(flags)}
+    assert "time budget of the timeclock runs" not in capsys.readouterr().out  # the same budget, read back
+    assert len({r["points"][0]["valid_loss"] for r in runs.values()}) == 1  # same weights, same valid batches
+    timed = runs["timeclock-s3"]
+    assert timed["finished"] and timed["budget_s"] == budget and len(timed["sessions"]) == 2
+    ckpt = torch.load(work / "runs" / "timeclock-s3" / "checkpoint_last.pt", weights_only=False)
+    trained = ckpt["extra_state"]["previous_training_time"]
+    assert trained >= budget and trained - budget < max(ckpt["extra_state"]["side_by_side"]["step_seconds"])
+    assert timed["points"][-1]["seconds"] >= budget
+    assert ckpt["last_optimizer_state"]["param_groups"][0]["lr"] == 0.0  # the decay ended with the budget
+    assert "--lr-schedule-clock" in timed["train_argv"] and f"{budget / 3600!r}" in timed["train_argv"]
+    combo = runs["seqlen+ramp+drop-phases-s3"]
+    assert combo["updates"] == combo["target_updates"] > 8 and "valid_loss_drop" in combo["points"][-1]
+    assert "| timeclock-s3 |" in (work / "results" / "quality.md").read_text()
+
+
+def test_crossing_time_interpolates():
+    q = _results()
     points = [{"seconds": 0, "valid_loss": 10.0}, {"seconds": 10, "valid_loss": 8.0}, {"seconds": 20, "valid_loss": 7.0}]
     assert q.crossing_time(points, 9.0) == pytest.approx(5.0)
     assert q.crossing_time(points, 7.0) == pytest.approx(20.0)
@@ -106,22 +144,73 @@ def test_missing_flags_and_bad_values_are_one_line(capsys):
 
 
 def test_every_variant_exists_and_gets_the_full_runs_ideal_flops():
-    """All variants' flags exist in fairseq-train; each run's update count costs the full run's ideal FLOPs."""
+    """All levers' flags exist in fairseq-train; each run's update count costs the baseline's ideal FLOPs; for
+    Hou's and ScTD's schedules the cost model is flops.schedule_ideal_ratio (the trainer's log line)."""
     from fairseq import flops
-    q = _module()
-    a = q.parse_args(["--variants", ",".join(q.VARIANTS), "--updates", "200"])
-    for v in q.VARIANTS:
-        n = q.run_updates(a, v)
-        ratio = q.ideal_ratio(a, v, n)
+    q, qv = _module(), _variants()
+    a = q.parse_args(["--variants", ",".join(list(qv.LEVERS) + ["screen"]), "--updates", "200"])
+    assert set(a.variants) >= set(qv.LEVERS) | set(qv.NAMED_LISTS["screen"])
+    for v in a.variants:
+        n = qv.run_updates(a, v)
+        ratio = qv.ideal_ratio(a, v, n)
         assert abs(n * ratio - 200) <= 1.0, v  # within one update's cost of equal compute
-        argv = q.train_argv(a, Path("data"), v, 1, n)
-        if v.endswith("-phases"):
-            warm = argv[argv.index("--token-drop-warmup-updates") + 1]
-            final = argv[argv.index("--token-drop-final-full-updates") + 1]
-            assert (int(warm), int(final)) == (round(0.1 * n), round(0.1 * n))
-            assert ratio == pytest.approx(flops.schedule_ideal_ratio(12, 128, 256, 1024, 0.5, 10 * ("sctd" in v),
-                                                                     n, round(0.1 * n), round(0.1 * n)))
-    assert q.run_updates(a, "full") == 200
+        argv = qv.train_argv(a, Path("data"), v, 1, n, 0.5)
+        if v in ("drop", "drop-phases", "sctd", "sctd-phases", "random", "sctd-mean"):
+            phased = v.endswith("-phases")
+            warm = int(argv[argv.index("--token-drop-warmup-updates") + 1]) if phased else 0
+            final = int(argv[argv.index("--token-drop-final-full-updates") + 1]) if phased else 0
+            assert (warm, final) == ((round(0.1 * n),) * 2 if phased else (0, 0))
+            fi = int(argv[argv.index("--sctd-interval") + 1])
+            assert ratio == pytest.approx(flops.schedule_ideal_ratio(12, 128, 256, 1024, 0.5, fi, n, warm, final),
+                                          rel=1e-12)
+    assert qv.run_updates(a, "full") == 200
+
+
+def test_update_costs_follow_the_schedules():
+    """The ideal cost of each update as the trainer runs it: block length (--seq-len-schedule), batches per
+    update (the ramp), random-LTD's growing kept count; relative to a baseline update."""
+    from fairseq.flops import encoder_layer_macs, layerwise_drop_step_ratio
+    q, qv = _module(), _variants()
+    a = q.parse_args(["--variants", "full", "--updates", "100"])
+
+    def c(T):
+        return encoder_layer_macs(T, T, 256, 1024)
+
+    # T/4, T/2, 3T/4 for 10 updates each, then T: shorter blocks, same 16 sequences
+    assert qv.ideal_ratio(a, "seqlen", 100) == pytest.approx((10 * (c(32) + c(64) + c(96)) + 70 * c(128)) / (100 * c(128)))
+    # 1, 2, 3 batches of 4 sequences for 10 updates each, then 4: the baseline's 16
+    assert qv.ideal_ratio(a, "ramp", 100) == pytest.approx((10 * (1 + 2 + 3) + 70 * 4) / (4 * 100))
+    # random-LTD over 4 updates: K = 64, 80, 96, 112 of 128 in layers 1..10
+    assert qv.ideal_ratio(a, "random-ltd", 4) == pytest.approx(
+        sum(layerwise_drop_step_ratio(12, 128, 256, 1024, k, 1, 10) for k in (64, 80, 96, 112)) / 4)
+    assert qv.ideal_ratio(a, "timeclock", 100) == 1.0 and qv.ideal_ratio(a, "lamb+cosine", 100) == 1.0
+
+
+def test_levers_combine_by_slot_and_conflicts_are_one_line(capsys):
+    q, qv = _module(), _variants()
+    a = q.parse_args(["--variants", "full", "--lr", "0.001"])
+    argv = qv.train_argv(a, Path("data"), "lamb+cosine+ramp+timeclock+random-ltd", 1, 100, 0.25)
+
+    def value(flag):
+        assert argv.count(flag) == 1, flag
+        return argv[argv.index(flag) + 1]
+
+    assert (value("--optimizer"), value("--lr"), value("--lr-scheduler"), value("--max-update")) == \
+        ("lamb", "0.01", "cosine", "100")
+    assert (value("--batch-size"), value("--batch-size-valid"), value("--update-freq")) == ("4", "16", "4")
+    assert (value("--lr-schedule-clock"), value("--stop-time-hours"), value("--lr-schedule-ticks")) == \
+        ("time", "0.25", "100")
+    assert (value("--token-drop-importance"), value("--token-drop-ramp-updates")) == ("random_ltd", "100")
+    assert "--adam-betas" not in argv and "--total-num-update" not in argv
+    assert qv.clock("seqlen+timeclock") == "time" and qv.clock("seqlen") == "updates"
+    assert qv.drops("ramp+sctd-phases") and not qv.drops("ramp")
+    for variant, needle in (("cosine+tri-stage", "two levers replace the schedule"),
+                            ("drop+random-ltd", "two levers replace the drop"),
+                            ("ramp+ramp", "a lever named twice"), ("cosine+nope", "unknown variant 'cosine+nope'")):
+        with pytest.raises(SystemExit):
+            q.parse_args(["--variants", variant])
+        assert needle in capsys.readouterr().err, variant
+    assert qv.expand(["full", "screen-full", "cosine"]) == qv.SCREEN_FULL
 
 
 def test_ablations_take_the_first_seed_and_unknown_ones_are_refused(capsys):
@@ -137,13 +226,13 @@ def test_ablations_take_the_first_seed_and_unknown_ones_are_refused(capsys):
 
 def _record(variant, seconds, losses, sessions):
     return {"name": f"{variant}-s1", "variant": variant, "seed": 1, "finished": True, "step_seconds_total": seconds,
-            "ideal_step_ratio": 1.0, "sessions": sessions,
+            "ideal_step_ratio": 1.0, "sessions": sessions, "updates": 9,
             "points": [{"seconds": seconds * i / (len(losses) - 1), "valid_loss": v} for i, v in enumerate(losses)]}
 
 
 def test_time_ratios_pair_only_runs_of_the_same_session():
     """A run trained in another session (another machine speed) gets no time ratio against this full run."""
-    q = _module()
+    q = _results()
     here = [{"started": "2026-12-04 01:36:08", "process": "2026-12-04 01:36:00 pid 7"}]
     there = [{"started": "2026-12-04 01:36:08", "process": "2026-12-05 09:00:00 pid 9"}]
     full = _record("full", 100.0, [10.0, 9.0], here)
@@ -167,7 +256,7 @@ def test_merge_counts_a_retrained_run_once_and_pairs_each_run_with_its_own_sessi
     shape = {k: 1 for k in q.SHAPE}
 
     def run(*args):
-        return dict(_record(*args), updates=9, target_updates=9, median_step_s=1.0)
+        return dict(_record(*args), target_updates=9, median_step_s=1.0)
 
     first = [run("full", 100.0, [10.0, 9.0], one), run("drop-phases", 100.0, [10.0, 8.0], one)]
     second = [run("full", 80.0, [10.0, 9.0], two), run("sctd-phases", 80.0, [10.0, 8.5, 8.8], two)]
