@@ -1,4 +1,5 @@
-"""The quality study's figure of merit, tables and plot, from run records (benchmarks/quality_run.py).
+"""The quality study's figure of merit, tables, plot and results files, from run records
+(benchmarks/quality_run.py).
 
 Figure of merit: the time a run needs to reach the baseline's final validation loss (full-model
 forward), on the run's own step-time clock, divided by the baseline's total step time; the baseline
@@ -7,6 +8,7 @@ there); median over seeds, a seed that never gets there counting as infinite ("n
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from quality_variants import BASELINE, LEVERS, drops
+from quality_variants import BASELINE, LEVERS, drops, known, run_updates, train_argv
 
 
 def same_sessions(r: dict, ref: dict) -> bool:
@@ -199,3 +201,76 @@ def plot(records: List[dict], path: Path, title: str, goal: float) -> None:
     fig.savefig(path)
     plt.close(fig)
 
+
+# --------------------------------------------------------------------------- results files
+
+
+def results_file_runs(a) -> list[dict]:
+    """The run records of the results file (--results PREFIX.json, committed between sessions); [] before
+    its first write."""
+    path = Path(f"{a.results}.json")
+    return json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+
+
+def committed_records(a, runs: list[dict]) -> dict[str, dict]:
+    """The finished runs among the results file's `runs`, by name.
+
+    A session's checkpoints may not outlive it (a fresh machine has none of them); the results file does,
+    so a finished run is not trained again. Only runs with this configuration's exact fairseq-train
+    arguments count (the data-bin path aside; a time-clock run's budget is its own): a change of a study
+    flag trains again."""
+    out = {}
+    for rec in runs:
+        if rec.get("finished") and known(rec["variant"]):
+            budget = rec.get("budget_s")
+            expected = train_argv(a, Path("."), rec["variant"], rec["seed"], rec["target_updates"],
+                                  None if budget is None else budget / 3600)
+            if rec["train_argv"][1:] == expected[1:] and rec["target_updates"] == run_updates(a, rec["variant"]):
+                out[rec["name"]] = rec
+    return out
+
+
+def other_records(runs: list[dict], names: set[str]) -> list[dict]:
+    """The results file's records that this command does not train (another variant list, an older
+    configuration): written back unchanged, so a command with fewer variants never drops committed runs."""
+    return [rec for rec in runs if rec["name"] not in names]
+
+
+def write_results(a, records: list[dict]) -> None:
+    prefix = Path(a.results)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records)
+    config = {k: v for k, v in vars(a).items() if k not in ("session_minutes", "session_updates", "process")}
+    Path(f"{prefix}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": records},
+                                                 indent=1))
+    Path(f"{prefix}.md").write_text(markdown(records, summary, a))
+    plot(records, Path(f"{prefix}.png"), f"{a.layers}x{a.dim}, T={a.tokens_per_sample}, batch {a.batch_size}",
+         a.goal)
+
+
+SHAPE = ("layers", "dim", "tokens_per_sample", "batch_size", "books", "valid_books", "vocab_size", "lr")
+
+
+def merge_results(a) -> list[dict]:
+    """--merge: the runs of several results files of one study shape, as one table and plot (--results).
+
+    A run retrained in another session (to pair it with a run of that session) appears once per session in
+    the run table; its loss counts once in the medians, and each run's time ratio pairs it with the full
+    run of its own session."""
+    records, shape = [], None
+    for prefix in a.merge:
+        path = Path(f"{prefix}.json")
+        if not path.is_file():
+            raise SystemExit(f"quality_run: --merge {prefix}: {path} not found")
+        data = json.loads(path.read_text())
+        this = {k: data["config"].get(k) for k in SHAPE}
+        if shape is not None and this != shape:
+            differ = ", ".join(f"{k} {shape[k]} vs {this[k]}" for k in SHAPE if shape[k] != this[k])
+            raise SystemExit(f"quality_run: --merge {prefix}: another study shape than {a.merge[0]} ({differ})")
+        shape = this
+        records += data["runs"]
+    for k, v in shape.items():
+        setattr(a, k, v)
+    write_results(a, records)
+    print(Path(f"{a.results}.md").read_text(), flush=True)
+    return records

@@ -13,11 +13,12 @@ is the baseline; every other variant is levers joined by "+" (`cosine`, `lamb`, 
 names the study's screen (every lever alone, the dropping ones, each lever with Hou's token dropping).
 Update counts: the baseline trains --updates; every other variant trains as many updates as cost the
 same ideal FLOPs (quality_variants.mean_update_cost over its exact schedule), so each run has the same
-compute. A `timeclock` run instead trains until its own step time reaches the time budget (the
-baseline's expected time: --time-budget-s, else --updates times a calibrated full update, saved in
-the work dir), its lr schedule on that clock. The figure of merit (benchmarks/quality_results.py):
-the time each run needs to reach the baseline's final validation loss, / the baseline's time, paired
-by seed within one process, median over seeds.
+compute. A `timeclock` run instead trains until its own step time reaches the time budget, its lr
+schedule on that clock: the baseline's expected time, --updates times the median of the baseline's
+step times over its warm-up (10%) in this process (the timeclock runs join then; kept in the work
+dir's time-budget.json for later sessions), or --time-budget-s. The figure of merit
+(benchmarks/quality_results.py): the time each run needs to reach the baseline's final validation
+loss, / the baseline's time, paired by seed within one process, median over seeds.
 
 Blocks: --sample-break-mode none (text packed into full blocks across lines). With "complete", every
 line longer than a block is skipped, and Gutenberg's one-paragraph-per-line text lost 9,568 of 30,415
@@ -44,8 +45,8 @@ the time ratios and the plot pair a run only with the full run of its own sessio
 variants keeps the results file's other runs unchanged.
 
     # issue 28's study (docs/results.md): the screen, one process per seed (the clocks compare within one)
-    python benchmarks/quality_run.py --work-dir /work/study-runs/screen-s1 --results benchmarks/results/levers-screen-s1 \
-        --variants screen --seeds 1 --ablations '' --layers 6 --dim 128 --updates 300 --evals 8 --valid-batches 12 \
+    python benchmarks/quality_run.py --work-dir /work/study-runs/screen-s1 \
+        --results benchmarks/results/levers-screen-s1 --variants screen --seeds 1 --ablations '' --layers 6 --dim 128 --updates 300 --evals 8 --valid-batches 12 \
         --threads 1 --session-minutes 100
     # the earlier study (2026-12-02; hours of CPU; run it across sessions, the same command each time)
     python benchmarks/quality_run.py --work-dir runs/quality --session-minutes 170
@@ -69,7 +70,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -85,9 +85,10 @@ from fairseq.cpu_memory import keep_freed_memory  # noqa: E402
 from fairseq.data.bpe import train_bpe  # noqa: E402
 from fairseq_cli import bpe, preprocess  # noqa: E402
 from fairseq_cli.quickstart.side_by_side import Lane, interleave  # noqa: E402
-from quality_results import markdown, plot, summarize  # noqa: E402
-from quality_variants import (BASELINE, LEVERS, NAMED_LISTS, clock, expand, ideal_ratio, known,  # noqa: E402
-                              levers_of, run_updates, train_argv)
+from quality_results import (committed_records, merge_results, other_records, results_file_runs,  # noqa: E402
+                             write_results)
+from quality_variants import (BASELINE, LEVERS, NAMED_LISTS, clock, expand, ideal_ratio, levers_of,  # noqa: E402
+                              run_updates, train_argv)
 
 SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", REPO.parent / "shared"))
 DEFAULT_CORPUS = SHARED / "data" / "gutenberg_rcdm" / "books"
@@ -126,23 +127,26 @@ def prepare_data(a) -> Path:
     return dest
 
 
-def time_budget_s(a, data: Path) -> float:
-    """The time budget of the time-clock runs: the baseline's expected step time. --time-budget-s, else the
-    work dir's time-budget.json, else --updates times the median of 8 baseline updates timed now (after 3
-    untimed), written there so that later sessions of the study keep the same budget."""
+def known_budget(a, baseline: dict | None) -> float | None:
+    """The time budget of the timeclock runs, where it is known: --time-budget-s, the work dir's
+    time-budget.json (an earlier session measured it), or a finished baseline run's step time; else None."""
     if a.time_budget_s:
         return a.time_budget_s
     path = Path(a.work_dir) / "time-budget.json"
     if path.is_file():
         return json.loads(path.read_text())["budget_s"]
-    lane = Lane("calibration", train_argv(a, data, BASELINE, a.seeds[0], a.updates), valid_batches=1)
-    seconds = [lane.step() for _ in range(11)][3:]
-    budget = a.updates * statistics.median(seconds)
-    path.write_text(json.dumps({"budget_s": budget, "median_update_s": statistics.median(seconds),
-                                "updates": a.updates, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                "load": os.getloadavg()[0]}, indent=1))
+    if baseline is not None and baseline["finished"]:
+        return write_budget(a, baseline["step_seconds_total"], baseline["median_step_s"])
+    return None
+
+
+def write_budget(a, budget: float, median_update_s: float) -> float:
+    path = Path(a.work_dir) / "time-budget.json"
+    path.write_text(json.dumps({"budget_s": budget, "median_update_s": median_update_s, "updates": a.updates,
+                                "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0]},
+                               indent=1))
     print(f"time budget of the timeclock runs: {budget:.0f} s ({a.updates} baseline updates at "
-          f"{statistics.median(seconds):.3f} s, load {os.getloadavg()[0]:.1f}; {path})", flush=True)
+          f"{median_update_s:.3f} s, load {os.getloadavg()[0]:.1f}; {path})", flush=True)
     return budget
 
 
@@ -238,50 +242,6 @@ def load_record(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def results_file_runs(a) -> list[dict]:
-    """The run records of the results file (--results PREFIX.json, committed between sessions); [] before
-    its first write."""
-    path = Path(f"{a.results}.json")
-    return json.loads(path.read_text()).get("runs", []) if path.is_file() else []
-
-
-def committed_records(a, runs: list[dict]) -> dict[str, dict]:
-    """The finished runs among the results file's `runs`, by name.
-
-    A session's checkpoints may not outlive it (a fresh machine has none of them); the results file does,
-    so a finished run is not trained again. Only runs with this configuration's exact fairseq-train
-    arguments count (the data-bin path aside; a time-clock run's budget is its own): a change of a study
-    flag trains again."""
-    out = {}
-    for rec in runs:
-        if rec.get("finished") and known(rec["variant"]):
-            budget = rec.get("budget_s")
-            expected = train_argv(a, Path("."), rec["variant"], rec["seed"], rec["target_updates"],
-                                  None if budget is None else budget / 3600)
-            if rec["train_argv"][1:] == expected[1:] and rec["target_updates"] == run_updates(a, rec["variant"]):
-                out[rec["name"]] = rec
-    return out
-
-
-def other_records(runs: list[dict], names: set[str]) -> list[dict]:
-    """The results file's records that this command does not train (another variant list, an older
-    configuration): written back unchanged, so a command with fewer variants never drops committed runs."""
-    return [rec for rec in runs if rec["name"] not in names]
-
-
-# --------------------------------------------------------------------------- results
-
-
-def write_results(a, records: list[dict]) -> None:
-    prefix = Path(a.results)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records)
-    config = {k: v for k, v in vars(a).items() if k not in ("session_minutes", "session_updates", "process")}
-    Path(f"{prefix}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": records},
-                                                 indent=1))
-    Path(f"{prefix}.md").write_text(markdown(records, summary, a))
-    plot(records, Path(f"{prefix}.png"), f"{a.layers}x{a.dim}, T={a.tokens_per_sample}, batch {a.batch_size}",
-         a.goal)
 # --------------------------------------------------------------------------- main
 
 
@@ -317,7 +277,7 @@ def parse_args(argv=None):
                     help="the goal on the time to the baseline's final loss / its time (tables and plot)")
     ap.add_argument("--time-budget-s", type=float, default=0,
                     help="time budget of the timeclock runs in seconds of step time (0: the work dir's "
-                    "time-budget.json, else calibrated now as --updates x a measured baseline update)")
+                    "time-budget.json, else measured on the baseline's warm-up in this process)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--merge", nargs="+", default=[], metavar="PREFIX",
                     help="train nothing: write --results from the runs of these results files (PREFIX.json), "
@@ -357,34 +317,6 @@ def parse_args(argv=None):
     return a
 
 
-SHAPE = ("layers", "dim", "tokens_per_sample", "batch_size", "books", "valid_books", "vocab_size", "lr")
-
-
-def merge_results(a) -> list[dict]:
-    """--merge: the runs of several results files of one study shape, as one table and plot (--results).
-
-    A run retrained in another session (to pair it with a run of that session) appears once per session in
-    the run table; its loss counts once in the medians, and each run's time ratio pairs it with the full
-    run of its own session."""
-    records, shape = [], None
-    for prefix in a.merge:
-        path = Path(f"{prefix}.json")
-        if not path.is_file():
-            raise SystemExit(f"quality_run: --merge {prefix}: {path} not found")
-        data = json.loads(path.read_text())
-        this = {k: data["config"].get(k) for k in SHAPE}
-        if shape is not None and this != shape:
-            differ = ", ".join(f"{k} {shape[k]} vs {this[k]}" for k in SHAPE if shape[k] != this[k])
-            raise SystemExit(f"quality_run: --merge {prefix}: another study shape than {a.merge[0]} ({differ})")
-        shape = this
-        records += data["runs"]
-    for k, v in shape.items():
-        setattr(a, k, v)
-    write_results(a, records)
-    print(Path(f"{a.results}.md").read_text(), flush=True)
-    return records
-
-
 def main(argv=None) -> list[dict]:
     a = parse_args(argv)
     if a.merge:
@@ -397,8 +329,17 @@ def main(argv=None) -> list[dict]:
     in_results = results_file_runs(a)
     committed = committed_records(a, in_results)
     others = other_records(in_results, {f"{v}-s{s}" for v, s in names})
-    records, runs = {}, []
-    budget = None
+    records, runs, pending, by_lane = {}, [], [], {}
+
+    def add(v: str, s: int, budget: float | None = None) -> None:
+        run = Run(a, data, v, s, budget)
+        target = f"{run.target} updates" if run.budget_s is None else f"{run.budget_s:.0f} s of step time"
+        print(f"{run.name}: {'continuing at update ' + str(run.lane.num_updates) if run.lane.num_updates else 'new'}"
+              f", target {target}", flush=True)
+        runs.append(run)
+        by_lane[id(run.lane)] = run
+        records[(v, s)] = run.record()
+
     for v, s in names:
         done = load_record(Path(a.work_dir) / "runs" / f"{v}-s{s}" / "record.json")
         if done is None and f"{v}-s{s}" not in a.retrain:
@@ -407,16 +348,24 @@ def main(argv=None) -> list[dict]:
             print(f"{v}-s{s}: finished earlier ({done['updates']} updates), skipped", flush=True)
             records[(v, s)] = done
             continue
-        if clock(v) == "time" and budget is None:
-            budget = time_budget_s(a, data)
-        run = Run(a, data, v, s, budget)
-        target = f"{run.target} updates" if run.budget_s is None else f"{run.budget_s:.0f} s of step time"
-        print(f"{run.name}: {'continuing at update ' + str(run.lane.num_updates) if run.lane.num_updates else 'new'}"
-              f", target {target}", flush=True)
-        runs.append(run)
-        records[(v, s)] = run.record()
+        records[(v, s)] = None  # its place in the tables
+        if clock(v) == "time":
+            pending.append((v, s))  # built once the budget is known
+        else:
+            add(v, s)
+    baseline = next((run for run in runs if run.variant == BASELINE), None)
+    if pending:
+        budget = known_budget(a, next((r for (v, _), r in records.items() if v == BASELINE and r), None))
+        if budget is not None:
+            for v, s in pending:
+                add(v, s, budget)
+            pending.clear()
+        elif baseline is None:
+            raise SystemExit(f"quality_run: the timeclock runs need the {BASELINE} run in the same command (its "
+                             "warm-up is timed for their budget) or --time-budget-s")
+    warm_up = max(1, round(0.1 * a.updates))
+    lanes = [run.lane for run in runs]
     start = time.perf_counter()
-    by_lane = {id(run.lane): run for run in runs}
 
     def session_over() -> bool:
         return a.session_minutes > 0 and time.perf_counter() - start > 60 * a.session_minutes
@@ -429,6 +378,13 @@ def main(argv=None) -> list[dict]:
     def after_step(lane) -> None:
         run = by_lane[id(lane)]
         n = lane.num_updates
+        if pending and run is baseline and n >= warm_up:  # the timeclock runs join, their budget measured
+            median = float(np.median(lane.step_seconds))
+            budget = write_budget(a, a.updates * median, median)
+            for v, s in pending:
+                add(v, s, budget)
+                lanes.append(runs[-1].lane)  # interleave steps every lane of this list, also one added now
+            pending.clear()
         if run.eval_due():
             point = lane.validate()
             print(f"  {run.name}: update {n}/{run.target}  {point['seconds']:.0f} s  valid {point['valid_loss']:.3f}"
@@ -440,25 +396,25 @@ def main(argv=None) -> list[dict]:
         run.save()
         records[(run.variant, run.seed)] = rec = run.record()
         (run.dir / "record.json").write_text(json.dumps(rec, indent=1))
-        write_results(a, list(records.values()) + others)
+        write_results(a, [r for r in records.values() if r] + others)
 
     # the next update goes to the run with the least step time this session: the runs advance together
-    interleave([run.lane for run in runs], done=done,
+    interleave(lanes, done=done,
                behind=lambda lane: lane.clock - by_lane[id(lane)].session_start_clock, after_step=after_step)
     for run in runs:
         if run.lane.num_updates > run.session["to_update"] or not (run.dir / "record.json").is_file():
             checkpoint_and_report(run)
-    write_results(a, list(records.values()) + others)
+    write_results(a, [r for r in records.values() if r] + others)
     for name in a.retrain:
-        old, new = committed.get(name), next(r for r in records.values() if r["name"] == name)
+        old, new = committed.get(name), next(r for r in records.values() if r and r["name"] == name)
         if old and new["finished"]:
             diff = max(abs(p["valid_loss"] - q["valid_loss"]) for p, q in zip(old["points"], new["points"]))
             print(f"{name} retrained: valid losses differ from the committed run's by at most {diff:.2e}", flush=True)
     print("\n" + Path(f"{a.results}.md").read_text(), flush=True)
-    left = [r["name"] for r in records.values() if not r["finished"]]
+    left = [f"{v}-s{s}" for (v, s), r in records.items() if not (r and r["finished"])]
     print(f"results: {a.results}.md/.json/.png; " + (f"unfinished (rerun to continue): {', '.join(left)}"
                                                      if left else "all runs finished"), flush=True)
-    return list(records.values())
+    return [r for r in records.values() if r]
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
     assert capsys.readouterr().out.count("finished earlier") == 2
     assert [r["points"] for r in again] == [r["points"] for r in second]
     changed = q.parse_args(_flags(split, "--lr", "0.002"))  # another configuration does not count as done
-    assert q.committed_records(changed, q.results_file_runs(changed)) == {}
+    assert _results().committed_records(changed, _results().results_file_runs(changed)) == {}
 
     # --retrain: train a committed run again (for its checkpoint), with the same losses
     shutil.rmtree(split / "runs", ignore_errors=True)
@@ -123,6 +123,11 @@ def test_levers_train_side_by_side_and_a_time_clock_run_stops_at_its_budget(shar
     combo = runs["seqlen+ramp+drop-phases-s3"]
     assert combo["updates"] == combo["target_updates"] > 8 and "valid_loss_drop" in combo["points"][-1]
     assert "| timeclock-s3 |" in (work / "results" / "quality.md").read_text()
+    alone = tmp_path / "alone"  # no baseline to time and no budget: one line, before any training
+    alone.mkdir()
+    shutil.copytree(work / "data-bin", alone / "data-bin")
+    with pytest.raises(SystemExit, match="the timeclock runs need the full run in the same command"):
+        q.main(_flags(alone, "--variants", "timeclock"))
 
 
 def test_crossing_time_interpolates():
@@ -177,7 +182,8 @@ def test_update_costs_follow_the_schedules():
         return encoder_layer_macs(T, T, 256, 1024)
 
     # T/4, T/2, 3T/4 for 10 updates each, then T: shorter blocks, same 16 sequences
-    assert qv.ideal_ratio(a, "seqlen", 100) == pytest.approx((10 * (c(32) + c(64) + c(96)) + 70 * c(128)) / (100 * c(128)))
+    assert qv.ideal_ratio(a, "seqlen", 100) == pytest.approx(
+        (10 * (c(32) + c(64) + c(96)) + 70 * c(128)) / (100 * c(128)))
     # 1, 2, 3 batches of 4 sequences for 10 updates each, then 4: the baseline's 16
     assert qv.ideal_ratio(a, "ramp", 100) == pytest.approx((10 * (1 + 2 + 3) + 70 * 4) / (4 * 100))
     # random-LTD over 4 updates: K = 64, 80, 96, 112 of 128 in layers 1..10
@@ -253,7 +259,7 @@ def test_merge_counts_a_retrained_run_once_and_pairs_each_run_with_its_own_sessi
     q = _module()
     one = [{"started": "2026-12-04 01:36:08", "process": "2026-12-04 01:36:00 pid 7", "from_update": 0, "to_update": 9}]
     two = [{"started": "2026-12-04 16:07:44", "process": "2026-12-04 16:07:40 pid 9", "from_update": 0, "to_update": 9}]
-    shape = {k: 1 for k in q.SHAPE}
+    shape = {k: 1 for k in _results().SHAPE}
 
     def run(*args):
         return dict(_record(*args), target_updates=9, median_step_s=1.0)

@@ -191,7 +191,8 @@ def interleave(lanes: Sequence[Lane], done: Callable[[Lane], bool], behind: Call
     Each turn goes to the unfinished lane with the smallest behind(lane) (ties: the earlier lane), so
     with behind = num_updates this is round-robin, and with behind = clock the lanes advance together
     on their own time axes and end together. after_step(lane) runs after each update (validation,
-    checkpoints, progress), off every clock.
+    checkpoints, progress), off every clock; it may append lanes to `lanes` (a list), which then take
+    their turns from the next one on (the quality study adds its time-budget runs once the budget is known).
     """
     while True:
         active = [lane for lane in lanes if not done(lane)]
