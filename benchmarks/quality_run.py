@@ -10,7 +10,8 @@ gap diagnostic) is logged on that clock.
 Variants (benchmarks/quality_variants.py): `full`, the standard RoBERTa recipe (adam, polynomial_decay),
 is the baseline; every other variant is levers joined by "+" (`cosine`, `lamb`, `seqlen`, `ramp`,
 `timeclock`, `drop-phases`, `random-ltd`, `seqlen+ramp+drop-phases`, ...), and `--variants screen`
-names the study's screen (every lever alone, the dropping ones, each lever with Hou's token dropping).
+names the study's screen (every lever alone, the dropping ones, each lever with Hou's token dropping;
+`screen-timeclock` the time-clock runs, `confirm` the confirmation's variants).
 Update counts: the baseline trains --updates; every other variant trains as many updates as cost the
 same ideal FLOPs (quality_variants.mean_update_cost over its exact schedule), so each run has the same
 compute. A `timeclock` run instead trains until its own step time reaches the time budget, its lr
@@ -44,10 +45,19 @@ Step times are comparable between runs that trained in the same session; the tab
 the time ratios and the plot pair a run only with the full run of its own session. A command naming fewer
 variants keeps the results file's other runs unchanged.
 
-    # issue 28's study (docs/results.md): the screen, one process per seed (the clocks compare within one)
-    python benchmarks/quality_run.py --work-dir /work/study-runs/screen-s1 \
-        --results benchmarks/results/levers-screen-s1 --variants screen --seeds 1 --ablations '' --layers 6 --dim 128 --updates 300 --evals 8 --valid-batches 12 \
-        --threads 1 --session-minutes 100
+    # issue 28's study (docs/results.md): the screen, one process per seed, both at once (1 thread each;
+    # clocks compare within a process), then one table of both seeds
+    for s in 1 2; do python benchmarks/quality_run.py --work-dir runs/levers/screen-s$s \\
+        --results benchmarks/results/levers-screen-s$s --variants screen --seeds $s --ablations '' \\
+        --layers 6 --dim 128 --updates 300 --evals 8 --valid-batches 12 --threads 1 & done; wait
+    python benchmarks/quality_run.py --merge benchmarks/results/levers-screen-s1 \\
+        benchmarks/results/levers-screen-s2 --results benchmarks/results/levers-screen
+    # ... the time-clock runs beside their own baseline (both seeds in one process)
+    python benchmarks/quality_run.py --work-dir runs/levers/timeclock --results benchmarks/results/levers-timeclock \\
+        --variants screen-timeclock --seeds 1,2 --ablations '' --layers 6 --dim 128 --updates 300 --evals 8 \\
+        --valid-batches 12 --threads 1
+    # ... and the confirmation, 4x longer (the same loop and merge with --variants confirm --updates 1200
+    # --evals 12, results benchmarks/results/levers-confirm-s$s, merged into levers-confirm)
     # the earlier study (2026-12-02; hours of CPU; run it across sessions, the same command each time)
     python benchmarks/quality_run.py --work-dir runs/quality --session-minutes 170
     # the longer runs of 2026-12-03 (one seed, ~28 min of step time per run on a quiet 2-core machine)
