@@ -60,8 +60,10 @@ final_lr_scale max_lr shrink_min lr_deacy_period lr_decay lr_threshold lr_patien
 momentum adafactor_eps clip_threshold decay_rate beta1 scale_parameter adadelta_rho adadelta_eps adamax_betas
 adamax_eps no_bias_correction lamb_betas lamb_eps lr_schedule_clock lr_schedule_ticks update_freq_ramp_updates
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
-ranking_head_name save_predictions
+ranking_head_name save_predictions max_option_length
 path model_overrides quiet
+bpe tokenizer sentencepiece_model sentencepiece_enable_sampling sentencepiece_alpha bpe_merges bpe_vocab
+bpe_add_prefix_space moses_no_dash_splits moses_no_escape
 source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc bpe_dir
 padding_factor workers only_source dict_only
 config_dir config_name print_argv overrides
@@ -77,9 +79,6 @@ _WARN = {
     "reset_logging": "logging is configured once per fairseq-train/fairseq-hydra-train run",
     "suppress_crashes": "errors always stop the run with a one-line message",
     "scoring": "there is no generation, so nothing is scored",
-    "tokenizer": "training reads binarized data; no tokenizer runs",
-    "bpe": "training reads binarized data; --mask-whole-words takes --gpt2-encoder-json/--gpt2-vocab-bpe "
-           "or --bpe-tokenizer-json",
     "data_buffer_size": "with --num-workers N > 0 each worker builds 2 batches ahead (torch DataLoader)",
     "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",

@@ -62,8 +62,12 @@ DOMAINS = {
     "min_lr": ">=0", "t_mult": ">0", "lr_period_updates": "any", "lr_shrink": "[0,1]", "warmup_steps": ">=0",
     "hold_steps": ">=0", "decay_steps": ">=0", "init_lr_scale": ">=0", "final_lr_scale": ">0", "max_lr": ">0",
     "lr_deacy_period": ">0", "lr_decay": "[0,1]", "lr_threshold": ">=0", "lr_patience": ">=0",
+    # --bpe sentencepiece
+    "sentencepiece_alpha": "[0,1]",
     # sentence_prediction task
     "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
+    # sentence_ranking task
+    "max_option_length": ">0",
     # fairseq-preprocess
     "thresholdsrc": ">=0", "nwordssrc": ">=-1", "padding_factor": ">=1", "workers": ">=1",
 }

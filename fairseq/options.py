@@ -17,6 +17,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from fairseq import flag_audit, flag_rules, registry
+from fairseq.data import encoders
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
 from fairseq.optim.lr_scheduler.time_clock import CLOCKS
@@ -226,13 +227,22 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     parser.add_argument("--lr-scheduler", default="fixed",
                         help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
     parser.add_argument("--scoring", default="bleu", help="no effect here (warns)")
-    parser.add_argument("--tokenizer", default=None, help="no effect here (warns)")
-    parser.add_argument("--bpe", default=None, help="no effect here (warns)")
+    _add_encoders(parser)
     _add_dataset(parser, train=True)
     _add_distributed(parser)
     _add_optimization(parser)
     _add_checkpoint(parser)
     return parser
+
+
+def _add_encoders(parser) -> None:
+    """--tokenizer / --bpe (fairseq.data.encoders): the chosen one's flags are added in stage 2, for every task."""
+    parser.add_argument("--tokenizer", default=None,
+                        help="pre-BPE tokenizer, for tasks and plugins that encode text: "
+                             + ", ".join(registry.choices("tokenizer")))
+    parser.add_argument("--bpe", default=None,
+                        help="BPE, for tasks and plugins that encode text, --mask-whole-words and the hub: "
+                             + ", ".join(registry.choices("bpe")))
 
 
 def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
@@ -244,6 +254,7 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
     parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
     _add_dataset(parser, train=False)
     _add_distributed(parser)
+    _add_encoders(parser)
     g = parser.add_argument_group("common_eval")
     g.add_argument("--path", required=True, help="checkpoint to evaluate")
     g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
@@ -275,6 +286,7 @@ def add_choice_args(parser, names: argparse.Namespace) -> None:
         gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
     for cls in (criterion_cls, optimizer_cls, scheduler_cls):
         cls.add_args(parser)
+    encoders.add_args(parser, names)
 
 
 def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:

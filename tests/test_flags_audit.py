@@ -37,6 +37,15 @@ def _train_configs():
     first = (registry.choices("task")[0], registry.choices("criterion")[0], registry.choices("lr-scheduler")[0])
     for optimizer in registry.choices("optimizer"):
         yield _train_config(*first, optimizer)
+    for kind in ("bpe", "tokenizer"):  # each --bpe / --tokenizer choice adds its own flags
+        for name in registry.choices(kind):
+            parser = options.get_training_parser()
+            names = argparse.Namespace(arch="roberta_tiny", task="masked_lm", criterion="masked_lm",
+                                       optimizer="adam", lr_scheduler="fixed", bpe=None, tokenizer=None)
+            setattr(names, kind, name)
+            options.add_choice_args(parser, names)
+            yield f"fairseq-train --{kind} {name}", parser, ["D", "-a", "roberta_tiny", "--batch-size", "8",
+                                                             "--optimizer", "adam", f"--{kind}", name]
 
 
 def _validate_configs():

@@ -31,6 +31,7 @@ from fairseq.data import (
     data_utils,
 )
 from fairseq.data import checks
+from fairseq.data import encoders
 from fairseq.data.bpe import GPT2BPE, word_begins
 from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -226,10 +227,15 @@ class MaskedLMTask(FairseqTask):
             return None
         data_dir = self.data_paths[0]
         tok_json = self.args.bpe_tokenizer_json or os.path.join(data_dir, "tokenizer.json")
+        chosen = getattr(self.args, "bpe", None)
+        if chosen is not None and chosen != "gpt2":  # --bpe sentencepiece, ...: fairseq's get_whole_word_mask
+            return word_begins(self.dictionary, encoders.build_bpe(self.args))
         if self.args.gpt2_encoder_json and self.args.gpt2_vocab_bpe:
             bpe = GPT2BPE(self.args.gpt2_encoder_json, self.args.gpt2_vocab_bpe)
         elif os.path.isfile(tok_json):
             bpe = GPT2BPE(tokenizer_json=tok_json)
+        elif chosen == "gpt2":  # fairseq's default files: its cache, else a clear error
+            bpe = encoders.build_bpe(self.args)
         else:
             raise FileNotFoundError(
                 "--mask-whole-words needs the BPE: give --gpt2-encoder-json and --gpt2-vocab-bpe, or "

@@ -1,43 +1,110 @@
-"""fairseq.data.encoders: build_bpe / build_tokenizer from a config, as fairseq's hub and plugins call them.
+"""fairseq.data.encoders: the --bpe and --tokenizer tables (fairseq's register_bpe / register_tokenizer) and
+build_bpe / build_tokenizer, as tasks, plugins and the hub call them.
 
-Only the GPT-2 byte-level BPE (RoBERTa's) is available, from local files: fairseq's defaults for
---gpt2-encoder-json / --gpt2-vocab-bpe are download URLs, which this package does not fetch.
+A class registers itself with a config dataclass (`@register_bpe("gpt2", dataclass=GPT2BPEConfig)`); choosing
+it on the command line (`--bpe gpt2`) adds the dataclass's fields as flags for any task
+(--gpt2-encoder-json, --gpt2-vocab-bpe), and `build_bpe(cfg)` constructs it from parsed arguments, a config
+group (cfg.bpe, with `_name`), or a bare name (its dataclass defaults). Built in: --bpe gpt2, sentencepiece,
+hf_byte_bpe, bytes, characters; --tokenizer space, moses (moses needs sacremoses, sentencepiece needs
+sentencepiece: a clear ImportError names the package when missing). Other fairseq names (fastbpe,
+subword_nmt, bert, byte_bpe, nltk) are not built in: an unknown name is one line listing the choices.
+Files are read locally; a download URL (fairseq's defaults) resolves only to fairseq's cache
+(fairseq.file_utils.cached_path).
 """
 from __future__ import annotations
 
-from fairseq.data.encoders.gpt2_bpe import GPT2BPE
+import argparse
+import dataclasses
 
-BPES = {"gpt2": GPT2BPE}
+from fairseq import registry
+from fairseq.dataclass.flags import gen_parser_from_dataclass
+
+_BPE = registry.setup_registry("bpe")
+_TOKENIZER = registry.setup_registry("tokenizer")
+BPE_REGISTRY = _BPE.classes
+TOKENIZER_REGISTRY = _TOKENIZER.classes
 
 
-def _name(cfg, field: str):
-    """The component name: cfg._name (a dataclass config group such as cfg.bpe) or cfg.<field> (argparse)."""
+def register_bpe(name: str, dataclass=None):
+    """Class decorator: `--bpe name` builds this class; `dataclass`'s fields become flags when it is chosen."""
+    return _BPE.register(name, dataclass)
+
+
+def register_tokenizer(name: str, dataclass=None):
+    """Class decorator: `--tokenizer name` builds this class."""
+    return _TOKENIZER.register(name, dataclass)
+
+
+def _field(cfg, key: str, default=None):
+    if isinstance(cfg, dict):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def _build(table: registry.Registry, cfg):
+    """fairseq's registry rule: the name is cfg itself (a string), cfg._name (a config group) or
+    cfg.<kind> (parsed arguments); a class registered with a dataclass is built from that dataclass
+    filled with cfg's values of its fields (defaults elsewhere), others from cfg as given."""
     if cfg is None:
         return None
     if isinstance(cfg, str):
-        return cfg
-    name = getattr(cfg, "_name", None)
-    return name if name is not None else getattr(cfg, field, None)
+        name, values = cfg, None
+    else:
+        name = _field(cfg, "_name") or _field(cfg, table.kind)
+        values = cfg
+    if name is None:
+        return None
+    cls = table.lookup(name)
+    dc = table.dataclasses[name]
+    if dc is None:
+        return cls(values if values is not None else argparse.Namespace(**{table.kind: name}))
+    config = dc()
+    for f in dataclasses.fields(config):
+        if values is not None and f.name != "_name":
+            value = _field(values, f.name, dataclasses.MISSING)
+            if value is not dataclasses.MISSING:
+                setattr(config, f.name, value)
+    config._name = name
+    return cls(config)
 
 
 def build_bpe(cfg):
-    """The BPE named by cfg (None when there is none), e.g. GPT2BPE for --bpe gpt2."""
-    name = _name(cfg, "bpe")
-    if name is None:
-        return None
-    if name not in BPES:
-        raise ValueError(f"--bpe {name}: not supported (available: {', '.join(BPES)})")
-    encoder_json = getattr(cfg, "gpt2_encoder_json", None)
-    vocab_bpe = getattr(cfg, "gpt2_vocab_bpe", None)
-    if not (encoder_json and vocab_bpe) or "://" in f"{encoder_json}{vocab_bpe}":
-        raise ValueError("--bpe gpt2 needs local files: pass --gpt2-encoder-json encoder.json and "
-                         f"--gpt2-vocab-bpe vocab.bpe (got {encoder_json!r}, {vocab_bpe!r}; URLs are not fetched)")
-    return BPES[name](encoder_json, vocab_bpe)
+    """The BPE cfg names (None when it names none)."""
+    return _build(_BPE, cfg)
 
 
 def build_tokenizer(cfg):
-    """The pre-BPE tokenizer named by cfg; RoBERTa uses none, and no other is available."""
-    name = _name(cfg, "tokenizer")
-    if name is None:
-        return None
-    raise ValueError(f"--tokenizer {name}: not supported (RoBERTa's GPT-2 BPE needs no tokenizer)")
+    """The pre-BPE tokenizer cfg names (None when it names none)."""
+    return _build(_TOKENIZER, cfg)
+
+
+def config_fields(kind: str, name) -> list:
+    """The config fields of --<kind> <name> (none for no name or a class registered without a dataclass)."""
+    table = _BPE if kind == "bpe" else _TOKENIZER
+    dc = table.dataclasses.get(name) if name is not None else None
+    return [f.name for f in dataclasses.fields(dc) if f.name != "_name"] if dc is not None else []
+
+
+def add_args(parser, names) -> None:
+    """For the chosen --bpe / --tokenizer (names.bpe, names.tokenizer), their dataclass's flags in the
+    parser's `bpe` / `tokenizer` group (fairseq adds them for every task, when the name is chosen)."""
+    for table in (_BPE, _TOKENIZER):
+        name = getattr(names, table.kind, None)
+        if name is None:
+            continue
+        cls = table.lookup(name)
+        if table.dataclasses[name] is not None:
+            gen_parser_from_dataclass(parser.add_argument_group(table.kind), table.dataclasses[name]())
+        elif hasattr(cls, "add_args"):
+            cls.add_args(parser.add_argument_group(table.kind))
+
+
+from fairseq.data.encoders import (  # noqa: E402,F401  (the built-in names register themselves)
+    bytes,
+    characters,
+    gpt2_bpe,
+    hf_byte_bpe,
+    moses_tokenizer,
+    sentencepiece_bpe,
+    space_tokenizer,
+)
