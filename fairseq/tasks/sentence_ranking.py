@@ -37,6 +37,7 @@ from fairseq.data import (
     data_utils,
 )
 from fairseq.data.shorten_dataset import maybe_shorten_dataset
+from fairseq.models.roberta import task_heads
 from fairseq.tasks.base import LegacyFairseqTask, register_task
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class SentenceRankingTask(LegacyFairseqTask):
         model = super().build_model(args, from_checkpoint)
         model.register_classification_head(getattr(args, "ranking_head_name", "sentence_classification_head"),
                                            num_classes=1)
-        return model
+        return task_heads.keep_task_heads(model)  # restore a pretrained masked LM: the ranking head starts fresh
 
     def max_positions(self):
         return self.args.max_positions

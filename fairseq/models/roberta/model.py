@@ -17,6 +17,7 @@ torch.compile'd function (fairseq/compile.py). Both leave parameters and state-d
 from __future__ import annotations
 
 import argparse
+import logging
 from collections import OrderedDict
 from typing import Optional
 
@@ -42,6 +43,7 @@ from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dro
 from fairseq.token_drop import drop_layer_split, gather_positions, merge_positions
 from fairseq.utils import make_positions
 
+logger = logging.getLogger(__name__)
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -344,7 +346,8 @@ class RobertaModel(FairseqEncoderModel):
     # ---- fairseq state dicts --------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         """Accept our keys or fairseq 0.12's: drop the zero BetterTransformer copies and `version`,
-        re-tie lm_head.weight, and register classification heads found in the state dict."""
+        re-tie lm_head.weight, register classification heads found in the state dict, and keep the
+        initialisation of registered heads it lacks (a plugin task's head on a pretrained masked LM)."""
         sd = roberta_keys.from_fairseq(state_dict)
         tied = self.encoder.lm_head.weight is self.encoder.sentence_encoder.embed_tokens.weight
         if tied:
@@ -357,6 +360,11 @@ class RobertaModel(FairseqEncoderModel):
                     name = k[len("classification_heads."):-len(suffix)]
                     inner = sd[f"classification_heads.{name}.dense.weight"].size(0)
                     self.register_classification_head(name, v.size(0), inner)
+        for name, head in self.classification_heads.items():  # fairseq: a head the checkpoint lacks keeps its init
+            for k, v in head.state_dict().items():
+                if f"classification_heads.{name}.{k}" not in sd:
+                    logger.info(f"Overwriting classification_heads.{name}.{k} (not in the checkpoint)")
+                    sd[f"classification_heads.{name}.{k}"] = v
         return super().load_state_dict(sd, strict=strict, **kwargs)
 
 
