@@ -32,7 +32,7 @@ ROBERTA = SHARED / "peer-tests" / "fairseq-0.12.2" / "examples" / "roberta"
 PEER = SHARED / "fixtures" / "fairseq-peer"
 TINY = {"encoder_layers": 1, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2}
 TINY_FLAGS = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in TINY.items())
-TINY_OVERRIDES = " ".join(f"model.{k}={v}" for k, v in TINY.items())
+TINY_OVERRIDES = " ".join(f"+model.{k}={v}" for k, v in TINY.items())
 TIMEOUT = 900
 
 pytestmark = [pytest.mark.slow,
@@ -42,8 +42,18 @@ pytestmark = [pytest.mark.slow,
 
 
 def code_blocks(readme: Path, lang: str) -> list:
-    """The README's fenced code blocks of one language (```bash, ```python), in order."""
-    return re.findall(rf"^```{lang}\n(.*?)^```", readme.read_text(encoding="utf-8"), flags=re.S | re.M)
+    """The README's fenced code blocks of one language (```bash, ```python; "" for a bare ```), in order."""
+    blocks, current = [], None
+    for line in readme.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("```"):
+            if current is None:
+                current = (line[3:].strip(), [])
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current[1].append(line)
+    return ["".join(body) for kind, body in blocks if kind == lang]
 
 
 def edit(text: str, *pairs) -> str:
@@ -256,7 +266,7 @@ def test_race_readme(pretrained, tmp_path):
                                  ("--arch roberta_large", f"--arch roberta_large {TINY_FLAGS}")))
     assert "valid_accuracy" in out
     # step 4 is a plain ``` block: the evaluation, on test (middle) and test1 (high)
-    evaluation = re.findall(r"^```\n(.*?)^```", readme.read_text(), flags=re.S | re.M)
+    evaluation = code_blocks(readme, "")
     assert len(evaluation) == 1
     for split in ("test", "test1"):  # one article of 2 questions each
         out = run(tree, "bash", edit(evaluation[0], ("DATA_DIR=/path/to/race-output-dir", "DATA_DIR=RACE-bin"),
