@@ -79,10 +79,10 @@ def _env(tree: Path) -> dict:
     return env
 
 
-def run(tree: Path, kind: str, code: str) -> str:
-    """Run a bash script or python code in the user tree; its combined output (fails with its tail)."""
+def run(tree: Path, kind: str, code: str, cwd=None) -> str:
+    """Run a bash script or python code in the user tree (or cwd); its combined output (fails with its tail)."""
     argv = ["bash", "-e", "-o", "pipefail", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
-    p = subprocess.run(argv, cwd=tree, env=_env(tree), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    p = subprocess.run(argv, cwd=cwd or tree, env=_env(tree), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True, timeout=TIMEOUT)
     assert p.returncode == 0, f"{kind} failed ({p.returncode}):\n{code}\n--- output (tail) ---\n{p.stdout[-4000:]}"
     return p.stdout
@@ -281,3 +281,68 @@ def test_race_readme(pretrained, tmp_path):
         assert all(p[2] == labels[int(p[0])] for p in preds)
         correct = sum(p[1] == p[2] for p in preds)
         assert float(accuracy.group(1)) == pytest.approx(100.0 * correct / len(preds), abs=0.05)
+
+
+# ---- commonsense_qa/README.md (a --user-dir plugin) ------------------------------------------------------------
+def _cqa(folder: Path) -> None:
+    """data/CommonsenseQA/{train,valid}.jsonl in CommonsenseQA's format (5 choices, answerKey) and dict.txt."""
+    folder.mkdir(parents=True)
+    stems = text_lines(12, 50)
+    for split, start, n in (("train", 0, 8), ("valid", 8, 4)):
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for i in range(start, start + n):
+                choices = [{"label": c, "text": w} for c, w in zip("ABCDE", ["file", "path", "name", "line", "type"])]
+                f.write(json.dumps({"answerKey": "ABCDE"[i % 5], "id": f"q{i}",
+                                    "question": {"stem": stems[i][:120], "choices": choices}}) + "\n")
+
+
+def test_commonsense_qa_readme(pretrained, tmp_path):
+    tree = user_tree(tmp_path)
+    readme = ROBERTA / "commonsense_qa" / "README.md"
+    bash, python = code_blocks(readme, "bash"), code_blocks(readme, "python")
+    assert len(bash) == 2 and "download_cqa_data.sh" in bash[0]  # [0] downloads CommonsenseQA: made here
+    _cqa(tree / "data" / "CommonsenseQA")
+    shutil.copy(tree / "dict.txt", tree / "data" / "CommonsenseQA" / "dict.txt")
+    out = run(tree, "bash", edit(bash[1], ("MAX_UPDATES=3000", "MAX_UPDATES=4"), ("WARMUP_UPDATES=150", "WARMUP_UPDATES=1"),
+                                 ("MAX_SENTENCES=16", "MAX_SENTENCES=4"),
+                                 ("ROBERTA_PATH=/path/to/roberta/model.pt", f"ROBERTA_PATH={pretrained[2]}"),
+                                 ("FAIRSEQ_PATH=/path/to/fairseq", "FAIRSEQ_PATH=$PWD"),
+                                 # the GPT-2 files given locally (fairseq's defaults are their URLs)
+                                 ("--bpe gpt2", "--bpe gpt2 --gpt2-encoder-json encoder.json --gpt2-vocab-bpe vocab.bpe"),
+                                 ("--arch roberta_large", f"--arch roberta_large {TINY_FLAGS}")))
+    assert "valid_accuracy" in out and (tree / "checkpoints" / "checkpoint_best.pt").is_file()
+    assert len(python) == 1
+    out = run(tree, "python", python[0])
+    assert re.search(r"^Accuracy: [0-9.]+$", out, flags=re.M), out[-2000:]
+
+
+# ---- wsc/README.md: WSC needs spaCy's en_core_web_lg; WinoGrande trains ---------------------------------------------
+def test_wsc_readme_as_far_as_it_goes(pretrained, tmp_path):
+    """The wsc plugin's task and criterion import and register (wsc, winogrande); WSC's data loading needs
+    spaCy's en_core_web_lg, which cannot be installed here; the WinoGrande command of the same README trains
+    (its criterion builds `--bpe gpt2` from fairseq's default files: the fairseq cache)."""
+    tree = user_tree(tmp_path)
+    out = run(tree, "python", "from examples.roberta import wsc\nfrom fairseq import registry\n"
+                              "for kind in ('task', 'criterion'):\n"
+                              "    print(kind, [registry.lookup(kind, n).__name__ for n in ('wsc', 'winogrande')])\n")
+    assert "task ['WSCTask', 'WinograndeTask']" in out and "criterion ['WSCCriterion', 'WinograndeCriterion']" in out
+    readme = ROBERTA / "wsc" / "README.md"
+    bash = code_blocks(readme, "bash")
+    assert len(bash) == 3 and "--task winogrande" in bash[2]
+    data = tree / "winogrande_1.0"
+    data.mkdir()
+    shutil.copy(tree / "dict.txt", data / "dict.txt")
+    for split, n in (("train", 8), ("val", 4)):
+        with open(data / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                f.write(json.dumps({"sentence": f"The trophy does not fit in the case because the _ is too "
+                                                f"{'large' if i % 2 else 'small'}.", "option1": "trophy",
+                                    "option2": "case", "answer": "1" if i % 2 else "2"}) + "\n")
+    # the block starts with `cd fairseq`: it runs from the folder above the checkout
+    out = run(tree, "bash", cwd=tree.parent, code=edit(bash[2], ("TOTAL_NUM_UPDATES=23750", "TOTAL_NUM_UPDATES=4"),
+                                        ("WARMUP_UPDATES=2375", "WARMUP_UPDATES=1"), ("MAX_SENTENCES=32", "MAX_SENTENCES=4"),
+                                        ("ROBERTA_PATH=/path/to/roberta/model.pt", f"ROBERTA_PATH={pretrained[2]}"),
+                                        ("FAIRSEQ_PATH=/path/to/fairseq", f"FAIRSEQ_PATH={tree}"),
+                                        ("--arch roberta_large", f"--arch roberta_large {TINY_FLAGS}")))
+    assert re.search(r"\| val_accuracy [0-9.]+ \|", out), out[-2000:]  # the criterion's own (old-API) aggregate
+    assert (tree / "checkpoints" / "checkpoint_best.pt").is_file()
