@@ -66,7 +66,7 @@ bpe tokenizer sentencepiece_model sentencepiece_enable_sampling sentencepiece_al
 bpe_add_prefix_space moses_no_dash_splits moses_no_escape
 source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc bpe_dir
 padding_factor workers only_source dict_only
-config_dir config_name print_argv overrides
+config_dir config_name print_argv overrides multirun
 """.split()
 
 _WARN = {

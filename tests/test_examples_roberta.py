@@ -324,8 +324,11 @@ def test_wsc_readme_as_far_as_it_goes(pretrained, tmp_path):
     tree = user_tree(tmp_path)
     out = run(tree, "python", "from examples.roberta import wsc\nfrom fairseq import registry\n"
                               "for kind in ('task', 'criterion'):\n"
-                              "    print(kind, [registry.lookup(kind, n).__name__ for n in ('wsc', 'winogrande')])\n")
+                              "    print(kind, [registry.lookup(kind, n).__name__ for n in ('wsc', 'winogrande')])\n"
+                              "try:\n    wsc.wsc_utils.get_spacy_nlp()  # what WSC's data loading calls first\n"
+                              "except ImportError as e:\n    print('missing', e.name)\n")
     assert "task ['WSCTask', 'WinograndeTask']" in out and "criterion ['WSCCriterion', 'WinograndeCriterion']" in out
+    assert "missing en_core_web_lg" in out
     readme = ROBERTA / "wsc" / "README.md"
     bash = code_blocks(readme, "bash")
     assert len(bash) == 3 and "--task winogrande" in bash[2]
