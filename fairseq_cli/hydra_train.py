@@ -265,6 +265,10 @@ def _job_argv(args, overrides: Sequence[str], job: int | None) -> list[str]:
 
 def cli_main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    for item in args.overrides:  # hydra's own settings (output dirs, launcher): no working directory changes here
+        if _split_override(item)[0].startswith("hydra."):
+            logging.getLogger("fairseq_cli.hydra_train").warning(
+                f"{item}: hydra's own settings have no effect here (runs stay in the current directory)")
     jobs = sweep(args.overrides) if args.multirun else [list(args.overrides)]
     try:
         argvs = [_job_argv(args, job, num if len(jobs) > 1 else None) for num, job in enumerate(jobs)]
