@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fairseq import file_utils, options, registry
+from fairseq.checkpoint.cfg import args_to_cfg
 from fairseq.data import encoders
 from fairseq.data.encoders.gpt2_bpe import DEFAULT_ENCODER_JSON, DEFAULT_VOCAB_BPE, get_encoder
 
@@ -157,7 +158,7 @@ def test_bpe_flags_for_any_task(gpt2):
     args = _parse("--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", "2",
                   "--bpe", "gpt2", "--gpt2-encoder-json", str(gpt2[0]), "--gpt2-vocab-bpe", str(gpt2[1]))
     assert encoders.build_bpe(args).encode("Hello world") == "2597 366 5880 1857"
-    cfg = options.args_to_cfg(args)
+    cfg = args_to_cfg(args)
     assert cfg["bpe"] == {"_name": "gpt2", "gpt2_encoder_json": str(gpt2[0]), "gpt2_vocab_bpe": str(gpt2[1])}
     assert cfg["tokenizer"] == {"_name": None}
     assert encoders.build_bpe(cfg["bpe"]).encode("Hello world") == "2597 366 5880 1857"

@@ -1,5 +1,5 @@
 """--bpe bytes: one symbol per UTF-8 byte (fairseq's Bytes), spaces escaped as "▁"."""
-from fairseq.data.encoders import register_bpe
+from fairseq.data.encoders.registry import register_bpe
 from fairseq.data.encoders.byte_utils import SPACE, SPACE_ESCAPE, byte_encode, smart_byte_decode
 
 

@@ -1,5 +1,5 @@
 """--bpe characters: one symbol per character (fairseq's Characters), spaces escaped as "▁"."""
-from fairseq.data.encoders import register_bpe
+from fairseq.data.encoders.registry import register_bpe
 from fairseq.data.encoders.byte_utils import SPACE, SPACE_ESCAPE
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fairseq import file_utils
-from fairseq.data.encoders import register_bpe
+from fairseq.data.encoders.registry import register_bpe
 from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
 from fairseq.dataclass import FairseqDataclass
 

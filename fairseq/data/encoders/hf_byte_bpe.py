@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from tokenizers import ByteLevelBPETokenizer
 
 from fairseq import file_utils
-from fairseq.data.encoders import register_bpe
+from fairseq.data.encoders.registry import register_bpe
 from fairseq.dataclass import FairseqDataclass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fairseq.data.encoders import register_tokenizer
+from fairseq.data.encoders.registry import register_tokenizer
 from fairseq.dataclass import FairseqDataclass
 
 

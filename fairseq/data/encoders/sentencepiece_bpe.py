@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq import file_utils
-from fairseq.data.encoders import register_bpe
+from fairseq.data.encoders.registry import register_bpe
 from fairseq.dataclass import FairseqDataclass
 
 MISSING = "???"  # omegaconf's mark for a required value

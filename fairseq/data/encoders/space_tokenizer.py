@@ -1,7 +1,7 @@
 """--tokenizer space (fairseq's SpaceTokenizer): every whitespace run becomes one space."""
 import re
 
-from fairseq.data.encoders import register_tokenizer
+from fairseq.data.encoders.registry import register_tokenizer
 from fairseq.dataclass import FairseqDataclass
 
 _SPACES = re.compile(r"\s+")
