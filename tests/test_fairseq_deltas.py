@@ -95,4 +95,4 @@ def test_sentence_ranking_criterion_scores_each_candidate_with_the_ranking_head(
     out = type(crit).reduce_metrics([log])
     assert out["accuracy"] == 50.0 and out["loss"] == pytest.approx(float(expected) / 2 / math.log(2))
     crit.prediction_h.close()
-    assert (tmp_path / "pred.tsv").read_text() == "7\t1\n8\t2\n"
+    assert (tmp_path / "pred.tsv").read_text() == "7\t1\t1\n8\t2\t0\n"  # fairseq's: id, prediction, label
