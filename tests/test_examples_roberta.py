@@ -14,7 +14,9 @@ untested):
   fairseq cache folder ($PYTORCH_FAIRSEQ_CACHE), where real fairseq's hub downloads them;
 - devices: CPU (`roberta.cuda()` stays on the CPU with a warning; --fp16 trains in fp32 there).
 The GPT-2 files are a byte-level BPE in GPT-2's format made from the fixture tokenizer.json (what
-fairseq-bpe exports); the dictionary is the fixture's dict.txt. These run end to end, so they are slow.
+fairseq-bpe exports); the dictionary is the fixture's dict.txt. These run end to end, so they are slow:
+about 60 processes, most of whose time is importing torch; after the pretraining README, the other READMEs
+run two at a time (the `readmes` fixture).
 """
 import json
 import os
@@ -22,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -180,7 +183,7 @@ def _glue_rte(folder: Path) -> None:
         (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def test_glue_readme(pretrained, tmp_path):
+def glue_readme(pretrained, tmp_path):
     tree = user_tree(tmp_path)
     _glue_rte(tree / "glue_data" / "RTE")
     readme = ROBERTA / "README.glue.md"
@@ -213,7 +216,7 @@ def _imdb(folder: Path) -> None:
                 (folder / split / label / f"{i}_{split}.txt").write_text(text)  # no newline at the end, as in IMDB
 
 
-def test_custom_classification_readme(pretrained, tmp_path):
+def custom_classification_readme(pretrained, tmp_path):
     tree = user_tree(tmp_path)
     _imdb(tree / "aclImdb")
     readme = ROBERTA / "README.custom_classification.md"
@@ -251,7 +254,7 @@ def _race(folder: Path) -> None:
                 (folder / split / level / f"{k}.txt").write_text(json.dumps(doc))
 
 
-def test_race_readme(pretrained, tmp_path):
+def race_readme(pretrained, tmp_path):
     tree = user_tree(tmp_path)
     _race(tree / "RACE")
     readme = ROBERTA / "README.race.md"
@@ -296,7 +299,7 @@ def _cqa(folder: Path) -> None:
                                     "question": {"stem": stems[i][:120], "choices": choices}}) + "\n")
 
 
-def test_commonsense_qa_readme(pretrained, tmp_path):
+def commonsense_qa_readme(pretrained, tmp_path):
     tree = user_tree(tmp_path)
     readme = ROBERTA / "commonsense_qa" / "README.md"
     bash, python = code_blocks(readme, "bash"), code_blocks(readme, "python")
@@ -317,7 +320,7 @@ def test_commonsense_qa_readme(pretrained, tmp_path):
 
 
 # ---- wsc/README.md: WSC needs spaCy's en_core_web_lg; WinoGrande trains ---------------------------------------------
-def test_wsc_readme_as_far_as_it_goes(pretrained, tmp_path):
+def wsc_readme(pretrained, tmp_path):
     """The wsc plugin's task and criterion import and register (wsc, winogrande); WSC's data loading needs
     spaCy's en_core_web_lg, which cannot be installed here; the WinoGrande command of the same README trains
     (its criterion builds `--bpe gpt2` from fairseq's default files: the fairseq cache)."""
@@ -349,3 +352,39 @@ def test_wsc_readme_as_far_as_it_goes(pretrained, tmp_path):
                                         ("--arch roberta_large", f"--arch roberta_large {TINY_FLAGS}")))
     assert re.search(r"\| val_accuracy [0-9.]+ \|", out), out[-2000:]  # the criterion's own (old-API) aggregate
     assert (tree / "checkpoints" / "checkpoint_best.pt").is_file()
+
+
+# ---- the README flows, two at a time ------------------------------------------------------------------------------
+FLOWS = {"race": race_readme, "glue": glue_readme, "custom_classification": custom_classification_readme,
+         "commonsense_qa": commonsense_qa_readme, "wsc": wsc_readme}  # longest first
+
+
+@pytest.fixture(scope="module")
+def readmes(request, pretrained, tmp_path_factory):
+    """The flows of the tests this session runs, started together on two threads: each flow is a chain of
+    processes using one core, so on a 2-core machine two at a time halve the module's wall time. Each
+    test then reports its own flow's result (or its failure)."""
+    wanted = [name for name in FLOWS if any(item.name == f"test_{name}_readme" for item in request.session.items)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {name: pool.submit(FLOWS[name], pretrained, tmp_path_factory.mktemp(name)) for name in wanted}
+
+
+def test_race_readme(readmes):
+    readmes["race"].result()
+
+
+def test_glue_readme(readmes):
+    readmes["glue"].result()
+
+
+def test_custom_classification_readme(readmes):
+    readmes["custom_classification"].result()
+
+
+def test_commonsense_qa_readme(readmes):
+    readmes["commonsense_qa"].result()
+
+
+def test_wsc_readme(readmes):
+    """wsc/README.md as far as it goes without spaCy's en_core_web_lg (see wsc_readme)."""
+    readmes["wsc"].result()
