@@ -271,3 +271,22 @@ def test_register_bpe_plugin():
     finally:  # the table is process-wide: leave it as the other tests expect it
         del encoders.BPE_REGISTRY[name]
         del registry.REGISTRIES["bpe"].dataclasses[name]
+
+
+def test_get_whole_word_mask(gpt2, peer_dir):
+    """fairseq.data.encoders.utils.get_whole_word_mask: 1 where a symbol begins a word (the specials count as
+    beginnings); None without --bpe."""
+    from fairseq.data import Dictionary
+    from fairseq.data.encoders.utils import get_whole_word_mask
+
+    d = Dictionary.load(str(peer_dir / "data-bin" / "dict.txt"))
+    d.add_symbol("<mask>")
+    args = argparse.Namespace(bpe="gpt2", gpt2_encoder_json=str(gpt2[0]), gpt2_vocab_bpe=str(gpt2[1]))
+    mask = get_whole_word_mask(args, d)
+    bpe = encoders.build_bpe(args)
+    assert mask.dtype.is_floating_point is False and len(mask) == len(d)
+    assert mask[: d.nspecial].tolist() == [1] * d.nspecial
+    assert mask[d.index("<mask>")] == 0  # as in fairseq: "<mask>" decodes to itself, which starts with no space
+    assert [int(mask[i]) for i in range(d.nspecial, 60)] == \
+        [int(bpe.decode(d[i]).startswith(" ")) for i in range(d.nspecial, 60)]
+    assert get_whole_word_mask(argparse.Namespace(bpe=None), d) is None
