@@ -6,6 +6,7 @@ log train_inner every --log-interval updates, then validate/save when an epoch e
 --max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update (or validation
 batch), write checkpoint_last.pt and exit with 128 + signal number; in a multi-process job a signal
 seen by any rank stops all of them at the same update (fairseq/distributed/faults.py, docs/faults.md).
+A run started with SIGINT ignored (in the background) keeps ignoring it; SIGTERM stops it.
 """
 from __future__ import annotations
 
@@ -76,8 +77,15 @@ def check_stop() -> None:
 
 
 def install_signal_handlers():
+    """_on_signal for faults.stop_signals(): SIGTERM, and SIGINT unless this process started with it
+    ignored (a background job: Ctrl-C at the terminal is not for it, SIGTERM stops it)."""
+    signals = faults.stop_signals()
+    if signal.SIGINT not in signals:
+        logger.info("SIGINT is ignored (inherited: started in the background, e.g. with nohup or '&' in a "
+                    "script), so Ctrl-C does not stop this run; SIGTERM (kill PID) saves checkpoint_last.pt "
+                    "and stops it")
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         try:
             previous[sig] = signal.signal(sig, _on_signal)
         except ValueError:  # not the main thread
