@@ -4,7 +4,8 @@
 Logged values (criterion.reduce_metrics): loss (bits), nll_loss (per token, as fairseq), and
 accuracy (percent, 1 decimal) for classification. Beyond fairseq, so GLUE's own metrics come out
 of an ordinary validation pass:
-- binary tasks also sum tp/fp/fn/tn (class 1 positive) -> f1 and mcc (x100);
+- binary tasks also sum tp/fp/fn/tn -> f1 and mcc (x100), the positive class being GLUE's label "1"
+  (glue_metrics.POSITIVE_LABEL; index 1 when the label dictionary has no "1");
 - regression sums n, x, y, x^2, y^2, xy -> pearson (x100); Spearman needs ranks, which sums
   cannot carry, so during validation (model in eval mode) each forward appends its
   (prediction, target) pairs to a per-process buffer, and reduce_metrics turns the buffer into
@@ -37,6 +38,15 @@ def _total(logs: List[Dict], key: str) -> float:
     return sum(float(lo.get(key, 0.0)) for lo in logs)
 
 
+def positive_class(label_dictionary) -> int:
+    """The target index of GLUE's positive label (F1's class): the label dictionary is in train-frequency
+    order, so MRPC's "1", its majority, is index 0; index 1 where there is no such label."""
+    label = glue_metrics.POSITIVE_LABEL
+    if label_dictionary is None or label not in label_dictionary:
+        return 1
+    return label_dictionary.index(label) - label_dictionary.nspecial
+
+
 @dataclass
 class SentencePredictionConfig(FairseqDataclass):
     classification_head_name: str = field(default=_DEFAULT_HEAD, metadata={"help": "name of the classification head"})
@@ -51,6 +61,7 @@ class SentencePredictionCriterion(FairseqCriterion):
         super().__init__(task)
         self.head_name = classification_head_name or _DEFAULT_HEAD
         self.regression_target = bool(regression_target)
+        self.positive = positive_class(getattr(task, "label_dictionary", None))
 
     def forward(self, model, sample, reduce: bool = True):
         heads = getattr(model, "classification_heads", None)
@@ -67,7 +78,7 @@ class SentencePredictionCriterion(FairseqCriterion):
             preds = logits.argmax(dim=1)
             log["ncorrect"] = (preds == targets).sum().detach()
             if logits.size(1) == 2:
-                p, t = preds.eq(1), targets.eq(1)
+                p, t = preds.eq(self.positive), targets.eq(self.positive)
                 log["tp"] = (p & t).sum().detach()
                 log["fp"] = (p & ~t).sum().detach()
                 log["fn"] = (~p & t).sum().detach()
