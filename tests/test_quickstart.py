@@ -243,6 +243,13 @@ def test_caveats_say_in_words_when_the_comparison_misleads():
     assert table.splitlines()[-2:] == [f"CAVEAT: {n}" for n in notes]
     honest = [_summary("full", 300, 120.0, 1.0), _summary("sctd", 340, 120.0, 1 / 1.2)]
     assert q.caveats(honest, quiet, min_updates=50) == []
+    # the run under load: ScTD at 0.67x the full model's steps/s, slower than the model it thins out
+    slower = q.caveats([_summary("full", 300, 120.0, 1.0), _summary("sctd", 200, 120.0, 1 / 1.2)], quiet, 50)
+    assert slower == ["sctd ran at 0.67x the full model's steps/s: slower, where its ideal is 1.20x faster. Its steps "
+                      "do less work, so the time went elsewhere (load that hit its steps harder, one-off costs in too "
+                      "few updates): not a measurement of token dropping, and its losses at equal time compare it "
+                      "with fewer updates than it would get; do not quote it, rerun on a quiet machine with a longer "
+                      "--budget-minutes"]
     busy = q.caveats(honest, q.CpuShare(cpu_seconds=50.0, wall_seconds=100.0, threads=2), min_updates=50)
     assert busy == ["the machine was busy: this process got 25% of the CPU its 2 thread(s) could use (50 s CPU in "
                     "100 s wall), so step times are noisy; rerun on a quieter machine"]

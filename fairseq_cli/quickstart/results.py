@@ -99,6 +99,12 @@ def caveats(summaries: list[Summary], cpu: CpuShare, min_updates: int) -> list[s
         if x is not None and x > MAX_SPEEDUP_OVER_IDEAL / s.ideal_step_ratio:
             notes.append(f"{s.variant}'s speedup {x:.2f}x is beyond {MAX_SPEEDUP_OVER_IDEAL}x its ideal "
                          f"{1 / s.ideal_step_ratio:.2f}x: not a real speedup (noise or load), do not quote it")
+        elif x is not None and x < 1.0 and s.ideal_step_ratio < 1.0:
+            notes.append(f"{s.variant} ran at {x:.2f}x the full model's steps/s: slower, where its ideal is "
+                         f"{1 / s.ideal_step_ratio:.2f}x faster. Its steps do less work, so the time went elsewhere "
+                         "(load that hit its steps harder, one-off costs in too few updates): not a measurement of "
+                         "token dropping, and its losses at equal time compare it with fewer updates than it would "
+                         "get; do not quote it, rerun on a quiet machine with a longer --budget-minutes")
     if cpu.share < MIN_CPU_SHARE:
         notes.append(f"the machine was busy: this process got {100 * cpu.share:.0f}% of the CPU its "
                      f"{cpu.threads} thread(s) could use ({cpu.cpu_seconds:.0f} s CPU in {cpu.wall_seconds:.0f} s "
