@@ -300,3 +300,41 @@ def test_plot_zooms_where_the_variants_differ(tmp_path):
     assert any("CAVEAT: too few updates" in text.get_text() for text in fig.texts)
     plt.close(fig)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_a_short_run_zooms_and_shows_the_dashed_lines(tmp_path):
+    """A short run (the issue's: a few updates, curves still falling steeply, the dropping forward lying on its
+    variant's solid line): the zoom spans a small part of the whole range, and every dashed line is drawn
+    thicker than, and above, the solid line it lies on, with its own marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairseq import quickstart_results
+    from fairseq_cli import quickstart as q
+
+    t = [0.0, 3.1, 6.0, 9.2]
+    full = _summary("full", 4, 9.2, 1.0)
+    full.curve_seconds, full.curve_loss = t, [12.87, 12.62, 12.42, 12.23]
+    drop = _summary("token-drop", 4, 9.2, 0.74)
+    drop.curve_seconds, drop.curve_loss = t, [12.87, 12.57, 12.34, 12.14]
+    drop.curve_loss_drop = [v - 0.002 for v in drop.curve_loss]  # on top of the solid line
+    assert quickstart_results._zoom_start([full, drop]) == pytest.approx(9.2 * 2 / 3)  # only the ends differ
+    figures = []
+    monkey_close = plt.close
+    try:
+        plt.close = lambda fig=None: figures.append(fig)
+        q.plot_curves([full, drop], tmp_path / "p.png", "title")
+    finally:
+        plt.close = monkey_close
+    (fig,) = figures
+    whole, zoom = fig.axes
+    low, high = zoom.get_ylim()
+    assert high - low <= 0.3 * (whole.get_ylim()[1] - whole.get_ylim()[0])
+    assert low < 12.14 and 12.23 < high and zoom.get_xlim()[0] > 5.0
+    for ax in (whole, zoom):
+        solid, dashed = [line for line in ax.get_lines() if line.get_color() == "C1"]
+        assert solid.get_linestyle() == "-" and dashed.get_linestyle() != "-" and dashed.get_marker() == "x"
+        assert dashed.get_zorder() > solid.get_zorder() and dashed.get_linewidth() >= 2 * solid.get_linewidth()
+    plt.close(fig)
