@@ -175,12 +175,15 @@ def _zoom_start(summaries: list[Summary]) -> float:
 
 def _zoom_range(summaries: list[Summary], start_s: float) -> tuple[float, float] | None:
     """The y-range of every curve (full and dropping forward) from `start_s` on: where the variants differ,
-    without the ~13-bit start squeezing it."""
+    without the ~13-bit start squeezing it; at least MIN_ZOOM_BITS wide, but never wider than the whole run
+    (a run of a few updates moves by thousandths of a bit: the zoom must not zoom out)."""
     values = _values_from(summaries, start_s)
     if not values:
         return None
+    whole = _values_from(summaries, 0.0)
     low, high = min(values), max(values)
-    pad = max(0.08 * (high - low), (MIN_ZOOM_BITS - (high - low)) / 2)
+    least = min(MIN_ZOOM_BITS, max(whole) - min(whole))
+    pad = max(0.08 * (high - low), (least - (high - low)) / 2)
     return low - pad, high + pad
 
 
