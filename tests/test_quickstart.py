@@ -311,8 +311,8 @@ def test_plot_of_a_short_run_zooms_and_shows_the_dashed_lines(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fairseq import quickstart_results
-    from fairseq_cli import quickstart as q
+    from fairseq_cli.quickstart import results as quickstart_results
+    from fairseq_cli.quickstart import cli as q
 
     t = [0.0, 3.1, 6.0, 9.2]
     full = _summary("full", 4, 9.2, 1.0)
