@@ -158,32 +158,41 @@ def _values_from(summaries: list[Summary], start_s: float) -> list[float]:
 
 
 def _zoom_start(summaries: list[Summary]) -> float:
-    """Where the zoom panel starts (seconds): see ZOOM_STARTS."""
+    """Where the zoom panel starts (seconds): see ZOOM_STARTS; never after a variant's last point, so that
+    every variant's end is in the zoom (a starved run's single updates end far apart)."""
     end = max(s.curve_seconds[-1] for s in summaries)
+    first_end = min(s.curve_seconds[-1] for s in summaries)
     whole = _values_from(summaries, 0.0)
     span = max(whole) - min(whole)
-    start = ZOOM_STARTS[0] * end
+    start = min(ZOOM_STARTS[0] * end, first_end)
     for fraction in ZOOM_STARTS:
-        values = _values_from(summaries, fraction * end)
-        if not values:
+        if fraction * end > first_end:
             break
         start = fraction * end
+        values = _values_from(summaries, start)
         if max(values) - min(values) <= ZOOM_SHARE * span:
             break
     return start
 
 
+def _whole_range(summaries: list[Summary]) -> tuple[float, float]:
+    """The whole-run panel's y-range: every value, at least MIN_ZOOM_BITS wide (a run of one or two updates
+    moves by thousandths of a bit or less; magnified, that noise would look like a difference)."""
+    values = _values_from(summaries, 0.0)
+    low, high = min(values), max(values)
+    pad = max(0.08 * (high - low), (MIN_ZOOM_BITS - (high - low)) / 2)
+    return low - pad, high + pad
+
+
 def _zoom_range(summaries: list[Summary], start_s: float) -> tuple[float, float] | None:
     """The y-range of every curve (full and dropping forward) from `start_s` on: where the variants differ,
-    without the ~13-bit start squeezing it; at least MIN_ZOOM_BITS wide, but never wider than the whole run
-    (a run of a few updates moves by thousandths of a bit: the zoom must not zoom out)."""
+    without the ~13-bit start squeezing it; at least MIN_ZOOM_BITS wide, as the whole-run panel (_whole_range),
+    so it is never wider than that panel."""
     values = _values_from(summaries, start_s)
     if not values:
         return None
-    whole = _values_from(summaries, 0.0)
     low, high = min(values), max(values)
-    least = min(MIN_ZOOM_BITS, max(whole) - min(whole))
-    pad = max(0.08 * (high - low), (least - (high - low)) / 2)
+    pad = max(0.08 * (high - low), (MIN_ZOOM_BITS - (high - low)) / 2)
     return low - pad, high + pad
 
 
@@ -214,6 +223,7 @@ def plot_curves(summaries: list[Summary], path: Path, title: str, notes: Sequenc
         ax.set_xlabel("the variant's own training step time (s, validation excluded)")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
+    axes[0].set_ylim(*_whole_range(summaries))
     axes[0].set_ylabel("validation MLM loss (bits per masked token)")
     axes[0].set_title("whole run (solid: full model; dashed: dropping forward)", fontsize=9)
     start = _zoom_start(summaries)
