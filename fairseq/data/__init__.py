@@ -16,6 +16,7 @@ from fairseq.data.indexed_dataset import (
     dataset_exists,
 )
 from fairseq.data.id_dataset import IdDataset
+from fairseq.data.language_pair_dataset import LanguagePairDataset
 from fairseq.data.list_dataset import ListDataset
 from fairseq.data.mask_tokens_dataset import MaskTokensDataset
 from fairseq.data.nested_dictionary_dataset import NestedDictionaryDataset
@@ -26,6 +27,7 @@ from fairseq.data.pad_dataset import LeftPadDataset, PadDataset, RightPadDataset
 from fairseq.data.prepend_token_dataset import PrependTokenDataset
 from fairseq.data.raw_label_dataset import RawLabelDataset
 from fairseq.data.shorten_dataset import RandomCropDataset, TruncateDataset
+from fairseq.data.resampling_dataset import ResamplingDataset
 from fairseq.data.sort_dataset import SortDataset
 from fairseq.data.strip_token_dataset import StripTokenDataset
 from fairseq.data.token_block_dataset import TokenBlockDataset
@@ -42,6 +44,7 @@ __all__ = [
     "FairseqIterableDataset",
     "GroupedIterator",
     "IdDataset",
+    "LanguagePairDataset",
     "LeftPadDataset",
     "ListDataset",
     "MaskTokensDataset",
@@ -55,6 +58,7 @@ __all__ = [
     "PrependTokenDataset",
     "RandomCropDataset",
     "RawLabelDataset",
+    "ResamplingDataset",
     "RightPadDataset",
     "ShardedIterator",
     "SortDataset",

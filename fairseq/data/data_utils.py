@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fairseq.data.concat_dataset import ConcatDataset
-from fairseq.data.data_utils_fast import batch_by_size_fn, batch_by_size_vec
+from fairseq.data.data_utils_fast import batch_by_size  # noqa: F401  (fairseq's data_utils.batch_by_size)
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
 
 logger = logging.getLogger(__name__)
@@ -61,26 +61,6 @@ def numpy_seed(seed: Optional[int], *addl_seeds):
         yield
     finally:
         np.random.set_state(state)
-
-
-def batch_by_size(indices, num_tokens_fn: Optional[Callable[[int], int]], num_tokens_vec=None, max_tokens=None,
-                  max_sentences=None, required_batch_size_multiple: int = 1, fixed_shapes=None) -> List[np.ndarray]:
-    """Split `indices` (in order) into batches bounded by max_tokens and max_sentences (fairseq's rule,
-    see data_utils_fast). Sizes come from num_tokens_vec (one per position of `indices`) when given,
-    else from num_tokens_fn(index)."""
-    if fixed_shapes is not None:
-        raise ValueError("batch_by_size: fixed_shapes (TPU batching) is not supported")
-    max_tokens = int(max_tokens) if max_tokens is not None else -1
-    max_sentences = int(max_sentences) if max_sentences is not None else -1
-    if not isinstance(indices, np.ndarray):
-        indices = np.fromiter(indices, dtype=np.int64, count=-1)
-    if num_tokens_vec is not None:
-        num_tokens_vec = np.asarray(num_tokens_vec, dtype=np.int64)
-        if len(num_tokens_vec) != len(indices):
-            raise ValueError(f"batch_by_size: num_tokens_vec has {len(num_tokens_vec)} entries for "
-                             f"{len(indices)} indices")
-        return batch_by_size_vec(indices, num_tokens_vec, max_tokens, max_sentences, required_batch_size_multiple)
-    return batch_by_size_fn(indices, num_tokens_fn, max_tokens, max_sentences, required_batch_size_multiple)
 
 
 def check_ignored_sizes(ignored, size_fn: Callable[[int], int], max_positions, raise_on_invalid: bool,
