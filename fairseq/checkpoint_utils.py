@@ -1,6 +1,7 @@
 """fairseq.checkpoint_utils: the loading functions fairseq's docs use.
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={"data": d})
+    state = checkpoint_utils.load_ema_from_checkpoint(path)   # a --store-ema run's average as "model"
 
 Files are read by fairseq.checkpoint.load_checkpoint_file (every fairseq 0.9-0.12 layout and ours);
 arg_overrides replace the checkpoint's flat arguments (model and task alike, as fairseq's do) before the
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+import torch  # noqa: F401  (fairseq's module has these names; its tests patch checkpoint_utils.torch.load)
+
 from fairseq import models, tasks
 from fairseq.checkpoint.cfg import args_to_cfg, model_args_from_cfg
-from fairseq.checkpoint.files import load_checkpoint_file
+from fairseq.checkpoint.files import atomic_save, load_checkpoint_file
 from fairseq.checkpoint.restore import check_vocab
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.file_io import PathManager  # noqa: F401  (and checkpoint_utils.PathManager.open)
+from fairseq.models.ema.extra_state import load_ema_from_checkpoint  # noqa: F401  (fairseq's public name)
 
 
 def load_checkpoint_to_cpu(path: str, arg_overrides: Optional[Dict] = None, load_on_all_ranks: bool = False) -> dict:
@@ -54,3 +59,9 @@ def load_model_ensemble(filenames: List[str], arg_overrides: Optional[Dict] = No
     """(models, cfg): load_model_ensemble_and_task without the task."""
     ensemble, cfg, _ = load_model_ensemble_and_task(filenames, arg_overrides, task, strict, suffix, num_shards, state)
     return ensemble, cfg
+
+
+def save_ema_as_checkpoint(src_path: str, dst_path: str) -> None:
+    """Write the EMA weights of checkpoint `src_path` as an ordinary checkpoint at `dst_path` (its "model"),
+    so fairseq-validate, the hub and fine-tuning read the average like any model."""
+    atomic_save(load_ema_from_checkpoint(src_path), dst_path)

@@ -8,12 +8,15 @@ registered classes' add_args); which fairseq flags do nothing here is fairseq/fl
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from typing import List
 
 from fairseq import flag_audit, optim, seq_len_schedule, update_freq
 from fairseq.optim.adam import parse_betas
+
+logger = logging.getLogger("fairseq.flags")
 
 # The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
 # before any data is read or any model built. A value outside its domain stops the run with one line
@@ -64,6 +67,8 @@ DOMAINS = {
     "lr_deacy_period": ">0", "lr_decay": "[0,1]", "lr_threshold": ">=0", "lr_patience": ">=0",
     # --bpe sentencepiece
     "sentencepiece_alpha": "[0,1]",
+    # EMA
+    "ema_decay": "[0,1]", "ema_start_update": ">=0", "ema_update_freq": ">=1",
     # sentence_prediction task
     "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
     # sentence_ranking task
@@ -166,3 +171,25 @@ def check_cross_flag_rules(args: argparse.Namespace) -> None:
     check_finetune_resets(args)
     check_valid_subsets(args)
     seq_len_schedule.from_args(args)  # --seq-len-schedule parses and fits --tokens-per-sample / --max-update
+    check_ema(args)
+
+
+EMA_DEFAULTS = {"ema_decay": 0.9999, "ema_start_update": 0, "ema_seed_model": None, "ema_update_freq": 1,
+                "ema_fp32": False}
+
+
+def check_ema(args: argparse.Namespace) -> None:
+    """--store-ema's companions: each --ema-* flag only means something with --store-ema (one warning
+    naming those given without it); the EMA is not kept for FSDP-sharded models; --ema-seed-model must
+    be a file, found now rather than after the first update (when fairseq would first read it)."""
+    if not getattr(args, "store_ema", False):
+        given = [k for k, v in EMA_DEFAULTS.items() if getattr(args, k, v) != v]
+        if given:
+            logger.warning(", ".join("--" + k.replace("_", "-") for k in given) + " has no effect without --store-ema")
+        return
+    if getattr(args, "ddp_backend", None) == "fully_sharded":
+        raise ValueError("--store-ema is not supported with --ddp-backend fully_sharded (the average would need "
+                         "the sharded weights gathered); use --ddp-backend pytorch_ddp or legacy_ddp")
+    seed = getattr(args, "ema_seed_model", None)
+    if seed is not None and not os.path.isfile(seed):
+        raise FileNotFoundError(f"--ema-seed-model: checkpoint not found: {seed}")

@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence
 
 from fairseq import flag_audit, flag_rules, registry
 from fairseq.data import encoders
+from fairseq.dataclass.configs import EMAConfig
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
 from fairseq.optim.lr_scheduler.time_clock import CLOCKS
@@ -183,6 +184,11 @@ def _add_checkpoint(parser):
     add("--write-checkpoints-asynchronously", action="store_true", help="no effect here (warns)")
 
 
+def add_ema_args(parser) -> None:
+    """fairseq's --store-ema family (EMAConfig's fields; the trainer keeps the average, fairseq.models.ema)."""
+    gen_parser_from_dataclass(parser.add_argument_group("EMA configuration"), EMAConfig())
+
+
 def _add_distributed(parser):
     launch.add_distributed_args(parser)
     g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
@@ -232,6 +238,7 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     _add_distributed(parser)
     _add_optimization(parser)
     _add_checkpoint(parser)
+    add_ema_args(parser)
     return parser
 
 

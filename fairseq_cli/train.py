@@ -182,6 +182,13 @@ def validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress, p
     return valid_losses, should_stop
 
 
+def with_ema_decay(trainer, stats):
+    """fairseq logs the EMA's current decay last in the train stats (0 before --ema-start-update)."""
+    if trainer.ema is not None:
+        stats["ema_decay"] = meters.safe_round(trainer.ema.get_decay(), 5)
+    return stats
+
+
 def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float,
                 eta: Optional[UpdateEta] = None):
     itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
@@ -209,8 +216,9 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                 whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
                 n = trainer.num_updates
                 if args.log_interval > 0 and n % args.log_interval == 0:
-                    stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
-                                        args.clip_norm, trainer.loss_scale)
+                    stats = with_ema_decay(trainer, inner.stats(reduce, n, trainer.get_lr(),
+                                                                time.perf_counter() - start_time,
+                                                                args.clip_norm, trainer.loss_scale))
                     progress.log(stats, tag="train_inner", step=n,
                                  update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
                     inner.reset()
@@ -228,8 +236,9 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
         progress.close()
     logger.info(f"end of epoch {epoch} (average epoch stats below)")
     if whole.updates:
-        stats = whole.stats(reduce, trainer.num_updates, trainer.get_lr(), time.perf_counter() - start_time,
-                            args.clip_norm, trainer.loss_scale)
+        stats = with_ema_decay(trainer, whole.stats(reduce, trainer.num_updates, trainer.get_lr(),
+                                                    time.perf_counter() - start_time, args.clip_norm,
+                                                    trainer.loss_scale))
         progress.print(meters.prefixed(stats, "train"), tag="train", step=trainer.num_updates)
     return valid_losses, should_stop
 

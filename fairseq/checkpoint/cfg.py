@@ -21,6 +21,7 @@ _GROUP_OF_TITLE = {
     "optimization": "optimization", "checkpoint": "checkpoint", "model": "model", "task": "task",
     "token dropping / ScTD": "task", "criterion": "criterion", "optimizer": "optimizer",
     "lr_scheduler": "lr_scheduler", "common_eval": "common_eval", "bpe": "bpe", "tokenizer": "tokenizer",
+    "EMA configuration": "ema",
 }
 CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
               "bmuf", "generation", "eval_lm", "interactive", "model", "task", "criterion", "optimizer",

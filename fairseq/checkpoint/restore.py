@@ -1,6 +1,6 @@
 """Resuming from a checkpoint: which file (fairseq's --restore-file / --finetune-from-model rules),
 checked against this run (vocabulary, shapes, data layout: resume_checks.py), then loaded into the
-trainer: model, optimizer, schedule, update count, loss scaler, task state, meters and RNG."""
+trainer: model, optimizer, schedule, update count, loss scaler, weight EMA, task state, meters and RNG."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,7 @@ from fairseq.checkpoint import fsdp_state, resume_checks
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.checkpoint.rng import set_rng_state
 from fairseq.distributed import wrap
+from fairseq.models import ema as ema_state
 
 logger = logging.getLogger(__name__)
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
@@ -88,6 +89,8 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
                 trainer.scaler.load_state_dict(extra["loss_scaler"])
             elif opt_state is not None and "loss_scale" in opt_state:
                 trainer.scaler.loss_scale = float(opt_state["loss_scale"])
+    if trainer.ema is not None:  # restored whatever the --reset-* flags say, as fairseq does
+        ema_state.load_checkpoint_state(trainer.ema, extra, state["model"], trainer.args.ema_fp32)
     if state.get("task_state"):
         trainer.task.load_state_dict(state["task_state"])
     if restore_rng and extra.get("rng") is not None:

@@ -311,9 +311,10 @@ class RobertaModel(FairseqEncoderModel):
     def max_positions(self) -> int:
         return self.encoder.sentence_encoder.max_positions
 
-    def fairseq_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
-        """The state dict checkpoints store: fairseq 0.12's keys and order (fairseq_compatible_state_dict)."""
-        return fairseq_compatible_state_dict(self)
+    def fairseq_state_dict(self, state=None) -> "OrderedDict[str, torch.Tensor]":
+        """The state dict checkpoints store: fairseq 0.12's keys and order (fairseq_compatible_state_dict)
+        of this model's weights, or of `state` (a dict with this model's keys, e.g. an EMA's float32 copy)."""
+        return fairseq_compatible_state_dict(self, state)
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
                 masked_tokens=None, token_drop_keep=None, cls_only=False, **unused):
@@ -368,10 +369,10 @@ class RobertaModel(FairseqEncoderModel):
         return super().load_state_dict(sd, strict=strict, **kwargs)
 
 
-def fairseq_compatible_state_dict(model: RobertaModel) -> "OrderedDict[str, torch.Tensor]":
-    """The model's state dict in fairseq 0.12's keys and order (fairseq.checkpoint.roberta_keys), so that
-    real fairseq loads it with strict=True."""
-    return roberta_keys.to_fairseq(model.state_dict())
+def fairseq_compatible_state_dict(model: RobertaModel, ours=None) -> "OrderedDict[str, torch.Tensor]":
+    """The model's state dict (or `ours`, a dict with the model's keys) in fairseq 0.12's keys and order
+    (fairseq.checkpoint.roberta_keys), so that real fairseq loads it with strict=True."""
+    return roberta_keys.to_fairseq(model.state_dict() if ours is None else ours)
 
 
 register_model_architecture("roberta", "roberta")(base_architecture)
