@@ -14,6 +14,7 @@ import re
 from typing import List
 
 from fairseq import flag_audit, optim, seq_len_schedule, update_freq
+from fairseq.data import data_utils
 from fairseq.optim.adam import parse_betas
 
 logger = logging.getLogger("fairseq.flags")
@@ -114,22 +115,13 @@ def check_finetune_resets(args: argparse.Namespace) -> None:
                          f"lr scheduler, meters and dataloader itself)")
 
 
-def unused_valid_subsets(data: str, valid_subset: str) -> List[str]:
-    """fairseq's rule: splits named valid<N>... in the data directories that --valid-subset leaves out."""
-    found = set()
-    for path in [p for p in str(data).split(":") if p]:
-        if os.path.isdir(path):
-            found |= {os.path.splitext(f)[0] for f in os.listdir(path) if re.match("valid*[0-9].*", f)}
-    return sorted(found - set(valid_subset.split(",")))
-
-
 def check_valid_subsets(args: argparse.Namespace) -> None:
     """A valid split on disk that would silently go unvalidated is an error, unless
     --ignore-unused-valid-subsets (or --combine-valid-subsets / --disable-validation) says it is meant."""
     if (getattr(args, "ignore_unused_valid_subsets", False) or getattr(args, "combine_valid_subsets", False)
             or getattr(args, "disable_validation", False) or not getattr(args, "data", None)):
         return
-    ignored = unused_valid_subsets(args.data, getattr(args, "valid_subset", "valid"))
+    ignored = data_utils.unused_valid_subsets(args.data, getattr(args, "valid_subset", "valid"))
     if ignored:
         raise ValueError(f"valid splits {ignored} in {args.data} would be ignored by --valid-subset "
                          f"{args.valid_subset!r}; name them there, or pass --ignore-unused-valid-subsets")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import sys
 from typing import List, Optional, Sequence
 
@@ -270,33 +271,38 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
     return parser
 
 
-def add_choice_args(parser, names: argparse.Namespace) -> None:
-    """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
+def add_choice_args(parser, names: argparse.Namespace, run: bool = True) -> None:
+    """Add the flags owned by the chosen model, task, criterion, optimizer and schedule.
+
+    run=False (get_args: arguments to build a model with, not a training run): no optimizer is needed,
+    and names.task None adds no task flags."""
     if names.arch is None:
         raise ValueError("--arch/-a is required; choose from: " + ", ".join(registry.arch_choices()))
     model_cls = registry.model_class(names.arch)
-    task_cls = registry.lookup("task", names.task)
+    task_cls = registry.lookup("task", names.task) if names.task is not None or run else None
     criterion_cls = registry.lookup("criterion", names.criterion)
-    if names.optimizer is None:
+    if names.optimizer is None and run:
         raise ValueError("--optimizer is required (fairseq has no default); choose from: "
                          + ", ".join(registry.choices("optimizer")))
-    optimizer_cls = registry.lookup("optimizer", names.optimizer)
+    optimizer_cls = registry.lookup("optimizer", names.optimizer) if names.optimizer is not None else None
     scheduler_cls = registry.lookup("lr-scheduler", names.lr_scheduler)
     model_cls.add_args(parser)
     if not _has(parser, "--max-source-positions"):
         g = [grp for grp in parser._action_groups if grp.title == "model"][-1]
         g.add_argument("--max-source-positions", type=int, default=None,
                        help="no effect here (warns): the encoder uses --max-positions")
-    task_cls.add_args(parser)
-    task_dc = registry.dataclass_of(task_cls)
-    if task_dc is not None:  # fields of a plugin's config that its inherited add_args does not cover
-        gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
+    if task_cls is not None:
+        task_cls.add_args(parser)
+        task_dc = registry.dataclass_of(task_cls)
+        if task_dc is not None:  # fields of a plugin's config that its inherited add_args does not cover
+            gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
     for cls in (criterion_cls, optimizer_cls, scheduler_cls):
-        cls.add_args(parser)
+        if cls is not None:
+            cls.add_args(parser)
     encoders.add_args(parser, names)
 
 
-def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace, run: bool = True) -> argparse.Namespace:
     args.lr = str_list(args.lr, float)
     args.update_freq = str_list(args.update_freq, int)
     if not args.lr or not args.update_freq:
@@ -315,7 +321,8 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if getattr(args, "max_tokens_valid", None) is None:
         args.max_tokens_valid = args.max_tokens
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
-    flag_rules.check_cross_flag_rules(args)
+    if run:  # the rules between a training run's flags (get_args builds a model, it runs nothing)
+        flag_rules.check_cross_flag_rules(args)
     registry.get_arch(args.arch)(args)
     if getattr(args, "max_source_positions", None) is None:
         args.max_source_positions = args.max_positions
@@ -353,3 +360,29 @@ def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Se
     else:
         args = parser.parse_args(argv)
     return _postprocess(parser, args)
+
+
+def get_args(data, task: str = "translation", arch: str = "transformer", **overrides) -> argparse.Namespace:
+    """fairseq's helper for building a model from Python: what fairseq-train would parse from
+    `DATA --task TASK --arch ARCH`, then each override set as an attribute.
+
+    As in fairseq this is not a training run, so no --optimizer or batch size is asked for. A task this
+    package does not have (fairseq's translation tasks; fairseq's RoBERTa tests pass
+    task="online_backtranslation") contributes no flags of its own: a warning says so, and args.task
+    still names it.
+    """
+    parser = get_training_parser()
+    known = task in registry.choices("task")
+    if not known:
+        logging.getLogger(__name__).warning(f"get_args: --task {task!r} is not a task of this package; the "
+                                            "returned args hold no flags of it")
+        parser.add_argument("data")
+    names = argparse.Namespace(arch=arch, task=task if known else None, criterion="cross_entropy",
+                               optimizer=None, lr_scheduler="fixed")
+    add_choice_args(parser, names, run=False)
+    args = parser.parse_args([str(data), "--arch", arch] + (["--task", task] if known else []))
+    args.task = task
+    args = _postprocess(parser, args, run=False)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args

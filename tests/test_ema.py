@@ -7,7 +7,9 @@ import shlex
 import pytest
 import torch
 
-from fairseq import checkpoint, checkpoint_utils
+from fairseq import checkpoint_utils
+from fairseq.checkpoint.files import load_checkpoint_file
+from fairseq.checkpoint.restore import load_into_trainer
 from fairseq_cli import train, validate
 from test_train import TINY, _tiny_trainer, parse  # the training tests' model size, parser and trainer
 
@@ -40,7 +42,7 @@ def test_resumed_ema_run_equals_uninterrupted(peer_dir, tmp_path, caplog, fp32):
     inner_a, valid_a = _logged(caplog, "train_inner"), _logged(caplog, "valid")
     caplog.clear()
     _run(data, tmp_path / "b", 3, fp32)
-    saved = checkpoint.load_checkpoint_file(str(tmp_path / "b" / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(tmp_path / "b" / "checkpoint_last.pt"))
     assert saved["extra_state"]["ema_update_freq_counter"] == 1
     resumed = _run(data, tmp_path / "b", 5, fp32)
     inner_b, valid_b = _logged(caplog, "train_inner"), _logged(caplog, "valid")
@@ -68,8 +70,7 @@ def test_ema_equals_float64_reference(peer_dir):
     average is built after update 1, averages at updates 2 (decay 0: a copy, before the start) and 4."""
     args, task, trainer = _tiny_trainer(peer_dir / "data-bin", f"{TOKEN_DROP} --store-ema --ema-decay 0.8 "
                                                                 "--ema-start-update 3 --ema-update-freq 2")
-    task.load_dataset("train")
-    itr = train.train_iterator(args, task, trainer, 1).next_epoch_itr(shuffle=True)
+    itr = trainer.get_train_iterator(1).next_epoch_itr(shuffle=True)
     snapshots = {}
     for u in range(1, 6):
         assert trainer.train_step([next(itr)]) is not None and trainer.num_updates == u
@@ -88,7 +89,7 @@ def test_checkpoint_ema_loads_with_fairseqs_reader_and_validates(peer_dir, tmp_p
     data = peer_dir / "data-bin"
     trainer = _run(data, tmp_path, 3, "--ema-decay 0.5 --ema-start-update 0 --ema-update-freq 1")
     path = tmp_path / "checkpoint_last.pt"
-    saved = checkpoint.load_checkpoint_file(str(path))
+    saved = load_checkpoint_file(str(path))
     state = checkpoint_utils.load_ema_from_checkpoint(str(path))
     assert list(state["model"]) == list(saved["model"])  # fairseq's layout, version and BetterTransformer copies
     expected = trainer.ema.get_model().fairseq_state_dict()
@@ -107,8 +108,7 @@ def test_checkpoint_ema_loads_with_fairseqs_reader_and_validates(peer_dir, tmp_p
     assert losses[0] != losses[1]  # the average is evaluated, not the last weights
     # --ema-seed-model: the average starts from that file's average (built after update 1, then one step)
     args, task, seeded = _tiny_trainer(data, f"{TOKEN_DROP} --store-ema --ema-decay 0.5 --ema-seed-model {path}")
-    task.load_dataset("train")
-    seeded.train_step([next(train.train_iterator(args, task, seeded, 1).next_epoch_itr(shuffle=True))])
+    seeded.train_step([next(seeded.get_train_iterator(1).next_epoch_itr(shuffle=True))])
     for k, v in seeded.ema.get_model().state_dict().items():
         ref = 0.5 * state["model"][k].double() + 0.5 * seeded.model.state_dict()[k].double()
         torch.testing.assert_close(v.double(), ref, rtol=0, atol=1e-6, msg=k)
@@ -121,10 +121,10 @@ def test_ema_without_a_checkpointed_average_starts_from_the_model(peer_dir, tmp_
     argv = shlex.split(f"{data} -a roberta_base {TINY} --batch-size 4 --lr 1e-3 --max-update 1 --disable-validation "
                        f"--save-dir {tmp_path} {TOKEN_DROP}")
     train.main(parse(argv))
-    saved = checkpoint.load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
+    saved = load_checkpoint_file(str(tmp_path / "checkpoint_last.pt"))
     args, task, trainer = _tiny_trainer(data, f"{TOKEN_DROP} --store-ema --ema-fp32")
     caplog.set_level("WARNING")
-    checkpoint.load_into_trainer(trainer, str(tmp_path / "checkpoint_last.pt"))
+    load_into_trainer(trainer, str(tmp_path / "checkpoint_last.pt"))
     assert any("EMA not found in checkpoint" in r.getMessage() for r in caplog.records)
     for k, v in trainer.ema.get_model().state_dict().items():
         assert torch.equal(v, trainer.model.state_dict()[k]) and torch.equal(trainer.ema.fp32_params[k], v), k

@@ -92,6 +92,12 @@ class SentencePredictionCriterion(FairseqCriterion):
                        reg_syy=(yd * yd).sum(), reg_sxy=(xd * yd).sum())
             if not model.training:
                 _VALID_PAIRS.append(torch.stack([xd, yd], 1).cpu().numpy())
+        for name, scale, penalty in (("mha_reg_loss", "mha_reg_scale_factor", "_get_adaptive_head_loss"),
+                                     ("ffn_reg_loss", "ffn_reg_scale_factor", "_get_adaptive_ffn_loss")):
+            if float(getattr(getattr(model, "args", None), scale, 0.0) or 0.0) != 0.0:  # AdaPrune (modules.adaprune)
+                reg = getattr(model, penalty)()
+                loss = loss + reg
+                log[name] = reg.detach()
         log["loss"] = loss.detach()
         return loss, sample_size, log
 
@@ -102,6 +108,9 @@ class SentencePredictionCriterion(FairseqCriterion):
         ntokens = _total(logging_outputs, "ntokens")
         nsentences = _total(logging_outputs, "nsentences")
         out = {"loss": loss_sum / sample_size / LN2 if sample_size else 0.0}
+        for name in ("mha_reg_loss", "ffn_reg_loss"):  # AdaPrune's penalties, when model.args sets them
+            if _total(logging_outputs, name) and sample_size:
+                out[name] = _total(logging_outputs, name) / sample_size / LN2
         if sample_size != ntokens and ntokens:
             out["nll_loss"] = loss_sum / ntokens / LN2
         if any("ncorrect" in lo for lo in logging_outputs) and nsentences:

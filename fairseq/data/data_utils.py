@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -134,3 +136,28 @@ def lengths_to_padding_mask(lens: torch.Tensor) -> torch.Tensor:
 
 def lengths_to_mask(lens: torch.Tensor) -> torch.Tensor:
     return ~lengths_to_padding_mask(lens)
+
+
+def unused_valid_subsets(data: str, valid_subset: str) -> List[str]:
+    """fairseq's rule: the splits named valid<N>... (valid1, valid2, ...) in the data directories
+    (DATA1:DATA2:...) that the comma-separated `valid_subset` leaves out."""
+    found = set()
+    for path in [p for p in str(data).split(":") if p]:
+        if os.path.isdir(path):
+            found |= {os.path.splitext(f)[0] for f in os.listdir(path) if re.match("valid*[0-9].*", f)}
+    return sorted(found - set(valid_subset.split(",")))
+
+
+def raise_if_valid_subsets_unintentionally_ignored(train_cfg) -> None:
+    """fairseq's check on a grouped training config: a ValueError when the data directory holds valid splits
+    that --valid-subset leaves out, unless --ignore-unused-valid-subsets, --combine-valid-subsets or
+    --disable-validation says so, or the task reads no data directory. (fairseq-train runs the same rule
+    on its arguments right after parsing: fairseq.flag_rules.check_valid_subsets.)"""
+    dataset = train_cfg.dataset
+    if (dataset.ignore_unused_valid_subsets or dataset.combine_valid_subsets or dataset.disable_validation
+            or not hasattr(train_cfg.task, "data")):
+        return
+    ignored = unused_valid_subsets(train_cfg.task.data, dataset.valid_subset)
+    if ignored:
+        raise ValueError(f"Valid paths {ignored} will be ignored. Set --combine-val to combine them or "
+                         "--ignore-unused-valid-subsets to ignore them.")

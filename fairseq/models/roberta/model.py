@@ -38,6 +38,7 @@ from fairseq.models.architectures import (
 )
 from fairseq.models.fairseq_model import FairseqEncoderModel
 from fairseq.models.roberta.hub_interface import RobertaHubInterface
+from fairseq.modules import adaprune
 from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split, gather_positions, merge_positions
@@ -332,6 +333,14 @@ class RobertaModel(FairseqEncoderModel):
 
     def get_targets(self, sample, net_output):
         return sample["target"]
+
+    def _get_adaptive_head_loss(self) -> torch.Tensor:
+        """AdaPrune's attention-head L1 penalty, scaled by args.mha_reg_scale_factor (fairseq.modules.adaprune)."""
+        return adaprune.head_l1_loss(self.encoder.sentence_encoder.layers, float(self.args.mha_reg_scale_factor))
+
+    def _get_adaptive_ffn_loss(self) -> torch.Tensor:
+        """AdaPrune's feed-forward L1 penalty, scaled by args.ffn_reg_scale_factor."""
+        return adaprune.ffn_l1_loss(self.encoder.sentence_encoder.layers, float(self.args.ffn_reg_scale_factor))
 
     def register_classification_head(self, name: str, num_classes: Optional[int] = None,
                                      inner_dim: Optional[int] = None, **unused) -> None:
