@@ -108,11 +108,13 @@ RESET_FLAGS = ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_d
 
 
 def check_finetune_resets(args: argparse.Namespace) -> None:
-    """fairseq's rule: --finetune-from-model already resets everything, so a --reset-* beside it is an error."""
+    """fairseq's rule (and message): --finetune-from-model already resets everything, so a --reset-* beside it
+    is an error. args: parsed arguments or fairseq's cfg.checkpoint (checkpoint_utils.load_checkpoint)."""
     if getattr(args, "finetune_from_model", None) and any(getattr(args, r, False) for r in RESET_FLAGS):
         given = ", ".join("--" + r.replace("_", "-") for r in RESET_FLAGS if getattr(args, r, False))
-        raise ValueError(f"--finetune-from-model can not be set together with {given} (it resets the optimizer, "
-                         f"lr scheduler, meters and dataloader itself)")
+        raise ValueError("--finetune-from-model can not be set together with either --reset-optimizer or "
+                         f"reset_lr_scheduler or reset_meters or reset_dataloader (given: {given}; it resets all "
+                         "four itself)")
 
 
 def check_valid_subsets(args: argparse.Namespace) -> None:

@@ -22,8 +22,10 @@ from typing import Dict, List, Optional
 import torch
 
 from fairseq import seq_len_schedule, utils
+from fairseq.checkpoint import restore
 from fairseq.distributed import collectives, wrap
 from fairseq.compile import compile_model
+from fairseq.file_io import PathManager
 from fairseq.logging.meters import add_logs
 from fairseq.models.ema import build_ema
 from fairseq.optim import build_optimizer
@@ -192,6 +194,28 @@ class Trainer:
     def lr_step(self, epoch: int, val_loss=None) -> float:
         self.lr_scheduler.step(epoch, val_loss)
         return self.lr_scheduler.step_update(self.num_updates)
+
+    def get_num_updates(self) -> int:
+        return self.num_updates
+
+    @property
+    def checkpoint_suffix(self) -> str:
+        return getattr(self.args, "checkpoint_suffix", "") or ""
+
+    def load_checkpoint(self, filename: str, reset_optimizer: bool = False, reset_lr_scheduler: bool = False,
+                        optimizer_overrides=None, reset_meters: bool = False, reset_dataloader: bool = False):
+        """fairseq's Trainer.load_checkpoint: the checkpoint's extra_state after loading it into this trainer
+        (fairseq.checkpoint.restore.load_into_trainer), or None, starting from scratch, when there is no file.
+        reset_dataloader (ours; checkpoint_utils.load_checkpoint passes it) leaves the RNG state alone, since
+        the data position is not continued either."""
+        if optimizer_overrides:
+            raise ValueError("--optimizer-overrides is not supported: pass the new optimizer flags with "
+                             "--reset-optimizer")
+        if not PathManager.isfile(filename):
+            restore.report_missing(filename, self.args.save_dir)
+            return None
+        return restore.load_into_trainer(self, filename, reset_optimizer, reset_lr_scheduler, reset_meters,
+                                         restore_rng=not reset_dataloader)
 
     def cumulative_training_time(self) -> float:
         return self.previous_training_time + self._train_time

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -21,9 +20,8 @@ from typing import List, Optional
 
 import torch
 
-from fairseq import options, tasks, utils
+from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.checkpoint.names import is_better
-from fairseq.checkpoint.restore import load_into_trainer, resolve_restore_path
 from fairseq.checkpoint.save import CheckpointManager
 from fairseq.checkpoint import save_dir
 from fairseq.data import checks
@@ -289,33 +287,10 @@ def _main(args) -> Optional[Trainer]:
     logger.info(f"training on {collectives.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
     ckpt = CheckpointManager(args)
-    path, finetune = resolve_restore_path(args)
-    extra, itr_state = {}, None
-    if path is not None:
-        if finetune:
-            load_into_trainer(trainer, path, reset_optimizer=True, reset_lr_scheduler=True,
-                                         reset_meters=True, restore_rng=False)
-        else:
-            extra = load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler,
-                                                 args.reset_meters, restore_rng=not args.reset_dataloader)
-            if not args.reset_dataloader:
-                itr_state = extra.get("train_iterator")
-            if "best" in extra and not args.reset_optimizer and not args.reset_meters:
-                ckpt.best = extra["best"]
-    else:
-        others = sorted(n for n in os.listdir(args.save_dir) if re.fullmatch(r"checkpoint.*\.pt", n)) \
-            if os.path.isdir(args.save_dir) else []
-        if others:  # e.g. checkpoint_last.pt deleted: say so rather than silently start over
-            logger.warning(f"no checkpoint_last.pt in {args.save_dir}, but {', '.join(others)} "
-                           f"{'is' if len(others) == 1 else 'are'} there; training from scratch (pass "
-                           "--restore-file NAME to resume from one)")
-        else:
-            logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
-    epoch = int(itr_state["epoch"]) if itr_state else 1
-    epoch_itr = trainer.get_train_iterator(epoch)  # a resumed epoch reads its own shard
-    if itr_state:
-        epoch_itr.load_state_dict(itr_state)
-    trainer.lr_step(epoch_itr.epoch)  # fairseq's load_checkpoint ends so, with or without a checkpoint
+    # fairseq's resume: --restore-file / --finetune-from-model, the --reset-* flags, the saved data position
+    extra, epoch_itr = checkpoint_utils.load_checkpoint(args, trainer)  # a resumed epoch reads its own shard
+    if extra is not None and "best" in extra:
+        ckpt.best = extra["best"]
     fmt = resolve_format(args.log_format, args.no_progress_bar)
     patience = Patience(args)
     max_epoch = args.max_epoch or math.inf
