@@ -46,6 +46,11 @@ keep_best_checkpoints no_save no_epoch_checkpoints no_last_checkpoints no_save_o
 best_checkpoint_metric maximize_best_checkpoint_metric patience checkpoint_suffix
 load_checkpoint_on_all_dp_ranks
 store_ema ema_decay ema_start_update ema_seed_model ema_update_freq ema_fp32
+decoder_embed_dim decoder_ffn_embed_dim decoder_layers decoder_attention_heads decoder_normalize_before no_decoder_final_norm
+no_token_positional_embeddings share_decoder_input_output_embed decoder_learned_pos layernorm_embedding
+no_scale_embedding decoder_layerdrop
+self_target future_target past_target add_bos_token max_target_positions pad_to_fixed_length pad_to_fixed_bsz
+dict_size dataset_size
 encoder_layers encoder_embed_dim encoder_ffn_embed_dim encoder_attention_heads max_positions dropout
 attention_dropout activation_dropout pooler_dropout encoder_layerdrop untie_weights_roberta activation_fn
 pooler_activation_fn spectral_norm_classification_head checkpoint_activations compile layer_norm_eps
@@ -107,6 +112,7 @@ _ERROR = {
     "relative_step": "fairseq 0.12.2's adafactor refuses a relative step with --lr, which is always set; "
                      "schedule the lr with --lr-scheduler",
     "warmup_init": "it needs --relative-step, which fairseq 0.12.2's adafactor refuses with --lr",
+    "output_dictionary_size": "only -1 (the whole dict.txt) is supported: no truncated output vocabulary",
     "offload_activations": "not implemented; --checkpoint-activations alone cuts activation memory to one "
                            "tensor per layer",
 }

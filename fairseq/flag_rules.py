@@ -68,6 +68,10 @@ DOMAINS = {
     "lr_deacy_period": ">0", "lr_decay": "[0,1]", "lr_threshold": ">=0", "lr_patience": ">=0",
     # --bpe sentencepiece
     "sentencepiece_alpha": "[0,1]",
+    # transformer_lm, language_modeling, dummy_lm / dummy_masked_lm
+    "decoder_embed_dim": ">0", "decoder_ffn_embed_dim": ">0", "decoder_layers": ">0", "decoder_attention_heads": ">0",
+    "decoder_layerdrop": "[0,1)", "output_dictionary_size": ">=-1", "max_target_positions": ">0",
+    "dict_size": ">0", "dataset_size": ">0",
     # EMA
     "ema_decay": "[0,1]", "ema_start_update": ">=0", "ema_update_freq": ">=1",
     # sentence_prediction task

@@ -324,7 +324,7 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace, run:
     if run:  # the rules between a training run's flags (get_args builds a model, it runs nothing)
         flag_rules.check_cross_flag_rules(args)
     registry.get_arch(args.arch)(args)
-    if getattr(args, "max_source_positions", None) is None:
+    if getattr(args, "max_source_positions", None) is None and hasattr(args, "max_positions"):
         args.max_source_positions = args.max_positions
     return args
 

@@ -30,6 +30,7 @@ from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.eta import UpdateEta
 from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, log_file_handler, resolve_format, setup_logging
+from fairseq.dataclass.namespace import as_namespace
 from fairseq.trainer import Trainer, max_positions
 from fairseq.update_freq import update_freq, updates_in
 from fairseq.user_dir import import_user_module
@@ -253,6 +254,8 @@ def prepare_save_dir(args) -> None:
 
 
 def main(args) -> Optional[Trainer]:
+    """Train (args: the parsed arguments, or fairseq's grouped cfg of them)."""
+    args = as_namespace(args)
     prepare_save_dir(args)
     try:
         return _main(args)

@@ -93,12 +93,12 @@ def load_indexed_dataset(path: str, dictionary=None, dataset_impl: Optional[str]
         raise ValueError(f"--dataset-impl {impl}: only mmap datasets are supported (fairseq-preprocess's default)")
     if not dataset_exists(path):
         return None
-    parts = [MMapIndexedDataset(path)]
-    while combine and dataset_exists(f"{path}{len(parts)}"):
-        parts.append(MMapIndexedDataset(f"{path}{len(parts)}"))
-    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    logger.info(f"loaded {len(dataset):,} examples from: {path}" + (f" (+ {len(parts) - 1} numbered)" if len(parts) > 1 else ""))
-    return dataset
+    parts = []
+    while not parts or (combine and dataset_exists(f"{path}{len(parts)}")):
+        part_path = f"{path}{len(parts) or ''}"
+        parts.append(MMapIndexedDataset(part_path))
+        logger.info(f"loaded {len(parts[-1]):,} examples from: {part_path}")  # one line per part, as fairseq
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 def post_process(sentence: str, symbol: Optional[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.distributed as dist
 
+from fairseq.dataclass.namespace import as_namespace
 from fairseq.distributed import faults
 from fairseq.distributed.collectives import barrier, is_initialized
 from fairseq.distributed.wrap import DDP_BACKENDS
@@ -206,7 +207,8 @@ def _run_in_group(args, init: DistInit, main_fn: Callable, worker_init, kwargs: 
 
 
 def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, **kwargs):
-    """Run `main_fn(args, **kwargs)` once per rank of the job implied by env + flags.
+    """Run `main_fn(args, **kwargs)` once per rank of the job implied by env + flags (args: the parsed
+    arguments, or fairseq's grouped cfg of them, which main_fn then receives as arguments).
 
     `worker_init(args)` runs first in every process that trains, with args.distributed_rank set: a
     spawned worker is a fresh interpreter that inherits none of the parent's set-up (logging
@@ -218,6 +220,7 @@ def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, *
     returns None once all workers finish, or raises ProcessExitedException with the exit status of
     the first worker that failed (a worker killed by signal S counts as 128 + S); see faults.supervise.
     """
+    args = as_namespace(args)  # fairseq's callers pass a grouped cfg (convert_namespace_to_omegaconf)
     init = infer_init(args)
     if init.mode == "single":
         _record(args, init)
