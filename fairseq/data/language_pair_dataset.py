@@ -151,6 +151,20 @@ class LanguagePairDataset(FairseqDataset):
             indices = indices[np.argsort(self.tgt_sizes[indices], kind="mergesort")]
         return indices[np.argsort(self.src_sizes[indices], kind="mergesort")]
 
+    def filter_indices_by_size(self, indices, max_sizes):
+        """(kept, ignored) indices: source and target both within max_sizes (one int for both, or
+        (max_source, max_target) with None for no limit)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if max_sizes is None:
+            return indices, []
+        max_src, max_tgt = (max_sizes, max_sizes) if isinstance(max_sizes, (int, float)) else max_sizes
+        keep = np.ones(len(indices), dtype=bool)
+        if max_src is not None:
+            keep &= self.src_sizes[indices] <= max_src
+        if max_tgt is not None and self.tgt_sizes is not None:
+            keep &= self.tgt_sizes[indices] <= max_tgt
+        return indices[keep], indices[~keep].tolist()
+
     @property
     def supports_prefetch(self) -> bool:
         return getattr(self.src, "supports_prefetch", False) and \
