@@ -101,7 +101,7 @@ class MultiheadAttention(nn.Module):
         """(start, end) rows of the num_heads_to_keep heads with the largest summed |weight| + |bias| over q, k, v."""
         def norm(proj, h):
             rows = slice(h * self.head_dim, (h + 1) * self.head_dim)
-            return float(proj.weight[rows].abs().sum() + proj.bias[rows].abs().sum())
+            return float(proj.weight.detach()[rows].abs().sum() + proj.bias.detach()[rows].abs().sum())
         scores = [sum(norm(p, h) for p in (self.k_proj, self.q_proj, self.v_proj)) for h in range(self.num_heads)]
         order = sorted(range(self.num_heads), key=lambda h: scores[h], reverse=True)[:num_heads_to_keep]
         return [(h * self.head_dim, (h + 1) * self.head_dim) for h in order]
