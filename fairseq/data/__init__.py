@@ -26,8 +26,8 @@ from fairseq.data.offset_tokens_dataset import OffsetTokensDataset
 from fairseq.data.pad_dataset import LeftPadDataset, PadDataset, RightPadDataset
 from fairseq.data.prepend_token_dataset import PrependTokenDataset
 from fairseq.data.raw_label_dataset import RawLabelDataset
-from fairseq.data.shorten_dataset import RandomCropDataset, TruncateDataset
 from fairseq.data.resampling_dataset import ResamplingDataset
+from fairseq.data.shorten_dataset import RandomCropDataset, TruncateDataset
 from fairseq.data.sort_dataset import SortDataset
 from fairseq.data.strip_token_dataset import StripTokenDataset
 from fairseq.data.token_block_dataset import TokenBlockDataset

@@ -5,7 +5,8 @@ epoch), cut into --tokens-per-sample blocks by --sample-break-mode, and served b
 the model reads the block shifted right by one and predicts the block itself (fairseq's "future"
 target; --self-target / --past-target name the others, which transformer_lm refuses as fairseq does).
 The default criterion, cross_entropy, averages over the target tokens.
-Not here: --output-dictionary-size (a truncated output vocabulary) and --shorten-method other than none.
+--shorten-method truncate|random_crop shortens the sentences first (fairseq.data.shorten_dataset), as fairseq.
+Not here: --output-dictionary-size (a truncated output vocabulary).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from omegaconf import II
 
 from fairseq.data import Dictionary, TokenBlockDataset, checks, data_utils
 from fairseq.data.monolingual_dataset import MonolingualDataset
+from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks.base import FairseqTask, register_task
 from fairseq.tasks.masked_lm import SAMPLE_BREAK_MODE_CHOICES, SHORTEN_METHOD_CHOICES, check_shards, data_paths
@@ -62,8 +64,8 @@ class LanguageModelingTask(FairseqTask):
         add("--add-bos-token", action="store_true", help="prepend <s> to every sample")
         add("--max-target-positions", type=int, default=None, help="model positions (default: --tokens-per-sample)")
         add("--shorten-method", default="none", choices=["none", "truncate", "random_crop"],
-            help="only none is supported")
-        add("--shorten-data-split-list", default="", help="splits to shorten (only with a --shorten-method)")
+            help="shorten sentences longer than --tokens-per-sample before cutting blocks")
+        add("--shorten-data-split-list", default="", help="splits to shorten (all when empty)")
         add("--pad-to-fixed-length", action="store_true", help="pad every batch to --tokens-per-sample")
         add("--pad-to-fixed-bsz", action="store_true", help="pad every batch to --batch-size rows")
 
@@ -71,8 +73,6 @@ class LanguageModelingTask(FairseqTask):
         super().__init__(args)
         if int(getattr(args, "output_dictionary_size", -1)) != -1:
             raise ValueError("--output-dictionary-size is not supported; the output vocabulary is dict.txt's")
-        if getattr(args, "shorten_method", "none") != "none":
-            raise ValueError(f"--shorten-method {args.shorten_method!r} is not supported; only none")
         self.data_paths = data_paths(args.data)
         self.dictionary = self.output_dictionary = dictionary
         self.targets = targets or ["future"]
@@ -120,6 +120,8 @@ class LanguageModelingTask(FairseqTask):
             raise FileNotFoundError(f"dataset not found: {split_path}.bin/.idx (split {split!r} of {data_path})")
         for part in getattr(dataset, "datasets", [dataset]):  # valid, valid1, ... under combine
             checks.check_token_ids(part, len(self.dictionary), os.path.join(self.data_paths[0], "dict.txt"))
+        dataset = maybe_shorten_dataset(dataset, split, self.args.shorten_data_split_list, self.args.shorten_method,
+                                        int(self.args.tokens_per_sample), self.seed)
         mode = self.args.sample_break_mode
         blocks = TokenBlockDataset(dataset, dataset.sizes, int(self.args.tokens_per_sample), pad=self.dictionary.pad(),
                                    eos=self.dictionary.eos(), break_mode=mode, include_targets=True)
