@@ -22,7 +22,8 @@ from fairseq.data.monolingual_dataset import MonolingualDataset
 from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks.base import FairseqTask, register_task
-from fairseq.tasks.masked_lm import SAMPLE_BREAK_MODE_CHOICES, SHORTEN_METHOD_CHOICES, check_shards, data_paths
+from fairseq.tasks.data_dirs import data_paths, load_data_dictionary
+from fairseq.tasks.masked_lm import SAMPLE_BREAK_MODE_CHOICES, SHORTEN_METHOD_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +81,7 @@ class LanguageModelingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs):
-        paths = data_paths(args.data)
-        if len(paths) > 1:
-            check_shards(paths, getattr(args, "train_subset", "train"))
-        dict_path = os.path.join(paths[0], "dict.txt")
-        if not os.path.isfile(dict_path):
-            raise FileNotFoundError(f"dictionary not found: {dict_path} (is {paths[0]} a fairseq data-bin?)")
-        dictionary = Dictionary.load(dict_path)
-        logger.info(f"dictionary: {len(dictionary)} types")
+        dictionary = load_data_dictionary(args)
         targets = [t for t in ("self", "future", "past") if getattr(args, f"{t}_target", False)]
         return cls(args, dictionary, targets)
 
