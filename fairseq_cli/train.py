@@ -388,13 +388,28 @@ def cli_main(argv=None) -> None:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)
     setup_logging()
+    trainer = None
     try:
-        launch.call_main(args, worker_main, worker_init=setup_process)
+        trainer = launch.call_main(args, worker_main, worker_init=setup_process)
+        code = 0
     except ValueError as e:  # the distributed flags, before any worker starts
         print(f"fairseq-train: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
     except torch.multiprocessing.ProcessExitedException as e:  # a spawned worker already said why
-        sys.exit(e.exit_code if e.exit_code is not None else 1)
+        code = e.exit_code if e.exit_code is not None else 1
+    except SystemExit as e:  # a stop (128 + signal) or an error already reported in one line
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        if launch.joined_group():  # before the traceback, which holds the trainer, is freed
+            launch.exit_after_group(code)
+    # A rank of a torchrun / --distributed-no-spawn job ends here while the trainer (and its DDP reducer)
+    # is still referenced: freeing them at exit can deadlock in torch's gloo teardown (launch.exit_after_group).
+    if launch.joined_group():
+        launch.exit_after_group(code)
+    del trainer  # one process (or a spawning parent): freed as usual
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
