@@ -38,7 +38,7 @@ TINY_FLAGS = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in TINY.items())
 TINY_OVERRIDES = " ".join(f"+model.{k}={v}" for k, v in TINY.items())
 TIMEOUT = 900
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.e2e_scripts,
               pytest.mark.skipif(not (ROBERTA.is_dir() and PEER.is_dir()),
                                  reason=f"fairseq's examples/roberta or the peer fixtures not found under {SHARED} "
                                         "(set FAIRSEQ_SCTD_SHARED)")]
