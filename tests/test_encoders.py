@@ -113,6 +113,7 @@ def test_get_encoder_reproduces_the_fixture_bpe(gpt2, peer_dir):
     assert [" ".join(map(str, enc.encode(line.strip()))) for line in raw] == want
 
 
+@pytest.mark.e2e_scripts
 @pytest.mark.skipif(not (PEER_VENV / "bin" / "python").exists(),
                     reason=f"the real fairseq 0.12.2 venv is not at {PEER_VENV} (set FAIRSEQ_PEER_VENV)")
 def test_side_by_side_with_real_fairseq(gpt2, peer_dir, tmp_path):

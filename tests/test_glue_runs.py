@@ -27,6 +27,7 @@ def test_best_line_parsing_and_median_table():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e_scripts
 def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # glue.sh's fairseq-train: a tiny model, one thread
     g = _module()
