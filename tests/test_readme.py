@@ -20,9 +20,14 @@ def _commands(text):
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    test_cmds = [c for c in _commands(readme) if "pytest" in c]
-    assert test_cmds, "README has no test command"
-    assert test_cmds[0] in ci.splitlines(), f"README test command {test_cmds[0]!r} is not a line of .ci/run"
+    blocks = re.findall(r"^```bash\n(.*?)^```$", readme, flags=re.M | re.S)
+    test_block = next((b for b in blocks if "pytest" in b), None)
+    assert test_block, "README has no test command"
+    lines = test_block.strip().splitlines()
+    assert "-e \".[test]\"" in lines[0] and "pytest" in lines[-1], lines  # install, then the suite
+    ci_lines = ci.splitlines()
+    assert all(line in ci_lines for line in lines), f"README test command {lines!r} is not in .ci/run"
+    assert ci_lines.index(lines[0]) < ci_lines.index(lines[-1])
 
 
 VENV = re.compile(r"python3 -m venv (\S+) && \. \1/bin/activate")

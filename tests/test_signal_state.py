@@ -126,9 +126,7 @@ def test_signal_dependent_tests_pass_when_the_suite_starts_in_the_background(tmp
     """The `signals` tests in a pytest started as `nohup bash -c 'pytest ... & wait'` would start it (SIGINT
     ignored), and the same under setsid (a new session, no controlling terminal): both pass."""
     files = _signals_files()
-    # with the README test command's 2 xdist workers: they, too, start with SIGINT ignored
-    pytest_cmd = " ".join([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "signals",
-                           *files])
+    pytest_cmd = " ".join([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "signals", *files])
     # each command in the background of a non-interactive bash, as a CI script or `nohup bash -c` would run it
     # (bash ignores SIGINT for `cmd &`, though not for a `( ... ) &` subshell)
     script = f"{sys.executable} -c \"{PROBE}\" & wait $!; {pytest_cmd} & wait $!"
