@@ -128,6 +128,7 @@ TINY_RTE = ("--arch roberta_base --encoder-layers 2 --encoder-embed-dim 32 --enc
             "--best-checkpoint-metric accuracy --maximize-best-checkpoint-metric --save-dir checkpoints")
 
 
+@pytest.mark.e2e_scripts
 @pytest.mark.slow
 def test_glue_readme_snippet_runs_as_written(peer_dir, shared_dir, tmp_path, monkeypatch, capsys):
     """A tiny RTE model fine-tuned here; fairseq's snippet gets the task's label dictionary and head (and the

@@ -140,6 +140,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
         assert err.startswith("fairseq-sctd-quickstart: error:") and needle in err and "\n" not in err
 
 
+@pytest.mark.e2e_scripts
 @pytest.mark.slow
 def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch, shared_dir):
     """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,

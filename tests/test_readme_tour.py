@@ -84,6 +84,7 @@ def run_python(code: str, name: str, scope=None) -> dict:
     return scope
 
 
+@pytest.mark.e2e_scripts
 @needs_shared
 def test_readme_tour_runs_as_printed(tour, monkeypatch, capsys):
     folder, log = tour
@@ -107,6 +108,7 @@ def doc_blocks(path: Path):
     return commands, re.findall(r"^```python\n(.*?)^```$", text, flags=re.M | re.S)
 
 
+@pytest.mark.e2e_scripts
 @needs_shared
 def test_docs_blocks_run_on_the_tours_model(tour, monkeypatch, capsys):
     """docs/hf.md's commands and block, then docs/python-api.md's hub and data blocks, as printed, in the tour's
