@@ -1,5 +1,4 @@
 """RobertaModel.from_pretrained / RobertaHubInterface on the fairseq fixture checkpoint."""
-import argparse
 import os
 
 import numpy as np
