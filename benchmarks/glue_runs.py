@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fairseq_cli.glue_report import baseline
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FAIRSEQ_SCTD_SHARED", REPO.parent / "shared"))
 # fairseq's RoBERTa GLUE recipe: total updates and warmup for 10 epochs (as in examples/sctd/glue.sh)
@@ -50,7 +52,7 @@ def dict_dir(a, work: Path) -> Path:
 
 
 def parse_best(output: str, task: str) -> dict[str, float]:
-    """glue.sh's last line 'TASK best dev: loss=..., accuracy=..., f1=...' -> {name: value}."""
+    """glue.sh's line 'TASK best dev: loss=..., accuracy=... (majority class ...), ...' -> {name: value}."""
     lines = [line for line in output.splitlines() if line.startswith(f"{task} best dev: ")]
     if not lines:
         raise RuntimeError(f"{task}: glue.sh printed no 'best dev' line; its output ends:\n{output[-2000:]}")
@@ -83,8 +85,10 @@ def run_one(a, name: str, ckpt: str, task: str, seed: int, dicts: Path, work: Pa
     return best
 
 
-def table(results: dict) -> str:
-    """Markdown: one row per checkpoint, medians over seeds of each task's best dev metrics (x100, as logged)."""
+def table(results: dict, baselines: dict) -> str:
+    """Markdown: one row per checkpoint, medians over seeds of each task's best dev metrics (x100, as logged),
+    and a last row with the majority-class baseline of each (task, metric) (`baselines`: task -> (label,
+    {metric: score}) or None, fairseq_cli.glue_report.baseline)."""
     tasks = sorted({t for per in results.values() for t in per})
     cols = [(t, m) for t in tasks for m in sorted({m for per in results.values() for r in per.get(t, [])
                                                    for m in r if m != "loss"})]
@@ -96,7 +100,10 @@ def table(results: dict) -> str:
             values = [r[m] for r in per.get(t, []) if m in r]
             cells.append(f"{float(np.median(values)):.1f} ({len(values)})" if values else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n(medians over seeds of the best dev metric of each run, x100; (n) = seeds)\n"
+    majority = [f"{baselines[t][1][m]:.1f}" if baselines.get(t) and m in baselines[t][1] else "-" for t, m in cols]
+    lines.append("| majority class | " + " | ".join(majority) + " |")
+    return "\n".join(lines) + ("\n\n(medians over seeds of the best dev metric of each run, x100; (n) = seeds; "
+                               "majority class: always the most frequent train label, on the same dev set)\n")
 
 
 def main(argv=None) -> dict:
@@ -138,16 +145,17 @@ def main(argv=None) -> dict:
     dicts = dict_dir(a, work)
     results = {name: {} for name in checkpoints}
     try:
+        baselines = {task: baseline(task, a.glue_dir) for task in tasks}
         for name, ckpt in checkpoints.items():
             for task in tasks:
                 for seed in seeds:
                     results[name].setdefault(task, []).append(run_one(a, name, ckpt, task, seed, dicts, work))
                     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
                     Path(f"{a.results}.json").write_text(json.dumps(results, indent=1))
-                    Path(f"{a.results}.md").write_text(table(results))
-    except RuntimeError as e:
+                    Path(f"{a.results}.md").write_text(table(results, baselines))
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
         sys.exit(f"glue_runs.py: error: {e}")
-    print("\n" + table(results), flush=True)
+    print("\n" + table(results, baselines), flush=True)
     return results
 
 

@@ -11,3 +11,4 @@ import fairseq.models  # noqa: F401,E402
 import fairseq.criterions  # noqa: F401,E402
 import fairseq.tasks  # noqa: F401,E402
 import fairseq.optim  # noqa: F401,E402
+import fairseq.benchmark  # noqa: F401,E402  (fairseq's dummy_lm / dummy_masked_lm tasks)

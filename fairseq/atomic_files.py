@@ -66,38 +66,28 @@ def temp_file(directory: str, final_name: str) -> Tuple[int, str]:
 
 
 def atomic_write(path: str, write_fn: Callable) -> None:
-    """write_fn(binary file) into a locked temp file, fsync, then rename it to `path`; on any exception
-    the temp file is removed and `path` is untouched."""
+    """write_fn(binary file) into a locked temp file, fsync, then rename it to `path` (the rename made
+    durable); on any exception the temp file is removed and `path` is untouched."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = temp_file(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:  # closing it drops the lock, after the rename
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-            os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(path, mode="wb") as f:
+        write_fn(f)
     fsync_dir(directory)
 
 
 @contextlib.contextmanager
-def replacing(path: str, encoding: str = "utf-8"):
-    """A text file open for writing that becomes `path` when the block ends normally; on an exception
-    it is removed and `path` is left as it was (no empty or partial output)."""
+def replacing(path: str, mode: str = "w", encoding: str = "utf-8"):
+    """A file open for writing (text, or binary with mode="wb") that becomes `path` when the block ends
+    normally: flushed, fsynced, renamed over it while its temp file is still locked. On an exception it
+    is removed and `path` is left as it was (no empty or partial output)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = temp_file(directory, os.path.basename(path))
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:  # closing drops the lock
             yield f
             f.flush()
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
             os.replace(tmp, path)
     except BaseException:
         try:

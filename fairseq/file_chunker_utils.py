@@ -21,17 +21,18 @@ MAX_LINE_BYTES = 16 << 20
 def find_offsets(filename: str, num_chunks: int) -> List[int]:
     """num_chunks+1 byte offsets, each at the start of a line (the last is the file size).
 
-    Chunks may be empty (a file with fewer lines than chunks); together they cover the file once.
+    fairseq 0.12.2's rule: boundary i is the start of the first line that begins strictly after byte
+    i * (size // num_chunks), so a boundary that falls exactly on a line start moves on to the next
+    line. Chunks may be empty (a file with fewer lines than chunks); together they cover the file once.
     """
     size = os.path.getsize(filename)
+    step = size // num_chunks
     offsets = [0]
     with open(filename, "rb") as f:
         for i in range(1, num_chunks):
-            f.seek(max(size * i // num_chunks, offsets[-1]))
-            if f.tell() > 0:
-                f.seek(f.tell() - 1)
-                f.readline()  # move to the start of the next line
-            offsets.append(max(f.tell(), offsets[-1]))
+            f.seek(step * i)
+            f.readline()  # the rest of the line the byte falls in (all of it, if it is a line start)
+            offsets.append(f.tell())
     offsets.append(size)
     return offsets
 

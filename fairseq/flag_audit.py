@@ -45,6 +45,12 @@ save_interval save_interval_updates keep_interval_updates keep_interval_updates_
 keep_best_checkpoints no_save no_epoch_checkpoints no_last_checkpoints no_save_optimizer_state
 best_checkpoint_metric maximize_best_checkpoint_metric patience checkpoint_suffix
 load_checkpoint_on_all_dp_ranks
+store_ema ema_decay ema_start_update ema_seed_model ema_update_freq ema_fp32
+decoder_embed_dim decoder_ffn_embed_dim decoder_layers decoder_attention_heads decoder_normalize_before no_decoder_final_norm
+no_token_positional_embeddings share_decoder_input_output_embed decoder_learned_pos layernorm_embedding
+no_scale_embedding decoder_layerdrop
+self_target future_target past_target add_bos_token max_target_positions pad_to_fixed_length pad_to_fixed_bsz
+dict_size dataset_size
 encoder_layers encoder_embed_dim encoder_ffn_embed_dim encoder_attention_heads max_positions dropout
 attention_dropout activation_dropout pooler_dropout encoder_layerdrop untie_weights_roberta activation_fn
 pooler_activation_fn spectral_norm_classification_head checkpoint_activations compile layer_norm_eps
@@ -60,11 +66,13 @@ final_lr_scale max_lr shrink_min lr_deacy_period lr_decay lr_threshold lr_patien
 momentum adafactor_eps clip_threshold decay_rate beta1 scale_parameter adadelta_rho adadelta_eps adamax_betas
 adamax_eps no_bias_correction lamb_betas lamb_eps lr_schedule_clock lr_schedule_ticks update_freq_ramp_updates
 num_classes regression_target init_token separator_token classification_head_name no_shuffle
-ranking_head_name save_predictions
+ranking_head_name save_predictions max_option_length
 path model_overrides quiet
+bpe tokenizer sentencepiece_model sentencepiece_enable_sampling sentencepiece_alpha bpe_merges bpe_vocab
+bpe_add_prefix_space moses_no_dash_splits moses_no_escape
 source_lang target_lang trainpref validpref testpref destdir srcdict thresholdsrc nwordssrc bpe_dir
 padding_factor workers only_source dict_only
-config_dir config_name print_argv overrides
+config_dir config_name print_argv overrides multirun
 """.split()
 
 _WARN = {
@@ -77,9 +85,6 @@ _WARN = {
     "reset_logging": "logging is configured once per fairseq-train/fairseq-hydra-train run",
     "suppress_crashes": "errors always stop the run with a one-line message",
     "scoring": "there is no generation, so nothing is scored",
-    "tokenizer": "training reads binarized data; no tokenizer runs",
-    "bpe": "training reads binarized data; --mask-whole-words takes --gpt2-encoder-json/--gpt2-vocab-bpe "
-           "or --bpe-tokenizer-json",
     "data_buffer_size": "with --num-workers N > 0 each worker builds 2 batches ahead (torch DataLoader)",
     "fixed_validation_seed": "validation is already deterministic (masks seeded by epoch 1, no dropout)",
     "num_shards": "only fairseq-generate shards its input this way; data parallelism shards by rank",
@@ -107,6 +112,7 @@ _ERROR = {
     "relative_step": "fairseq 0.12.2's adafactor refuses a relative step with --lr, which is always set; "
                      "schedule the lr with --lr-scheduler",
     "warmup_init": "it needs --relative-step, which fairseq 0.12.2's adafactor refuses with --lr",
+    "output_dictionary_size": "only -1 (the whole dict.txt) is supported: no truncated output vocabulary",
     "offload_activations": "not implemented; --checkpoint-activations alone cuts activation memory to one "
                            "tensor per layer",
 }

@@ -8,12 +8,16 @@ registered classes' add_args); which fairseq flags do nothing here is fairseq/fl
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from typing import List
 
 from fairseq import flag_audit, optim, seq_len_schedule, update_freq
+from fairseq.data import data_utils
 from fairseq.optim.adam import parse_betas
+
+logger = logging.getLogger("fairseq.flags")
 
 # The allowed values of every numeric flag (argparse dest -> domain), checked right after parsing,
 # before any data is read or any model built. A value outside its domain stops the run with one line
@@ -62,8 +66,18 @@ DOMAINS = {
     "min_lr": ">=0", "t_mult": ">0", "lr_period_updates": "any", "lr_shrink": "[0,1]", "warmup_steps": ">=0",
     "hold_steps": ">=0", "decay_steps": ">=0", "init_lr_scale": ">=0", "final_lr_scale": ">0", "max_lr": ">0",
     "lr_deacy_period": ">0", "lr_decay": "[0,1]", "lr_threshold": ">=0", "lr_patience": ">=0",
+    # --bpe sentencepiece
+    "sentencepiece_alpha": "[0,1]",
+    # transformer_lm, language_modeling, dummy_lm / dummy_masked_lm
+    "decoder_embed_dim": ">0", "decoder_ffn_embed_dim": ">0", "decoder_layers": ">0", "decoder_attention_heads": ">0",
+    "decoder_layerdrop": "[0,1)", "output_dictionary_size": ">=-1", "max_target_positions": ">0",
+    "dict_size": ">0", "dataset_size": ">0",
+    # EMA
+    "ema_decay": "[0,1]", "ema_start_update": ">=0", "ema_update_freq": ">=1",
     # sentence_prediction task
     "num_classes": ">=-1", "init_token": ">=0", "separator_token": ">=0",
+    # sentence_ranking task
+    "max_option_length": ">0",
     # fairseq-preprocess
     "thresholdsrc": ">=0", "nwordssrc": ">=-1", "padding_factor": ">=1", "workers": ">=1",
 }
@@ -98,20 +112,13 @@ RESET_FLAGS = ("reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_d
 
 
 def check_finetune_resets(args: argparse.Namespace) -> None:
-    """fairseq's rule: --finetune-from-model already resets everything, so a --reset-* beside it is an error."""
+    """fairseq's rule (and message): --finetune-from-model already resets everything, so a --reset-* beside it
+    is an error. args: parsed arguments or fairseq's cfg.checkpoint (checkpoint_utils.load_checkpoint)."""
     if getattr(args, "finetune_from_model", None) and any(getattr(args, r, False) for r in RESET_FLAGS):
         given = ", ".join("--" + r.replace("_", "-") for r in RESET_FLAGS if getattr(args, r, False))
-        raise ValueError(f"--finetune-from-model can not be set together with {given} (it resets the optimizer, "
-                         f"lr scheduler, meters and dataloader itself)")
-
-
-def unused_valid_subsets(data: str, valid_subset: str) -> List[str]:
-    """fairseq's rule: splits named valid<N>... in the data directories that --valid-subset leaves out."""
-    found = set()
-    for path in [p for p in str(data).split(":") if p]:
-        if os.path.isdir(path):
-            found |= {os.path.splitext(f)[0] for f in os.listdir(path) if re.match("valid*[0-9].*", f)}
-    return sorted(found - set(valid_subset.split(",")))
+        raise ValueError("--finetune-from-model can not be set together with either --reset-optimizer or "
+                         f"reset_lr_scheduler or reset_meters or reset_dataloader (given: {given}; it resets all "
+                         "four itself)")
 
 
 def check_valid_subsets(args: argparse.Namespace) -> None:
@@ -120,7 +127,7 @@ def check_valid_subsets(args: argparse.Namespace) -> None:
     if (getattr(args, "ignore_unused_valid_subsets", False) or getattr(args, "combine_valid_subsets", False)
             or getattr(args, "disable_validation", False) or not getattr(args, "data", None)):
         return
-    ignored = unused_valid_subsets(args.data, getattr(args, "valid_subset", "valid"))
+    ignored = data_utils.unused_valid_subsets(args.data, getattr(args, "valid_subset", "valid"))
     if ignored:
         raise ValueError(f"valid splits {ignored} in {args.data} would be ignored by --valid-subset "
                          f"{args.valid_subset!r}; name them there, or pass --ignore-unused-valid-subsets")
@@ -162,3 +169,25 @@ def check_cross_flag_rules(args: argparse.Namespace) -> None:
     check_finetune_resets(args)
     check_valid_subsets(args)
     seq_len_schedule.from_args(args)  # --seq-len-schedule parses and fits --tokens-per-sample / --max-update
+    check_ema(args)
+
+
+EMA_DEFAULTS = {"ema_decay": 0.9999, "ema_start_update": 0, "ema_seed_model": None, "ema_update_freq": 1,
+                "ema_fp32": False}
+
+
+def check_ema(args: argparse.Namespace) -> None:
+    """--store-ema's companions: each --ema-* flag only means something with --store-ema (one warning
+    naming those given without it); the EMA is not kept for FSDP-sharded models; --ema-seed-model must
+    be a file, found now rather than after the first update (when fairseq would first read it)."""
+    if not getattr(args, "store_ema", False):
+        given = [k for k, v in EMA_DEFAULTS.items() if getattr(args, k, v) != v]
+        if given:
+            logger.warning(", ".join("--" + k.replace("_", "-") for k in given) + " has no effect without --store-ema")
+        return
+    if getattr(args, "ddp_backend", None) == "fully_sharded":
+        raise ValueError("--store-ema is not supported with --ddp-backend fully_sharded (the average would need "
+                         "the sharded weights gathered); use --ddp-backend pytorch_ddp or legacy_ddp")
+    seed = getattr(args, "ema_seed_model", None)
+    if seed is not None and not os.path.isfile(seed):
+        raise FileNotFoundError(f"--ema-seed-model: checkpoint not found: {seed}")

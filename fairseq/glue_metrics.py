@@ -6,10 +6,14 @@ the end of validation (fairseq 0.12.2 itself only reports accuracy; the GLUE lea
 MCC for CoLA, F1+accuracy for MRPC/QQP and Pearson+Spearman for STS-B).
 Degenerate inputs (no positives, constant scores) give 0.0 rather than NaN, as scikit-learn
 does for F1/MCC, so a log line never carries NaN.
+
+Every GLUE score printed here stands beside its majority-class baseline (majority_baseline): an RTE
+accuracy of 52.7 reads as progress until one sees that always answering "entailment" scores 52.7.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -123,3 +127,22 @@ def compute_glue_metrics(task_name: str, preds: Sequence, targets: Sequence) -> 
         "spearman": spearman,
     }
     return {name: funcs[name](preds, targets) for name in glue_metric(task_name)}
+
+
+# GLUE's positive class in its binary tasks (MRPC/QQP: paraphrase, CoLA: acceptable, SST-2: positive): the one
+# F1 is about. Not the label dictionary's index 1: that dictionary is in train-frequency order, so MRPC's "1"
+# (its majority) is index 0.
+POSITIVE_LABEL = "1"
+
+
+def majority_baseline(task_name: str, train_labels: Sequence[str], dev_labels: Sequence[str]) -> tuple[str, dict[str, float]]:
+    """(the most frequent train label, the task's metrics x100 of always predicting it on dev): what a model
+    that learned nothing scores. Ties go to the label seen first in train. Classification tasks only."""
+    metrics = glue_metric(task_name)
+    if "pearson" in metrics:
+        raise ValueError(f"{task_name} is a regression task: it has no majority class")
+    majority = Counter(train_labels).most_common(1)[0][0]
+    preds = [majority] * len(dev_labels)
+    funcs = {"accuracy": accuracy, "f1": lambda p, t: f1(p, t, positive=POSITIVE_LABEL),
+             "mcc": lambda p, t: matthews_corrcoef(p, t, positive=POSITIVE_LABEL)}
+    return majority, {name: 100.0 * funcs[name](preds, list(dev_labels)) for name in metrics}

@@ -17,6 +17,7 @@ from fairseq import models, tasks
 from fairseq.checkpoint.cfg import model_args_from_cfg
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.checkpoint.restore import check_vocab
+from fairseq.data import encoders
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.models.roberta.hub_interface import HubBpe
 from fairseq.user_dir import import_user_module
@@ -43,8 +44,7 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     state = load_checkpoint_file(path)
     args = model_args_from_cfg(state["cfg"])
     bpe_overrides = {k: overrides.pop(k) for k in _BPE_KWARGS if k in overrides}
-    if bpe_overrides.pop("bpe", "gpt2") != "gpt2":
-        raise ValueError("from_pretrained: only bpe='gpt2' (byte-level BPE) is supported")
+    bpe_name = bpe_overrides.pop("bpe", None) or getattr(args, "bpe", None) or "gpt2"
     for k, v in overrides.items():
         setattr(args, k, v)
     args.task = getattr(args, "task", None) or "masked_lm"
@@ -55,5 +55,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
     model = models.build_model(args, task)
     check_vocab(state, model, path)
     model.load_state_dict(state["model"])
-    return {"args": convert_namespace_to_omegaconf(args), "task": task, "models": [model],
-            "bpe": HubBpe.find([model_dir, data_dir], bpe_overrides)}
+    if bpe_name == "gpt2":
+        bpe = HubBpe.find([model_dir, data_dir], bpe_overrides, args)
+    else:  # another --bpe (sentencepiece, ...): fairseq.data.encoders, from the checkpoint's settings + overrides
+        bpe = HubBpe(encoder=encoders.build_bpe(argparse.Namespace(**{**vars(args), **overrides, "bpe": bpe_name})))
+    return {"args": convert_namespace_to_omegaconf(args), "task": task, "models": [model], "bpe": bpe}

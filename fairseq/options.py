@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import sys
 from typing import List, Optional, Sequence
 
 from fairseq import flag_audit, flag_rules, registry
+from fairseq.data import encoders
+from fairseq.dataclass.configs import EMAConfig
 from fairseq.dataclass.flags import gen_parser_from_dataclass
 from fairseq.distributed import launch
 from fairseq.optim.lr_scheduler.time_clock import CLOCKS
@@ -182,6 +185,11 @@ def _add_checkpoint(parser):
     add("--write-checkpoints-asynchronously", action="store_true", help="no effect here (warns)")
 
 
+def add_ema_args(parser) -> None:
+    """fairseq's --store-ema family (EMAConfig's fields; the trainer keeps the average, fairseq.models.ema)."""
+    gen_parser_from_dataclass(parser.add_argument_group("EMA configuration"), EMAConfig())
+
+
 def _add_distributed(parser):
     launch.add_distributed_args(parser)
     g = [grp for grp in parser._action_groups if grp.title == "distributed_training"][-1]
@@ -226,13 +234,23 @@ def get_training_parser(default_task: str = DEFAULT_TASK) -> argparse.ArgumentPa
     parser.add_argument("--lr-scheduler", default="fixed",
                         help="schedule: " + ", ".join(registry.choices("lr-scheduler")))
     parser.add_argument("--scoring", default="bleu", help="no effect here (warns)")
-    parser.add_argument("--tokenizer", default=None, help="no effect here (warns)")
-    parser.add_argument("--bpe", default=None, help="no effect here (warns)")
+    _add_encoders(parser)
     _add_dataset(parser, train=True)
     _add_distributed(parser)
     _add_optimization(parser)
     _add_checkpoint(parser)
+    add_ema_args(parser)
     return parser
+
+
+def _add_encoders(parser) -> None:
+    """--tokenizer / --bpe (fairseq.data.encoders): the chosen one's flags are added in stage 2, for every task."""
+    parser.add_argument("--tokenizer", default=None,
+                        help="pre-BPE tokenizer, for tasks and plugins that encode text: "
+                             + ", ".join(registry.choices("tokenizer")))
+    parser.add_argument("--bpe", default=None,
+                        help="BPE, for tasks and plugins that encode text, --mask-whole-words and the hub: "
+                             + ", ".join(registry.choices("bpe")))
 
 
 def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
@@ -244,6 +262,7 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
     parser.add_argument("--criterion", default=None, help="criterion (default: the checkpoint's)")
     _add_dataset(parser, train=False)
     _add_distributed(parser)
+    _add_encoders(parser)
     g = parser.add_argument_group("common_eval")
     g.add_argument("--path", required=True, help="checkpoint to evaluate")
     g.add_argument("--model-overrides", default="{}", help="python dict of model args to override")
@@ -252,32 +271,38 @@ def get_validation_parser(default_task=None) -> argparse.ArgumentParser:
     return parser
 
 
-def add_choice_args(parser, names: argparse.Namespace) -> None:
-    """Add the flags owned by the chosen model, task, criterion, optimizer and schedule."""
+def add_choice_args(parser, names: argparse.Namespace, run: bool = True) -> None:
+    """Add the flags owned by the chosen model, task, criterion, optimizer and schedule.
+
+    run=False (get_args: arguments to build a model with, not a training run): no optimizer is needed,
+    and names.task None adds no task flags."""
     if names.arch is None:
         raise ValueError("--arch/-a is required; choose from: " + ", ".join(registry.arch_choices()))
     model_cls = registry.model_class(names.arch)
-    task_cls = registry.lookup("task", names.task)
+    task_cls = registry.lookup("task", names.task) if names.task is not None or run else None
     criterion_cls = registry.lookup("criterion", names.criterion)
-    if names.optimizer is None:
+    if names.optimizer is None and run:
         raise ValueError("--optimizer is required (fairseq has no default); choose from: "
                          + ", ".join(registry.choices("optimizer")))
-    optimizer_cls = registry.lookup("optimizer", names.optimizer)
+    optimizer_cls = registry.lookup("optimizer", names.optimizer) if names.optimizer is not None else None
     scheduler_cls = registry.lookup("lr-scheduler", names.lr_scheduler)
     model_cls.add_args(parser)
     if not _has(parser, "--max-source-positions"):
         g = [grp for grp in parser._action_groups if grp.title == "model"][-1]
         g.add_argument("--max-source-positions", type=int, default=None,
                        help="no effect here (warns): the encoder uses --max-positions")
-    task_cls.add_args(parser)
-    task_dc = registry.dataclass_of(task_cls)
-    if task_dc is not None:  # fields of a plugin's config that its inherited add_args does not cover
-        gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
+    if task_cls is not None:
+        task_cls.add_args(parser)
+        task_dc = registry.dataclass_of(task_cls)
+        if task_dc is not None:  # fields of a plugin's config that its inherited add_args does not cover
+            gen_parser_from_dataclass(parser.add_argument_group("task"), task_dc())
     for cls in (criterion_cls, optimizer_cls, scheduler_cls):
-        cls.add_args(parser)
+        if cls is not None:
+            cls.add_args(parser)
+    encoders.add_args(parser, names)
 
 
-def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace, run: bool = True) -> argparse.Namespace:
     args.lr = str_list(args.lr, float)
     args.update_freq = str_list(args.update_freq, int)
     if not args.lr or not args.update_freq:
@@ -296,9 +321,10 @@ def _postprocess(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if getattr(args, "max_tokens_valid", None) is None:
         args.max_tokens_valid = args.max_tokens
     args.max_sentences = args.batch_size  # fairseq's old name, used by some scripts
-    flag_rules.check_cross_flag_rules(args)
+    if run:  # the rules between a training run's flags (get_args builds a model, it runs nothing)
+        flag_rules.check_cross_flag_rules(args)
     registry.get_arch(args.arch)(args)
-    if getattr(args, "max_source_positions", None) is None:
+    if getattr(args, "max_source_positions", None) is None and hasattr(args, "max_positions"):
         args.max_source_positions = args.max_positions
     return args
 
@@ -334,3 +360,29 @@ def parse_args_and_arch(parser: argparse.ArgumentParser, input_args: Optional[Se
     else:
         args = parser.parse_args(argv)
     return _postprocess(parser, args)
+
+
+def get_args(data, task: str = "translation", arch: str = "transformer", **overrides) -> argparse.Namespace:
+    """fairseq's helper for building a model from Python: what fairseq-train would parse from
+    `DATA --task TASK --arch ARCH`, then each override set as an attribute.
+
+    As in fairseq this is not a training run, so no --optimizer or batch size is asked for. A task this
+    package does not have (fairseq's translation tasks; fairseq's RoBERTa tests pass
+    task="online_backtranslation") contributes no flags of its own: a warning says so, and args.task
+    still names it.
+    """
+    parser = get_training_parser()
+    known = task in registry.choices("task")
+    if not known:
+        logging.getLogger(__name__).warning(f"get_args: --task {task!r} is not a task of this package; the "
+                                            "returned args hold no flags of it")
+        parser.add_argument("data")
+    names = argparse.Namespace(arch=arch, task=task if known else None, criterion="cross_entropy",
+                               optimizer=None, lr_scheduler="fixed")
+    add_choice_args(parser, names, run=False)
+    args = parser.parse_args([str(data), "--arch", arch] + (["--task", task] if known else []))
+    args.task = task
+    args = _postprocess(parser, args, run=False)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args

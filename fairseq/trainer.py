@@ -2,7 +2,8 @@
 
 Per update: run the --update-freq micro-batches (gradients summed; DDP sync only on the last),
 divide by the global sample_size, compute fairseq's gradient norm, clip if --clip-norm > 0, take
-the Adam step, advance the lr schedule, update the loss scale, num_updates += 1, task.after_update.
+the Adam step, advance the lr schedule, update the loss scale, num_updates += 1, step the weight EMA
+(--store-ema, fairseq.models.ema), task.after_update.
 
 Precision choices (documented in docs/compatibility.md):
 - --bf16: torch.autocast(bf16) on CPU or CUDA; parameters, gradients and Adam state stay fp32.
@@ -21,9 +22,12 @@ from typing import Dict, List, Optional
 import torch
 
 from fairseq import seq_len_schedule, utils
+from fairseq.checkpoint import restore
 from fairseq.distributed import collectives, wrap
 from fairseq.compile import compile_model
+from fairseq.file_io import PathManager
 from fairseq.logging.meters import add_logs
+from fairseq.models.ema import build_ema
 from fairseq.optim import build_optimizer
 from fairseq.optim.lr_scheduler.time_clock import TimeClock, build_schedule
 from fairseq.optim.loss_scaler import DynamicLossScaler, default_scale_window
@@ -136,6 +140,22 @@ class Trainer:
         self._dummy = None
         self.seq_len_schedule = seq_len_schedule.from_args(args)  # None without --seq-len-schedule
         self.train_length: Optional[int] = None  # the block length the loaded train split was built at
+        self._ema = None
+
+    @property
+    def ema(self):
+        """The weight EMA with --store-ema (else None), built from the model when first asked for, as
+        fairseq's trainer does: when a checkpoint is loaded, else right after the first update."""
+        if self._ema is None and getattr(self.args, "store_ema", False):
+            self._ema = build_ema(self.model, self.args, self.device)
+            logger.info("Exponential Moving Average Shadow Model is initialized.")
+        return self._ema
+
+    def _ema_kwargs(self) -> Dict:
+        """fairseq passes the averaged model to tasks that declare `uses_ema` (train_step, valid_step)."""
+        if getattr(self.task, "uses_ema", False) and self.ema is not None:
+            return {"ema_model": self.ema.get_model()}
+        return {}
 
     def get_train_iterator(self, epoch: int, load_dataset: bool = True):
         """fairseq's Trainer.get_train_iterator: (re)load the train split for `epoch`, then a fresh iterator.
@@ -175,6 +195,28 @@ class Trainer:
         self.lr_scheduler.step(epoch, val_loss)
         return self.lr_scheduler.step_update(self.num_updates)
 
+    def get_num_updates(self) -> int:
+        return self.num_updates
+
+    @property
+    def checkpoint_suffix(self) -> str:
+        return getattr(self.args, "checkpoint_suffix", "") or ""
+
+    def load_checkpoint(self, filename: str, reset_optimizer: bool = False, reset_lr_scheduler: bool = False,
+                        optimizer_overrides=None, reset_meters: bool = False, reset_dataloader: bool = False):
+        """fairseq's Trainer.load_checkpoint: the checkpoint's extra_state after loading it into this trainer
+        (fairseq.checkpoint.restore.load_into_trainer), or None, starting from scratch, when there is no file.
+        reset_dataloader (ours; checkpoint_utils.load_checkpoint passes it) leaves the RNG state alone, since
+        the data position is not continued either."""
+        if optimizer_overrides:
+            raise ValueError("--optimizer-overrides is not supported: pass the new optimizer flags with "
+                             "--reset-optimizer")
+        if not PathManager.isfile(filename):
+            restore.report_missing(filename, self.args.save_dir)
+            return None
+        return restore.load_into_trainer(self, filename, reset_optimizer, reset_lr_scheduler, reset_meters,
+                                         restore_rng=not reset_dataloader)
+
     def cumulative_training_time(self) -> float:
         return self.previous_training_time + self._train_time
 
@@ -200,6 +242,7 @@ class Trainer:
         logs: Dict = {}
         sample_size = 0
         ran = 0
+        extra = self._ema_kwargs()
         for i, sample in enumerate(samples):
             dummy = not sample
             if dummy:
@@ -212,7 +255,8 @@ class Trainer:
             last = i == len(samples) - 1
             with wrap.maybe_no_sync(self.wrapped_model, enabled=not last):
                 _, size, log = self.task.train_step(sample, self.wrapped_model, self.criterion,
-                                                    self.step_optimizer, self.num_updates, ignore_grad=dummy)
+                                                    self.step_optimizer, self.num_updates, ignore_grad=dummy,
+                                                    **extra)
             ran += 1
             add_logs(logs, log, scale=0.0 if dummy else 1.0)
             if not dummy:
@@ -255,6 +299,8 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update()
         self.num_updates += 1
+        if self.ema is not None:
+            self.ema.step(self.model, self.num_updates)
         self.task.after_update(self.num_updates)
         seconds = clock() - start
         self._train_time += seconds
@@ -271,5 +317,5 @@ class Trainer:
         self.wrapped_model.eval()
         self.criterion.eval()
         with torch.no_grad(), self.task.autocast_context(self.step_optimizer):
-            _, _, log = self.task.valid_step(sample, self.wrapped_model, self.criterion)
+            _, _, log = self.task.valid_step(sample, self.wrapped_model, self.criterion, **self._ema_kwargs())
         return log

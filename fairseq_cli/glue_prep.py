@@ -9,12 +9,15 @@ text stripped and BPE-encoded, then `fairseq-preprocess --only-source --srcdict 
 and a label dictionary built from the train labels (STS-B: label/{train,valid}.label = score/5).
 dev -> valid, test -> test (MNLI: dev_matched -> valid, dev_mismatched -> valid1, likewise test).
 Unlike the shell recipe, a malformed row is an error naming the file and line, not a silent blank.
+The BPE given (tokenizer.json, or encoder.json + vocab.bpe) is copied into --out, so the hub reads the
+fine-tuned model with RobertaModel.from_pretrained(ckpt_dir, data_name_or_path=OUT) and nothing else.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -164,7 +167,11 @@ def prepare(task_name: str, glue_dir: str, dict_path: str, out: str, tokenizer_j
                 with open(src, encoding="utf-8") as f:
                     scaled = ["%.6g" % (float(v) / 5.0) for v in f.read().split("\n") if v]
                 _write(os.path.join(label_dir, f"{fs_split}.label"), scaled)
-    logger.info(f"wrote {task_name} to {out}")
+    bpe_files = ({"tokenizer.json": tokenizer_json} if bpe_dir is None else
+                 {name: os.path.join(bpe_dir, name) for name in ("encoder.json", "vocab.bpe")})
+    for name, src in bpe_files.items():  # where from_pretrained(..., data_name_or_path=out) looks for it
+        shutil.copyfile(src, os.path.join(out, name))
+    logger.info(f"wrote {task_name} to {out} (with the BPE: {', '.join(bpe_files)})")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,12 @@
 
     fairseq-hydra-train --config-dir examples/sctd/config --config-name pretrain_base \
         task.data=/path/to/data-bin optimization.max_update=10
+    fairseq-hydra-train -m --config-dir ... --config-name base task.data=DATA optimization.lr=[1e-4],[2e-4]
+
+With -m (hydra's multirun) an override `key=a,b` is a sweep: one training per combination, in turn. Unlike
+hydra, nothing changes the working directory: relative paths (task.data, checkpoint.save_dir) mean what
+they mean where the command runs (fairseq's own runs go to hydra's outputs/ or multirun/ folders, where a
+relative task.data is not found); the jobs of a sweep save to save_dir/0, save_dir/1, ...
 
 Why this is small: a YAML config is just another spelling of a fairseq-train command line. We
 compose the YAML with the command-line overrides (OmegaConf), turn every `group.key: value` into
@@ -19,6 +25,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
+import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -196,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairseq-hydra-train",
         description="Train from a fairseq-style YAML config (converted to fairseq-train flags).")
-    parser.add_argument("--config-dir", "-cd", "--config-path", "-cp", dest="config_dir", required=True,
-                        help="directory holding <config-name>.yaml")
+    parser.add_argument("--config-dir", "-cd", "--config-path", "-cp", "-config-dir", dest="config_dir", required=True,
+                        help="directory holding <config-name>.yaml (-config-dir, as README.glue.md of fairseq's "
+                             "examples/roberta writes it, is accepted too)")
+    parser.add_argument("--multirun", "-m", action="store_true",
+                        help="hydra's multirun: an override with comma-separated values (key=a,b) is a sweep; one "
+                             "training per combination, in turn (each in save_dir/<job number> when there are several)")
     parser.add_argument("--config-name", "-cn", required=True, help="config file name, without .yaml")
     parser.add_argument("--print-argv", action="store_true",
                         help="print the equivalent fairseq-train command line and exit")
@@ -205,20 +218,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep_values(value: str) -> list[str]:
+    """hydra's sweep syntax: `a,b,c` splits at commas outside brackets and quotes; `[a,b]` is one list value."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(value):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i])
+            start = i + 1
+    return parts + [value[start:]]
+
+
+def sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """The override lists of a multirun: the cartesian product of every sweep (hydra's basic sweeper order:
+    the last override varies fastest). Without a sweep, one job with the overrides as given."""
+    choices = []
+    for item in overrides:
+        key, value = _split_override(item)
+        if value is None:
+            choices.append([item])
+            continue
+        prefix = item[: len(item) - len(item.lstrip("+"))]
+        choices.append([f"{prefix}{key}={v}" for v in _sweep_values(value)])
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def _job_argv(args, overrides: Sequence[str], job: int | None) -> list[str]:
+    cfg = compose(args.config_dir, args.config_name, overrides)
+    if job is not None:  # hydra gives each job of a sweep its own folder; here its own save_dir
+        if not isinstance(cfg.get("checkpoint"), DictConfig):
+            cfg.checkpoint = {}
+        cfg.checkpoint.save_dir = os.path.join(str(cfg.checkpoint.get("save_dir") or "checkpoints"), str(job))
+    source = str(_config_path(args.config_dir, args.config_name))
+    train_argv = config_to_argv(cfg, source)
+    if not args.print_argv:
+        _check_false_booleans(cfg, parse_train_argv(train_argv, source), source)
+    return train_argv
+
+
 def cli_main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    for item in args.overrides:  # hydra's own settings (output dirs, launcher): no working directory changes here
+        if _split_override(item)[0].startswith("hydra."):
+            logging.getLogger("fairseq_cli.hydra_train").warning(
+                f"{item}: hydra's own settings have no effect here (runs stay in the current directory)")
+    jobs = sweep(args.overrides) if args.multirun else [list(args.overrides)]
     try:
-        cfg = compose(args.config_dir, args.config_name, args.overrides)
-        source = str(_config_path(args.config_dir, args.config_name))
-        train_argv = config_to_argv(cfg, source)
-        if args.print_argv:
-            print("fairseq-train " + " ".join(shlex.quote(a) for a in train_argv))
-            return
-        _check_false_booleans(cfg, parse_train_argv(train_argv, source), source)
+        argvs = [_job_argv(args, job, num if len(jobs) > 1 else None) for num, job in enumerate(jobs)]
     except (ValueError, FileNotFoundError) as exc:
         print(f"fairseq-hydra-train: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    train.cli_main(train_argv)  # fairseq-train itself: same logging, distributed launch and errors
+    for num, (job, train_argv) in enumerate(zip(jobs, argvs)):
+        if args.print_argv:
+            print("fairseq-train " + " ".join(shlex.quote(a) for a in train_argv))
+            continue
+        if len(jobs) > 1:
+            logging.getLogger("fairseq_cli.hydra_train").info(f"multirun job {num}: {' '.join(job)}")
+        train.cli_main(train_argv)  # fairseq-train itself: same logging, distributed launch and errors
 
 
 if __name__ == "__main__":

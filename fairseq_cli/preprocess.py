@@ -12,6 +12,7 @@ removes them (it holds the destdir's lock, as every run does while its temporari
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -47,6 +48,22 @@ def bpe_files(bpe_dir: str) -> List[str]:
         raise FileNotFoundError(f"--bpe-dir {bpe_dir}: no tokenizer.json and no encoder.json + vocab.bpe "
                                 f"(the files fairseq-bpe train writes)")
     return found
+
+
+def bpe_coverage(bpe_dir: str, names: List[str], d: Dictionary) -> str:
+    """How many of the BPE's pieces dict.txt holds. A BPE has pieces that its own encoding of the training
+    text never emits (merges absorbed into longer ones, bytes the text lacks); they are not in dict.txt, and
+    text that needs one encodes to <unk> (the hub and the data as fairseq's do)."""
+    if "tokenizer.json" in names:
+        with open(os.path.join(bpe_dir, "tokenizer.json"), encoding="utf-8") as f:
+            vocab = json.load(f)["model"]["vocab"]
+    else:
+        with open(os.path.join(bpe_dir, "encoder.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+    pieces = {str(i) for i in vocab.values()}
+    missing = len(pieces - set(d.symbols))
+    return (f"dict.txt holds {len(pieces) - missing} of the BPE's {len(pieces)} pieces; the other {missing} never "
+            "occur in the training text, and text that needs one encodes to <unk> (docs/python-api.md)")
 
 
 def _check_input(path: str, flag: str) -> None:
@@ -204,6 +221,7 @@ def _run(args, jobs, bpe_names) -> None:
             shutil.copyfile(os.path.join(args.bpe_dir, name), temps.path(name))
         if bpe_names:
             info(f"copied the BPE ({', '.join(bpe_names)}) from {args.bpe_dir}")
+            info(bpe_coverage(args.bpe_dir, bpe_names, d))
         info(f"Wrote preprocessed data to {args.destdir}")
         with open(temps.path("preprocess.log"), "w", encoding="utf-8") as f:
             f.write("\n".join(log_lines + log_handler_lines) + "\n")

@@ -6,13 +6,13 @@ log train_inner every --log-interval updates, then validate/save when an epoch e
 --max-epoch, --stop-time-hours) is reached. SIGINT/SIGTERM finish the current update (or validation
 batch), write checkpoint_last.pt and exit with 128 + signal number; in a multi-process job a signal
 seen by any rank stops all of them at the same update (fairseq/distributed/faults.py, docs/faults.md).
+A run started with SIGINT ignored (in the background) keeps ignoring it; SIGTERM stops it.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -20,9 +20,8 @@ from typing import List, Optional
 
 import torch
 
-from fairseq import options, tasks, utils
+from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.checkpoint.names import is_better
-from fairseq.checkpoint.restore import load_into_trainer, resolve_restore_path
 from fairseq.checkpoint.save import CheckpointManager
 from fairseq.checkpoint import save_dir
 from fairseq.data import checks
@@ -31,6 +30,7 @@ from fairseq.cpu_memory import keep_freed_memory
 from fairseq.logging import meters, wandb_log
 from fairseq.logging.eta import UpdateEta
 from fairseq.logging.progress_bar import ProgressLogger, check_tensorboard, log_file_handler, resolve_format, setup_logging
+from fairseq.dataclass.namespace import as_namespace
 from fairseq.trainer import Trainer, max_positions
 from fairseq.update_freq import update_freq, updates_in
 from fairseq.user_dir import import_user_module
@@ -76,8 +76,15 @@ def check_stop() -> None:
 
 
 def install_signal_handlers():
+    """_on_signal for faults.stop_signals(): SIGTERM, and SIGINT unless this process started with it
+    ignored (a background job: Ctrl-C at the terminal is not for it, SIGTERM stops it)."""
+    signals = faults.stop_signals()
+    if signal.SIGINT not in signals:
+        logger.info("SIGINT is ignored (inherited: started in the background, e.g. with nohup or '&' in a "
+                    "script), so Ctrl-C does not stop this run; SIGTERM (kill PID) saves checkpoint_last.pt "
+                    "and stops it")
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         try:
             previous[sig] = signal.signal(sig, _on_signal)
         except ValueError:  # not the main thread
@@ -174,6 +181,13 @@ def validate_and_save(args, trainer, task, epoch_itr, subsets, ckpt, progress, p
     return valid_losses, should_stop
 
 
+def with_ema_decay(trainer, stats):
+    """fairseq logs the EMA's current decay last in the train stats (0 before --ema-start-update)."""
+    if trainer.ema is not None:
+        stats["ema_decay"] = meters.safe_round(trainer.ema.get_decay(), 5)
+    return stats
+
+
 def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: str, start_time: float,
                 eta: Optional[UpdateEta] = None):
     itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > args.curriculum)
@@ -201,8 +215,9 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
                 whole.add(out["log"], out["gnorm"], out["clipped"], out["seconds"])
                 n = trainer.num_updates
                 if args.log_interval > 0 and n % args.log_interval == 0:
-                    stats = inner.stats(reduce, n, trainer.get_lr(), time.perf_counter() - start_time,
-                                        args.clip_norm, trainer.loss_scale)
+                    stats = with_ema_decay(trainer, inner.stats(reduce, n, trainer.get_lr(),
+                                                                time.perf_counter() - start_time,
+                                                                args.clip_norm, trainer.loss_scale))
                     progress.log(stats, tag="train_inner", step=n,
                                  update_frac=epoch - 1 + math.ceil(itr.n / uf) / groups)
                     inner.reset()
@@ -220,8 +235,9 @@ def train_epoch(args, trainer, task, epoch_itr, subsets, ckpt, patience, fmt: st
         progress.close()
     logger.info(f"end of epoch {epoch} (average epoch stats below)")
     if whole.updates:
-        stats = whole.stats(reduce, trainer.num_updates, trainer.get_lr(), time.perf_counter() - start_time,
-                            args.clip_norm, trainer.loss_scale)
+        stats = with_ema_decay(trainer, whole.stats(reduce, trainer.num_updates, trainer.get_lr(),
+                                                    time.perf_counter() - start_time, args.clip_norm,
+                                                    trainer.loss_scale))
         progress.print(meters.prefixed(stats, "train"), tag="train", step=trainer.num_updates)
     return valid_losses, should_stop
 
@@ -238,6 +254,8 @@ def prepare_save_dir(args) -> None:
 
 
 def main(args) -> Optional[Trainer]:
+    """Train (args: the parsed arguments, or fairseq's grouped cfg of them)."""
+    args = as_namespace(args)
     prepare_save_dir(args)
     try:
         return _main(args)
@@ -272,33 +290,10 @@ def _main(args) -> Optional[Trainer]:
     logger.info(f"training on {collectives.get_world_size()} process(es), device {trainer.device}; "
                 f"max tokens per batch = {args.max_tokens} and max sentences per batch = {args.batch_size}")
     ckpt = CheckpointManager(args)
-    path, finetune = resolve_restore_path(args)
-    extra, itr_state = {}, None
-    if path is not None:
-        if finetune:
-            load_into_trainer(trainer, path, reset_optimizer=True, reset_lr_scheduler=True,
-                                         reset_meters=True, restore_rng=False)
-        else:
-            extra = load_into_trainer(trainer, path, args.reset_optimizer, args.reset_lr_scheduler,
-                                                 args.reset_meters, restore_rng=not args.reset_dataloader)
-            if not args.reset_dataloader:
-                itr_state = extra.get("train_iterator")
-            if "best" in extra and not args.reset_optimizer and not args.reset_meters:
-                ckpt.best = extra["best"]
-    else:
-        others = sorted(n for n in os.listdir(args.save_dir) if re.fullmatch(r"checkpoint.*\.pt", n)) \
-            if os.path.isdir(args.save_dir) else []
-        if others:  # e.g. checkpoint_last.pt deleted: say so rather than silently start over
-            logger.warning(f"no checkpoint_last.pt in {args.save_dir}, but {', '.join(others)} "
-                           f"{'is' if len(others) == 1 else 'are'} there; training from scratch (pass "
-                           "--restore-file NAME to resume from one)")
-        else:
-            logger.info(f"no existing checkpoint found at {args.save_dir}; training from scratch")
-    epoch = int(itr_state["epoch"]) if itr_state else 1
-    epoch_itr = trainer.get_train_iterator(epoch)  # a resumed epoch reads its own shard
-    if itr_state:
-        epoch_itr.load_state_dict(itr_state)
-    trainer.lr_step(epoch_itr.epoch)  # fairseq's load_checkpoint ends so, with or without a checkpoint
+    # fairseq's resume: --restore-file / --finetune-from-model, the --reset-* flags, the saved data position
+    extra, epoch_itr = checkpoint_utils.load_checkpoint(args, trainer)  # a resumed epoch reads its own shard
+    if extra is not None and "best" in extra:
+        ckpt.best = extra["best"]
     fmt = resolve_format(args.log_format, args.no_progress_bar)
     patience = Patience(args)
     max_epoch = args.max_epoch or math.inf
@@ -393,13 +388,28 @@ def cli_main(argv=None) -> None:
         print(f"fairseq-train: error: {e}", file=sys.stderr)
         sys.exit(2)
     setup_logging()
+    trainer = None
     try:
-        launch.call_main(args, worker_main, worker_init=setup_process)
+        trainer = launch.call_main(args, worker_main, worker_init=setup_process)
+        code = 0
     except ValueError as e:  # the distributed flags, before any worker starts
         print(f"fairseq-train: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
     except torch.multiprocessing.ProcessExitedException as e:  # a spawned worker already said why
-        sys.exit(e.exit_code if e.exit_code is not None else 1)
+        code = e.exit_code if e.exit_code is not None else 1
+    except SystemExit as e:  # a stop (128 + signal) or an error already reported in one line
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        if launch.joined_group():  # before the traceback, which holds the trainer, is freed
+            launch.exit_after_group(code)
+    # A rank of a torchrun / --distributed-no-spawn job ends here while the trainer (and its DDP reducer)
+    # is still referenced: freeing them at exit can deadlock in torch's gloo teardown (launch.exit_after_group).
+    if launch.joined_group():
+        launch.exit_after_group(code)
+    del trainer  # one process (or a spawning parent): freed as usual
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

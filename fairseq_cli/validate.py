@@ -19,6 +19,7 @@ from fairseq import flag_audit, flag_rules, options, registry, tasks, token_drop
 from fairseq.checkpoint.cfg import model_args_from_cfg
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.checkpoint.restore import check_vocab
+from fairseq.data import encoders
 from fairseq.distributed import collectives, launch
 from fairseq.logging import meters
 from fairseq.logging.progress_bar import setup_logging
@@ -36,15 +37,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Returns the merged Namespace: checkpoint cfg, then explicit flags, then parser defaults."""
     stage1 = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     stage1.add_argument("--task", default=options.DEFAULT_TASK)
+    stage1.add_argument("--criterion", default="cross_entropy")
+    stage1.add_argument("--bpe", default=None)
+    stage1.add_argument("--tokenizer", default=None)
     names, _ = stage1.parse_known_args(argv)  # without --help, so --help lists the task's flags too
     import_user_module(options.parse_user_dir(argv or sys.argv[1:]))
-    parser = get_validation_parser()
-    registry.lookup("task", names.task).add_args(parser)
+    parser = _choice_parser(names)
     args = parser.parse_args(argv)
     flag_rules.check_domains(parser, args)
     flag_audit.check(parser, args)
-    explicit_parser = get_validation_parser()
-    registry.lookup("task", names.task).add_args(explicit_parser)
+    explicit_parser = _choice_parser(names)
     for action in explicit_parser._actions:
         action.default = argparse.SUPPRESS
         action.required = False
@@ -75,6 +77,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ns._state = state
     ns._trained_with = training_only_settings(ns)
     return ns
+
+
+def _choice_parser(names) -> argparse.ArgumentParser:
+    """The validation parser with the flags of the chosen task, criterion (fairseq's default cross_entropy
+    when none is named: the checkpoint's is used, with its own settings) and --bpe / --tokenizer."""
+    parser = get_validation_parser()
+    registry.lookup("task", names.task).add_args(parser)
+    registry.lookup("criterion", names.criterion).add_args(parser)
+    encoders.add_args(parser, names)
+    return parser
 
 
 def _group_actions(parser, title: str):

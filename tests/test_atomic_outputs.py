@@ -154,7 +154,7 @@ def test_export_hf_killed_midway_leaves_the_old_folder_whole(tmp_path, export_ar
     assert killed.returncode == -signal.SIGKILL
     assert {p.name: p.read_bytes() for p in hf.iterdir()} == before
     (left,) = [p for p in tmp_path.iterdir() if p.name != "hf"]
-    assert left.name.startswith(f".tmp-") and (left / "tokenizer.json").exists()
+    assert left.name.startswith(".tmp-") and (left / "tokenizer.json").exists()
     export_hf.cli_main([*checkpoint, str(hf), *tokenizer])
     assert f"removed {left}, left by a fairseq-export-hf that never finished" in caplog.text
     assert sorted(os.listdir(tmp_path)) == ["hf"]

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e_scripts
 def test_bench_attention_smoke():
     p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_attention.py"), "--batch", "2", "--seq", "16",
                         "--head-dim", "8", "--heads", "2", "--repeats", "1", "--warmup", "0"],

@@ -1,11 +1,14 @@
 """benchmarks/bench_preprocess.py runs end to end at tiny sizes (the real numbers are in docs/faults.md)."""
 import os
 
+import pytest
+
 from conftest import load_benchmark
 
 bench_preprocess = load_benchmark("bench_preprocess")
 
 
+@pytest.mark.e2e_scripts
 def test_smoke_tiny_sizes(tmp_path, capsys):
     results = bench_preprocess.main(["--sizes-mb", "0.3", "0.6", "--workers", "1", "2", "--tmpdir", str(tmp_path)])
     assert sorted(results) == sorted(("ours", s, w) for s in (0.3, 0.6) for w in (1, 2))

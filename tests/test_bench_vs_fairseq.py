@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 bench_vs_fairseq = load_benchmark("bench_vs_fairseq")
 
 
+@pytest.mark.e2e_scripts
 def test_dry_run_times_our_fairseq_train(peer_dir):
     p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_vs_fairseq.py"), "--dry-run",
                         "--configs", "C1", "--data", str(peer_dir / "data-bin")],

@@ -1,5 +1,7 @@
 """The documented path end to end, with no file copied by hand: fairseq-bpe train/encode -> fairseq-preprocess
 --bpe-dir -> fairseq-train -> RobertaModel.from_pretrained(ckpt_dir, data_name_or_path="data-bin") -> encode."""
+import json
+
 import pytest
 import torch
 
@@ -27,8 +29,12 @@ def test_bpe_preprocess_train_hub(peer_dir, tmp_path, monkeypatch):
                          "--destdir", "data-bin", "--bpe-dir", "bpe/"])
     for name in ("tokenizer.json", "encoder.json", "vocab.bpe"):
         assert (tmp_path / "data-bin" / name).read_bytes() == (tmp_path / "bpe" / name).read_bytes()
-    assert "copied the BPE (tokenizer.json, encoder.json, vocab.bpe) from bpe/" in \
-        (tmp_path / "data-bin" / "preprocess.log").read_text()
+    log = (tmp_path / "data-bin" / "preprocess.log").read_text()
+    assert "copied the BPE (tokenizer.json, encoder.json, vocab.bpe) from bpe/" in log
+    pieces = {str(i) for i in json.loads((tmp_path / "bpe" / "tokenizer.json").read_text())["model"]["vocab"].values()}
+    held = len(pieces & {line.split()[0] for line in (tmp_path / "data-bin" / "dict.txt").read_text().splitlines()})
+    assert 0 < held < len(pieces)  # a BPE has pieces its own encoding of the text never emits
+    assert f"dict.txt holds {held} of the BPE's {len(pieces)} pieces; the other {len(pieces) - held} never occur" in log
     train.main(options.parse_args_and_arch(options.get_training_parser(), (
         "data-bin --arch roberta_base --optimizer adam --encoder-layers 2 --encoder-embed-dim 16 --encoder-ffn-embed-dim 32 "
         "--encoder-attention-heads 2 --tokens-per-sample 32 --batch-size 8 --max-update 2 --lr 1e-3 "

@@ -19,7 +19,7 @@ def parse(*argv):
 def test_finetune_from_model_with_a_reset_flag_is_an_error(peer_dir, tmp_path, reset):
     data = str(peer_dir / "data-bin")
     ckpt = str(peer_dir / "checkpoint_last.no-optimizer-state.pt")
-    with pytest.raises(ValueError, match=f"--finetune-from-model can not be set together with {reset}"):
+    with pytest.raises(ValueError, match=f"--finetune-from-model can not be set together with either .*given: {reset}"):
         parse(data, *BASE, "--finetune-from-model", ckpt, reset)
     assert parse(data, *BASE, "--finetune-from-model", ckpt).finetune_from_model == ckpt
     assert parse(data, *BASE, reset).finetune_from_model is None
@@ -95,4 +95,4 @@ def test_sentence_ranking_criterion_scores_each_candidate_with_the_ranking_head(
     out = type(crit).reduce_metrics([log])
     assert out["accuracy"] == 50.0 and out["loss"] == pytest.approx(float(expected) / 2 / math.log(2))
     crit.prediction_h.close()
-    assert (tmp_path / "pred.tsv").read_text() == "7\t1\n8\t2\n"
+    assert (tmp_path / "pred.tsv").read_text() == "7\t1\t1\n8\t2\t0\n"  # fairseq's: id, prediction, label

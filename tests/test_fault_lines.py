@@ -70,12 +70,16 @@ def test_malformed_optimizer_history_is_refused_not_resumed_at_update_0(peer_dir
     assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.signals
 @pytest.mark.parametrize("interval", ["2", "0"])
 def test_second_sigint_during_the_stop_save_keeps_the_last_checkpoint(peer_dir, tmp_path, monkeypatch, capsys,
                                                                        interval):
     """Ctrl-C after update 3, and again while the stop save is being written (more than 2 s later, as the
     clock is moved): the save is abandoned, its temp file removed, checkpoint_last.pt of update 2 kept
-    (or none, if none was saved), one line. Real SIGINTs to this process."""
+    (or none, if none was saved), one line. Real SIGINTs to this process, run as a foreground one (a suite
+    started in the background has SIGINT ignored, and fairseq-train then keeps ignoring it)."""
+    from signal_setup import foreground_sigint
+
     step, write = Trainer.train_step, files._WriteErrors.write
 
     def train_step(self, samples):
@@ -98,8 +102,9 @@ def test_second_sigint_during_the_stop_save_keeps_the_last_checkpoint(peer_dir, 
     monkeypatch.setattr(files._WriteErrors, "write", write_with_a_second_sigint)
     monkeypatch.setattr(train._Stop, "aborted", False)
     save_dir = tmp_path / "ckpt"
-    code, lines = _worker_main(_argv(peer_dir / "data-bin", save_dir, "--max-update", "100",
-                                     "--save-interval-updates", interval), capsys)
+    with foreground_sigint():
+        code, lines = _worker_main(_argv(peer_dir / "data-bin", save_dir, "--max-update", "100",
+                                         "--save-interval-updates", interval), capsys)
     note = "checkpoint_last.pt is the last complete save" if interval == "2" else \
         f"no checkpoint has been saved in {save_dir} yet"
     assert (code, lines) == (128 + signal.SIGINT, [f"fairseq-train: aborted by a second SIGINT; not saved, {note}"])

@@ -18,12 +18,12 @@ _SCHEDULE_NEEDS = {"triangular": ["--max-lr", "1"], "tri_stage": ["--decay-steps
 
 
 def _train_config(task, crit, sched, optimizer):
-    base = ["D", "-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
+    base = ["-a", "roberta_tiny", "--batch-size", "8", "--task", task, "--criterion", crit,
             "--optimizer", optimizer, "--lr-scheduler", sched, "--max-update", "10", *_SCHEDULE_NEEDS.get(sched, [])]
     parser = options.get_training_parser()
     options.add_choice_args(parser, argparse.Namespace(
         arch="roberta_tiny", task=task, criterion=crit, optimizer=optimizer, lr_scheduler=sched))
-    return f"fairseq-train {task}/{crit}/{sched}/{optimizer}", parser, base
+    return f"fairseq-train {task}/{crit}/{sched}/{optimizer}", parser, _with_data(parser, base)
 
 
 def _train_configs():
@@ -37,16 +37,40 @@ def _train_configs():
     first = (registry.choices("task")[0], registry.choices("criterion")[0], registry.choices("lr-scheduler")[0])
     for optimizer in registry.choices("optimizer"):
         yield _train_config(*first, optimizer)
+    for kind in ("bpe", "tokenizer"):  # each --bpe / --tokenizer choice adds its own flags
+        for name in registry.choices(kind):
+            parser = options.get_training_parser()
+            names = argparse.Namespace(arch="roberta_tiny", task="masked_lm", criterion="masked_lm",
+                                       optimizer="adam", lr_scheduler="fixed", bpe=None, tokenizer=None)
+            setattr(names, kind, name)
+            options.add_choice_args(parser, names)
+            yield f"fairseq-train --{kind} {name}", parser, ["D", "-a", "roberta_tiny", "--batch-size", "8",
+                                                             "--optimizer", "adam", f"--{kind}", name]
+
+
+def _with_data(parser, base):
+    """DATA in front when the task reads a data directory (fairseq's dummy_* tasks take none)."""
+    return (["D"] if any(a.dest == "data" for a in parser._actions) else []) + base
+
+
+def _model_configs():
+    """One fairseq-train configuration per model family beside RoBERTa (its own flags)."""
+    for arch, task in (("transformer_lm_gpt2_tiny", "language_modeling"),):
+        base = ["D", "-a", arch, "--batch-size", "8", "--task", task, "--optimizer", "adam"]
+        parser = options.get_training_parser()
+        options.add_choice_args(parser, argparse.Namespace(
+            arch=arch, task=task, criterion="cross_entropy", optimizer="adam", lr_scheduler="fixed"))
+        yield f"fairseq-train {arch}/{task}", parser, base
 
 
 def _validate_configs():
     for task in registry.choices("task"):
         parser = validate.get_validation_parser()
         registry.lookup("task", task).add_args(parser)
-        yield f"fairseq-validate {task}", parser, ["D", "--path", "/nonexistent.pt", "--task", task]
+        yield f"fairseq-validate {task}", parser, _with_data(parser, ["--path", "/nonexistent.pt", "--task", task])
 
 
-CONFIGS = (list(_train_configs()) + list(_validate_configs())
+CONFIGS = (list(_train_configs()) + list(_model_configs()) + list(_validate_configs())
            + [("fairseq-preprocess", preprocess.get_parser(), ["--only-source", "--trainpref", "/nonexistent"]),
               ("fairseq-hydra-train", hydra_train.build_parser(), ["--config-dir", "x", "--config-name", "y"])])
 

@@ -61,3 +61,19 @@ def test_glue_metric_map_and_errors():
     with pytest.raises(ValueError, match="differ in length"):
         gm.accuracy([1, 0], [1])
     assert gm.compute_glue_metrics("MRPC", PREDS, GOLD) == pytest.approx({"f1": 8 / 11, "accuracy": 0.7})
+
+
+def test_majority_baseline(shared_dir):
+    """What a model that learned nothing scores: RTE's 52.7 is always answering "entailment" (146 of 277)."""
+    from fairseq_cli.glue_prep import read_split
+
+    glue = shared_dir / "data" / "glue"
+    labels = {split: read_split(str(glue / "RTE" / f"{split}.tsv"), "RTE", split, True)[1] for split in ("train", "dev")}
+    majority, scores = gm.majority_baseline("RTE", labels["train"], labels["dev"])
+    assert majority == "entailment" and round(scores["accuracy"], 1) == 52.7 and list(scores) == ["accuracy"]
+    # MRPC's F1 is of label "1" (its majority): 2*279 / (2*279 + 129) on dev
+    majority, scores = gm.majority_baseline("MRPC", ["1", "1", "0"], ["1"] * 279 + ["0"] * 129)
+    assert majority == "1" and scores["f1"] == pytest.approx(100 * 558 / 687) and scores["accuracy"] == pytest.approx(100 * 279 / 408)
+    assert gm.majority_baseline("CoLA", ["0", "1", "1"], ["1", "0"])[1] == {"mcc": 0.0}
+    with pytest.raises(ValueError, match="regression"):
+        gm.majority_baseline("STS-B", ["1.0"], ["2.0"])

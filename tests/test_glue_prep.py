@@ -27,6 +27,8 @@ def test_rte20_bytes_match_real_fairseq(peer_dir, shared_dir, tmp_path):
             assert (out / sub / name).read_bytes() == (ref / "RTE-bin" / sub / name).read_bytes(), f"{sub}/{name}"
     for name in ["dev.input0", "dev.input1", "dev.label", "dev.raw.input0", "train.label"]:
         assert (out / "processed" / name).read_bytes() == (ref / "processed" / name).read_bytes(), name
+    # the BPE travels with the data, where from_pretrained(..., data_name_or_path=out) finds it
+    assert (out / "tokenizer.json").read_bytes() == (peer_dir / "tokenizer.json").read_bytes()
 
 
 def _write_task(tmp_path, task, files):

@@ -16,16 +16,18 @@ def _module():
 
 def test_best_line_parsing_and_median_table():
     g = _module()
-    assert g.parse_best("x\nMRPC best dev: loss=0.931, f1=81.2, accuracy=68.4\n", "MRPC") == \
-        {"loss": 0.931, "f1": 81.2, "accuracy": 68.4}
+    line = "MRPC best dev: loss=0.931, f1=81.2 (majority class 81.22), accuracy=68.4 (majority class 68.4)"
+    assert g.parse_best(f"x\n{line}\n", "MRPC") == {"loss": 0.931, "f1": 81.2, "accuracy": 68.4}
     with pytest.raises(RuntimeError, match="no 'best dev' line"):
         g.parse_best("nothing here", "MRPC")
     md = g.table({"a": {"MRPC": [{"accuracy": 60.0, "f1": 1.0}, {"accuracy": 70.0, "f1": 3.0},
-                                 {"accuracy": 90.0, "f1": 2.0}]}})
+                                 {"accuracy": 90.0, "f1": 2.0}]}}, {"MRPC": ("1", {"f1": 81.22, "accuracy": 68.38})})
     assert "| a | 70.0 (3) | 2.0 (3) |" in md and "MRPC accuracy | MRPC f1" in md
+    assert "| majority class | 68.4 | 81.2 |" in md
 
 
 @pytest.mark.slow
+@pytest.mark.e2e_scripts
 def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # glue.sh's fairseq-train: a tiny model, one thread
     g = _module()
@@ -41,6 +43,7 @@ def test_tiny_mrpc_run_then_skipped_on_rerun(peer_dir, shared_dir, tmp_path, cap
     assert len(runs) == 1 and all(0 <= r["accuracy"] <= 100 and "f1" in r for r in runs)
     assert json.loads((tmp_path / "glue.json").read_text()) == results
     assert "| peer |" in (tmp_path / "glue.md").read_text()
+    assert "| majority class | 68.4 | 81.2 |" in (tmp_path / "glue.md").read_text()  # MRPC dev: 279 of 408 are "1"
     capsys.readouterr()
     assert g.main(argv) == results
     assert capsys.readouterr().out.count("done earlier, skipped") == 1

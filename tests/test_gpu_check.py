@@ -33,6 +33,7 @@ def test_gpu_check_fails_clearly_without_cuda():
     assert "this check needs one NVIDIA GPU" in lines[0]
 
 
+@pytest.mark.e2e_scripts
 def test_dry_run_runs_every_section():
     p = _run("--dry-run")
     out = p.stdout

@@ -122,6 +122,25 @@ def test_cli_print_argv(config_dir, capsys):
     assert capsys.readouterr().err.startswith("fairseq-hydra-train: error:")
 
 
+def test_multirun_sweeps_in_place(config_dir, capsys, caplog):
+    """-m (hydra's multirun): `key=a,b` is a sweep, the last override varying fastest; with several jobs each
+    saves to save_dir/<job>; one job is the plain run. A list `[a,b]` is one value. `-config-dir` (one dash,
+    as README.glue.md of fairseq's examples/roberta writes it) is --config-dir; hydra.* settings warn."""
+    assert ht.sweep(["a.x=1,2", "b.y=[3,4]", "~c.z", "+d.w=5,6"]) == [
+        ["a.x=1", "b.y=[3,4]", "~c.z", "+d.w=5"], ["a.x=1", "b.y=[3,4]", "~c.z", "+d.w=6"],
+        ["a.x=2", "b.y=[3,4]", "~c.z", "+d.w=5"], ["a.x=2", "b.y=[3,4]", "~c.z", "+d.w=6"]]
+    ht.cli_main(["-m", "-config-dir", str(config_dir), "--config-name", "tiny", "--print-argv", "task.data=DATA",
+                 "model.dropout=0.1,0.2", "hydra.sweep.dir=elsewhere"])
+    jobs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("fairseq-train ")]
+    assert len(jobs) == 2
+    for num, (job, dropout) in enumerate(zip(jobs, ("0.1", "0.2"))):
+        assert f"--save-dir ckpt/{num}" in job and f"--dropout {dropout}" in job
+    assert "hydra.sweep.dir=elsewhere: hydra's own settings have no effect here" in caplog.text
+    ht.cli_main(["-m", "--config-dir", str(config_dir), "--config-name", "tiny", "--print-argv", "task.data=DATA"])
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("fairseq-train ")] == [
+        "fairseq-train DATA " + " ".join(f"'{a}'" if " " in a else a for a in TINY_ARGV[1:])]
+
+
 @pytest.mark.slow
 def test_hydra_run_equals_fairseq_train_run(config_dir, peer_dir, tmp_path):
     """The same 3 updates (token dropping + one ScTD update) through both entry points: equal weights."""

@@ -160,6 +160,7 @@ def test_unsupported_models_are_clear_errors(tmp_path, bpe_files):
         import_hf.import_hf(tmp_path / "missing", tmp_path / "o")
 
 
+@pytest.mark.e2e_scripts
 @pytest.mark.slow
 def test_continue_pretraining_recipe_runs_from_an_hf_model(tmp_path, bpe_files, peer_dir):
     """examples/sctd/continue_pretraining.sh, shrunk by env vars: HF folder -> import -> binarize with its

@@ -16,6 +16,7 @@ TESTS = Path(__file__).resolve().parent
 PYTHON = Path(os.environ.get("FAIRSEQ_PEER_PYTHON", "/tmp/fairseq-peer-venv/bin/python"))
 
 
+@pytest.mark.e2e_scripts
 def test_reference_is_what_fairseq_computes_now(tmp_path):
     if not PYTHON.is_file():
         pytest.skip(f"no fairseq 0.12.2 python at {PYTHON} (build it with ../shared/tools/fairseq-0.12.2/build.sh "

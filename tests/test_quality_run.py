@@ -36,6 +36,7 @@ def _model(work, run):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e_scripts
 def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, tmp_path, capsys):
     q = _module()
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -140,6 +140,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
         assert err.startswith("fairseq-sctd-quickstart: error:") and needle in err and "\n" not in err
 
 
+@pytest.mark.e2e_scripts
 @pytest.mark.slow
 def test_tiny_quickstart_end_to_end_results_survive_a_failing_plot(tmp_path, capsys, monkeypatch, shared_dir):
     """Corpus -> BPE -> preprocess -> three interleaved trainings -> table; the plot fails: one line, exit 1,
@@ -243,6 +244,13 @@ def test_caveats_say_in_words_when_the_comparison_misleads():
     assert table.splitlines()[-2:] == [f"CAVEAT: {n}" for n in notes]
     honest = [_summary("full", 300, 120.0, 1.0), _summary("sctd", 340, 120.0, 1 / 1.2)]
     assert q.caveats(honest, quiet, min_updates=50) == []
+    # the issue's run under load: ScTD at 0.67x the full model's steps/s, slower than the model it thins out
+    slower = q.caveats([_summary("full", 300, 120.0, 1.0), _summary("sctd", 200, 120.0, 1 / 1.2)], quiet, 50)
+    assert slower == ["sctd ran at 0.67x the full model's steps/s: slower, where its ideal is 1.20x faster. Its steps "
+                      "do less work, so the time went elsewhere (load that hit its steps harder, one-off costs in too "
+                      "few updates): not a measurement of token dropping, and its losses at equal time compare it "
+                      "with fewer updates than it would get; do not quote it, rerun on a quiet machine with a longer "
+                      "--budget-minutes"]
     busy = q.caveats(honest, q.CpuShare(cpu_seconds=50.0, wall_seconds=100.0, threads=2), min_updates=50)
     assert busy == ["the machine was busy: this process got 25% of the CPU its 2 thread(s) could use (50 s CPU in "
                     "100 s wall), so step times are noisy; rerun on a quieter machine"]
@@ -293,3 +301,50 @@ def test_plot_zooms_where_the_variants_differ(tmp_path):
     assert any("CAVEAT: too few updates" in text.get_text() for text in fig.texts)
     plt.close(fig)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_a_short_run_zooms_and_shows_the_dashed_lines(tmp_path):
+    """A short run (the issue's: a few updates, curves still falling steeply, the dropping forward lying on its
+    variant's solid line): the zoom spans a small part of the whole range, and every dashed line is drawn
+    thicker than, and above, the solid line it lies on, with its own marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairseq_cli.quickstart import results as quickstart_results
+    from fairseq_cli.quickstart import cli as q
+
+    t = [0.0, 3.1, 6.0, 9.2]
+    full = _summary("full", 4, 9.2, 1.0)
+    full.curve_seconds, full.curve_loss = t, [12.87, 12.62, 12.42, 12.23]
+    drop = _summary("token-drop", 4, 9.2, 0.74)
+    drop.curve_seconds, drop.curve_loss = t, [12.87, 12.57, 12.34, 12.14]
+    drop.curve_loss_drop = [v - 0.002 for v in drop.curve_loss]  # on top of the solid line
+    assert quickstart_results._zoom_start([full, drop]) == pytest.approx(9.2 * 2 / 3)  # only the ends differ
+    figures = []
+    monkey_close = plt.close
+    try:
+        plt.close = lambda fig=None: figures.append(fig)
+        q.plot_curves([full, drop], tmp_path / "p.png", "title")
+    finally:
+        plt.close = monkey_close
+    (fig,) = figures
+    whole, zoom = fig.axes
+    low, high = zoom.get_ylim()
+    assert high - low <= 0.3 * (whole.get_ylim()[1] - whole.get_ylim()[0])
+    assert low < 12.14 and 12.23 < high and zoom.get_xlim()[0] > 5.0
+    # a run of 1-2 updates under load: the curves move by thousandths of a bit, and each variant's one update
+    # ends at its own time. Neither panel magnifies that noise, and the zoom holds every variant's end.
+    for x, ends in ((full, [0.0, 9.5, 23.6]), (drop, [0.0, 14.2, 47.6])):
+        x.curve_seconds, x.curve_loss = ends, [12.8720, 12.8720, 12.8677]
+    drop.curve_loss_drop = [12.8721, 12.8721, 12.8678]
+    start = quickstart_results._zoom_start([full, drop])
+    low, high = quickstart_results._zoom_range([full, drop], start)
+    whole_low, whole_high = quickstart_results._whole_range([full, drop])
+    assert start <= 23.6 and high - low == pytest.approx(whole_high - whole_low) == pytest.approx(0.2)
+    for ax in (whole, zoom):
+        solid, dashed = [line for line in ax.get_lines() if line.get_color() == "C1"]
+        assert solid.get_linestyle() == "-" and dashed.get_linestyle() != "-" and dashed.get_marker() == "x"
+        assert dashed.get_zorder() > solid.get_zorder() and dashed.get_linewidth() >= 2 * solid.get_linewidth()
+    plt.close(fig)

@@ -95,12 +95,17 @@ while true; do sleep 0.05; done
 """
 
 
+@pytest.mark.signals
 def test_pretrain_script_takes_extra_flags_and_keeps_ctrl_c_messages(tmp_path):
     """Extra flags reach fairseq-train last (a smoke test can shrink the run); Ctrl-C in the terminal (SIGINT to the
-    whole foreground group, tee included) still delivers what fairseq-train prints while it saves: tee -i."""
+    whole foreground group, tee included) still delivers what fairseq-train prints while it saves: tee -i.
+    The script runs as a terminal's foreground job (SIGINT's default action), whatever this process inherited:
+    under a suite started in the background SIGINT is ignored, and bash cannot trap a signal ignored at its start."""
     import os
     import signal
     import time
+
+    from signal_setup import as_foreground_job
 
     bin_dir, data, save = tmp_path / "bin", tmp_path / "data", tmp_path / "save"
     bin_dir.mkdir()
@@ -111,7 +116,8 @@ def test_pretrain_script_takes_extra_flags_and_keeps_ctrl_c_messages(tmp_path):
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
     proc = subprocess.Popen(["bash", str(RECIPES / "pretrain.sh"), "base", str(tmp_path / "text"), str(data), str(save),
                              "--encoder-layers", "2", "--max-update", "3"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=as_foreground_job)
     log = save / "train.log"
     deadline = time.time() + 60
     while not (log.is_file() and "started" in log.read_text()):

@@ -82,6 +82,25 @@ def test_criterion_classification_loss_and_metrics():
     assert out["nll_loss"] == pytest.approx(float(expected) / 8 / math.log(2))
 
 
+def test_f1_is_about_glues_positive_label_whatever_its_index():
+    """MRPC's label dictionary is in train-frequency order: "1" (paraphrase, 68%) is index 0. F1 is GLUE's,
+    of label "1": a model that always answers "1" gets MRPC's baseline F1, not 0."""
+    from fairseq.data import Dictionary
+
+    labels = Dictionary()
+    for sym in ("1", "0"):
+        labels.add_symbol(sym)
+    crit = SentencePredictionCriterion.build_criterion(_args("x"), argparse.Namespace(label_dictionary=labels))
+    assert crit.positive == 0
+    logits = torch.tensor([[1.0, 0.0]] * 4)  # always index 0: label "1"
+    sample = {"net_input": {"src_tokens": torch.tensor([[0, i] for i in range(4)])},
+              "target": torch.tensor([[0], [0], [0], [1]]), "ntokens": 8, "nsentences": 4}
+    _, _, log = crit(_Linear(logits).eval(), sample)
+    out = SentencePredictionCriterion.reduce_metrics([log])
+    assert out["accuracy"] == 75.0 and out["f1"] == pytest.approx(100 * 6 / 7, abs=0.01)  # tp 3, fp 1
+    assert SentencePredictionCriterion.build_criterion(_args("x"), None).positive == 1  # no label dictionary
+
+
 def test_criterion_regression_pearson_spearman():
     from scipy import stats
 

@@ -13,13 +13,15 @@ import argparse
 from typing import Dict
 
 from fairseq import options
+from fairseq.data import encoders
 
 # parser group title -> fairseq cfg group
 _GROUP_OF_TITLE = {
     "common": "common", "dataset": "dataset", "distributed_training": "distributed_training",
     "optimization": "optimization", "checkpoint": "checkpoint", "model": "model", "task": "task",
     "token dropping / ScTD": "task", "criterion": "criterion", "optimizer": "optimizer",
-    "lr_scheduler": "lr_scheduler", "common_eval": "common_eval",
+    "lr_scheduler": "lr_scheduler", "common_eval": "common_eval", "bpe": "bpe", "tokenizer": "tokenizer",
+    "EMA configuration": "ema",
 }
 CFG_GROUPS = ("common", "common_eval", "distributed_training", "dataset", "optimization", "checkpoint",
               "bmuf", "generation", "eval_lm", "interactive", "model", "task", "criterion", "optimizer",
@@ -63,6 +65,9 @@ def args_to_cfg(args: argparse.Namespace) -> Dict[str, object]:
     cfg["criterion"]["_name"] = flat.get("criterion")
     cfg["optimizer"]["_name"] = flat.get("optimizer")
     cfg["lr_scheduler"]["_name"] = flat.get("lr_scheduler")
+    for kind in ("bpe", "tokenizer"):  # every field of the chosen one's dataclass, wherever its flag was added
+        cfg[kind].update({k: flat[k] for k in encoders.config_fields(kind, flat.get(kind)) if k in flat})
+        cfg[kind]["_name"] = flat.get(kind)
     for g in ("optimizer", "lr_scheduler"):
         cfg[g]["lr"] = flat.get("lr")
     cfg["model"] = dict(flat, _name=flat.get("arch"))

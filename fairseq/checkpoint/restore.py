@@ -1,48 +1,66 @@
 """Resuming from a checkpoint: which file (fairseq's --restore-file / --finetune-from-model rules),
 checked against this run (vocabulary, shapes, data layout: resume_checks.py), then loaded into the
-trainer: model, optimizer, schedule, update count, loss scaler, task state, meters and RNG."""
+trainer: model, optimizer, schedule, update count, loss scaler, weight EMA, task state, meters and RNG."""
 from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Dict
 
 from fairseq.checkpoint import fsdp_state, resume_checks
 from fairseq.checkpoint.files import load_checkpoint_file
 from fairseq.checkpoint.rng import set_rng_state
 from fairseq.distributed import wrap
+from fairseq.file_io import PathManager
+from fairseq.models import ema as ema_state
 
 logger = logging.getLogger(__name__)
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 
 
-def resolve_restore_path(args):
-    """(path or None, finetune: bool) following fairseq's --restore-file / --finetune-from-model rules.
+def resolve_restore_path(args, suffix: str = ""):
+    """(path, finetune: bool) by fairseq's --restore-file / --finetune-from-model rules
+    (checkpoint_utils.load_checkpoint, which then hands `path` to Trainer.load_checkpoint).
 
-    The default restore file is checkpoint_last.pt in --save-dir; other relative names are looked up
-    in --save-dir first, then relative to the current directory. An explicit file that does not
-    exist is an error (the default one simply means "start from scratch").
+    - The default --restore-file is checkpoint_last<suffix>.pt in --save-dir, returned whether or not it
+      exists yet (Trainer.load_checkpoint starts from scratch without it). While it does not exist,
+      --finetune-from-model FILE is loaded instead, with everything reset (finetune True).
+    - Another --restore-file is looked up in --save-dir first, then as given; it must exist (fairseq
+      would start from scratch: docs/compatibility.md), and --finetune-from-model beside it is an error.
+    Existence is asked of fairseq.file_io.PathManager, as fairseq does.
     """
-    suffix = getattr(args, "checkpoint_suffix", "") or ""
-    default = args.restore_file == "checkpoint_last.pt"
     finetune = getattr(args, "finetune_from_model", None)
-    if finetune and not default:
-        raise ValueError("--finetune-from-model and a non-default --restore-file cannot be combined")
-    if default:
+    if args.restore_file == "checkpoint_last.pt":
         path = os.path.join(args.save_dir, f"checkpoint_last{suffix}.pt")
-        if os.path.isfile(path):
+        if finetune is None or PathManager.exists(path):
             return path, False
-        if finetune:
-            if not os.path.isfile(finetune):
-                raise FileNotFoundError(f"--finetune-from-model: checkpoint not found: {finetune}")
-            return finetune, True
-        return None, False
-    rf = args.restore_file
+        if not PathManager.exists(finetune):
+            raise FileNotFoundError(f"--finetune-from-model: checkpoint not found: {finetune}")
+        logger.info(f"loading pretrained model from {finetune}: optimizer, lr scheduler, meters, dataloader "
+                    "will be reset")
+        return finetune, True
+    if finetune:
+        raise ValueError("--finetune-from-model and --restore-file (non-default value) can not be specified together")
+    rf = args.restore_file.replace(".pt", suffix + ".pt") if suffix else args.restore_file
     candidates = [rf] if os.path.isabs(rf) else [os.path.join(args.save_dir, rf), rf]
     for c in candidates:
-        if os.path.isfile(c):
+        if PathManager.isfile(c):
             return c, False
     raise FileNotFoundError(f"--restore-file not found: {rf} (looked in {', '.join(candidates)})")
+
+
+def report_missing(path: str, save_dir: str) -> None:
+    """No checkpoint at `path`: training starts from scratch; say so, louder when --save-dir holds other
+    checkpoints (e.g. checkpoint_last.pt was deleted) that the user may have meant to resume from."""
+    others = sorted(n for n in os.listdir(save_dir) if re.fullmatch(r"checkpoint.*\.pt", n)) \
+        if os.path.isdir(save_dir) else []
+    if others:
+        logger.warning(f"no {os.path.basename(path)} in {save_dir}, but {', '.join(others)} "
+                       f"{'is' if len(others) == 1 else 'are'} there; training from scratch (pass "
+                       "--restore-file NAME to resume from one)")
+    else:
+        logger.info(f"no existing checkpoint found at {path}; training from scratch")
 
 
 def check_vocab(state: Dict, model, path: str) -> None:
@@ -88,6 +106,8 @@ def load_into_trainer(trainer, path: str, reset_optimizer=False, reset_lr_schedu
                 trainer.scaler.load_state_dict(extra["loss_scaler"])
             elif opt_state is not None and "loss_scale" in opt_state:
                 trainer.scaler.loss_scale = float(opt_state["loss_scale"])
+    if trainer.ema is not None:  # restored whatever the --reset-* flags say, as fairseq does
+        ema_state.load_checkpoint_state(trainer.ema, extra, state["model"], trainer.args.ema_fp32)
     if state.get("task_state"):
         trainer.task.load_state_dict(state["task_state"])
     if restore_rng and extra.get("rng") is not None:

@@ -3,7 +3,8 @@
 Contents are fairseq 0.12's (FAIRSEQ_SPEC section 7) with one deliberate difference: our cfg is plain
 dicts (cfg["model"] is a dict, not an argparse.Namespace; cfg.py), so our files load with
 torch.load(weights_only=True). extra_state also carries `rng` (rng.py) and `loss_scaler`, so a resumed
-run continues bit-for-bit.
+run continues bit-for-bit, and with --store-ema the weight average as fairseq stores it
+(fairseq.models.ema.extra_state).
 
 checkpoint_last.pt (when kept) is written first (files.atomic_save); the other names are atomic copies
 of it. A crash or exception mid-save leaves every existing file untouched, and checkpoint_last.pt
@@ -26,6 +27,7 @@ from fairseq.checkpoint.names import checkpoint_names, is_better, prune_checkpoi
 from fairseq.checkpoint.rng import rng_state
 from fairseq.checkpoint.save_dir import SaveDirError
 from fairseq.distributed import collectives, wrap
+from fairseq.models import ema as ema_state
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ def build_state(args, trainer, epoch_itr, val_loss: Optional[float], best: Optio
     }
     if best is not None:
         extra["best"] = best
+    if trainer.ema is not None:  # --store-ema: extra_state["ema"] (+ "ema_fp32_params"), as fairseq saves it
+        extra.update(ema_state.checkpoint_state(trainer.ema, args.ema_fp32))
     state = {
         "args": None,
         "cfg": args_to_cfg(args),

@@ -10,7 +10,8 @@ from_pretrained, fairseq-export-hf) goes through `fairseq.checkpoint.files.load_
     name the architecture only in cfg.model._name and keep task settings (tokens_per_sample...) in
     cfg.task: the model entry gets `arch` and the other groups' values it lacks (a file naming no
     architecture at all gets "roberta", fairseq's base architecture, under its own shape fields).
-  * model keys: `decoder.*` -> `encoder.*` (the 2019 RoBERTa was a "decoder"), `.emb_layer_norm.` ->
+  * model keys: `decoder.*` -> `encoder.*` in files with `decoder.sentence_encoder.*` (the 2019 RoBERTa was a
+    "decoder"; a language model's real decoder keeps its keys), `.emb_layer_norm.` ->
     `.layernorm_embedding.`, fused `self_attn.in_proj_weight/bias` split into q_proj/k_proj/v_proj
     (rows in q, k, v order, as fairseq's MultiheadAttention upgrade splits them), floating tensors in
     fp32 (the released models store fp16 weights). Keys already in the new layout pass through.
@@ -80,8 +81,9 @@ def upgrade_cfg(state: Dict, path: str) -> None:
 def upgrade_model_keys(sd: Dict[str, torch.Tensor], path: str) -> "OrderedDict[str, torch.Tensor]":
     """fairseq 0.9-0.12 RoBERTa parameter names -> fairseq 0.12's (see module doc)."""
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    roberta_2019 = any(k.startswith("decoder.sentence_encoder.") for k in sd)  # not a decoder-only LM's decoder.*
     for k, v in sd.items():
-        if k.startswith("decoder."):
+        if roberta_2019 and k.startswith("decoder."):
             k = "encoder." + k[len("decoder."):]
         k = k.replace(".emb_layer_norm.", ".layernorm_embedding.")
         if ".segment_embeddings." in k:

@@ -4,6 +4,7 @@ from fairseq.criterions.fairseq_criterion import (  # noqa: F401
     CRITERION_DATACLASS_REGISTRY,
     CRITERION_REGISTRY,
     FairseqCriterion,
+    LegacyFairseqCriterion,
     register_criterion,
 )
 from fairseq import registry

@@ -16,6 +16,7 @@ from torch.nn.modules.loss import _Loss
 
 from fairseq import registry
 from fairseq.dataclass.flags import add_registered_args
+from fairseq.logging import metrics
 
 CRITERION_REGISTRY = registry.setup_registry("criterion").classes
 CRITERION_DATACLASS_REGISTRY = registry.REGISTRIES["criterion"].dataclasses
@@ -54,11 +55,32 @@ class FairseqCriterion(_Loss):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs: List[Dict]) -> None:
-        """Log the aggregated values through fairseq.logging.metrics (subclasses do)."""
+        """Log the aggregated values through fairseq.logging.metrics (subclasses do). A criterion written for
+        fairseq's older API defines a static aggregate_logging_outputs instead: its values are logged
+        (but for the counts nsentences, ntokens and sample_size), as fairseq does."""
+        aggregate = getattr(cls, "aggregate_logging_outputs", None)
+        if aggregate is None:
+            return
+        for key, value in aggregate(logging_outputs).items():
+            if key not in ("nsentences", "ntokens", "sample_size"):
+                metrics.log_scalar(key, value)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return False
+
+
+class LegacyFairseqCriterion(FairseqCriterion):
+    """fairseq's base for criteria configured by an argparse Namespace: `__init__(self, args, task)` with
+    flags from a static add_args (examples/roberta/wsc's criteria); `self.args` is the Namespace."""
+
+    def __init__(self, args, task):
+        super().__init__(task)
+        self.args = args
+
+    @classmethod
+    def build_criterion(cls, args, task):
+        return cls(args, task)
 
 
 def register_criterion(name: str, dataclass=None):

@@ -4,7 +4,8 @@
 Logged values (criterion.reduce_metrics): loss (bits), nll_loss (per token, as fairseq), and
 accuracy (percent, 1 decimal) for classification. Beyond fairseq, so GLUE's own metrics come out
 of an ordinary validation pass:
-- binary tasks also sum tp/fp/fn/tn (class 1 positive) -> f1 and mcc (x100);
+- binary tasks also sum tp/fp/fn/tn -> f1 and mcc (x100), the positive class being GLUE's label "1"
+  (glue_metrics.POSITIVE_LABEL; index 1 when the label dictionary has no "1");
 - regression sums n, x, y, x^2, y^2, xy -> pearson (x100); Spearman needs ranks, which sums
   cannot carry, so during validation (model in eval mode) each forward appends its
   (prediction, target) pairs to a per-process buffer, and reduce_metrics turns the buffer into
@@ -37,6 +38,15 @@ def _total(logs: List[Dict], key: str) -> float:
     return sum(float(lo.get(key, 0.0)) for lo in logs)
 
 
+def positive_class(label_dictionary) -> int:
+    """The target index of GLUE's positive label (F1's class): the label dictionary is in train-frequency
+    order, so MRPC's "1", its majority, is index 0; index 1 where there is no such label."""
+    label = glue_metrics.POSITIVE_LABEL
+    if label_dictionary is None or label not in label_dictionary:
+        return 1
+    return label_dictionary.index(label) - label_dictionary.nspecial
+
+
 @dataclass
 class SentencePredictionConfig(FairseqDataclass):
     classification_head_name: str = field(default=_DEFAULT_HEAD, metadata={"help": "name of the classification head"})
@@ -51,6 +61,7 @@ class SentencePredictionCriterion(FairseqCriterion):
         super().__init__(task)
         self.head_name = classification_head_name or _DEFAULT_HEAD
         self.regression_target = bool(regression_target)
+        self.positive = positive_class(getattr(task, "label_dictionary", None))
 
     def forward(self, model, sample, reduce: bool = True):
         heads = getattr(model, "classification_heads", None)
@@ -67,7 +78,7 @@ class SentencePredictionCriterion(FairseqCriterion):
             preds = logits.argmax(dim=1)
             log["ncorrect"] = (preds == targets).sum().detach()
             if logits.size(1) == 2:
-                p, t = preds.eq(1), targets.eq(1)
+                p, t = preds.eq(self.positive), targets.eq(self.positive)
                 log["tp"] = (p & t).sum().detach()
                 log["fp"] = (p & ~t).sum().detach()
                 log["fn"] = (~p & t).sum().detach()
@@ -81,6 +92,12 @@ class SentencePredictionCriterion(FairseqCriterion):
                        reg_syy=(yd * yd).sum(), reg_sxy=(xd * yd).sum())
             if not model.training:
                 _VALID_PAIRS.append(torch.stack([xd, yd], 1).cpu().numpy())
+        for name, scale, penalty in (("mha_reg_loss", "mha_reg_scale_factor", "_get_adaptive_head_loss"),
+                                     ("ffn_reg_loss", "ffn_reg_scale_factor", "_get_adaptive_ffn_loss")):
+            if float(getattr(getattr(model, "args", None), scale, 0.0) or 0.0) != 0.0:  # AdaPrune (modules.adaprune)
+                reg = getattr(model, penalty)()
+                loss = loss + reg
+                log[name] = reg.detach()
         log["loss"] = loss.detach()
         return loss, sample_size, log
 
@@ -91,6 +108,9 @@ class SentencePredictionCriterion(FairseqCriterion):
         ntokens = _total(logging_outputs, "ntokens")
         nsentences = _total(logging_outputs, "nsentences")
         out = {"loss": loss_sum / sample_size / LN2 if sample_size else 0.0}
+        for name in ("mha_reg_loss", "ffn_reg_loss"):  # AdaPrune's penalties, when model.args sets them
+            if _total(logging_outputs, name) and sample_size:
+                out[name] = _total(logging_outputs, name) / sample_size / LN2
         if sample_size != ntokens and ntokens:
             out["nll_loss"] = loss_sum / ntokens / LN2
         if any("ncorrect" in lo for lo in logging_outputs) and nsentences:

@@ -1,7 +1,8 @@
 """The sentence_ranking criterion (fairseq's, for multiple-choice tasks): each sample has num_classes
 candidate inputs (sample["net_input1"], ..., sample["net_input<num_classes>"]); the ranking head scores
 each candidate, the scores are softmaxed over candidates and the NLL of the right one is summed.
-sample_size = number of samples; logged: loss (bits) and accuracy (percent)."""
+sample_size = number of samples; logged: loss (bits) and accuracy (percent). --save-predictions FILE writes
+one line per sample: id, predicted candidate and, when the split has labels, the right one (tab-separated)."""
 from __future__ import annotations
 
 import math
@@ -52,9 +53,11 @@ class SentenceRankingCriterion(FairseqCriterion):
             log["ncorrect"] = (logits.argmax(dim=1) == targets).sum().detach()
         else:
             loss = logits.sum() * 0.0
-        if self.prediction_h is not None:
-            for sid, pred in zip(sample["id"].tolist(), logits.argmax(dim=1).tolist()):
-                print(f"{sid}\t{pred}", file=self.prediction_h)
+        if self.prediction_h is not None:  # fairseq's file: id, prediction and (when known) the label, tab-separated
+            labels = sample["target"].view(-1).tolist() if "target" in sample else None
+            for i, (sid, pred) in enumerate(zip(sample["id"].tolist(), logits.argmax(dim=1).tolist())):
+                print(f"{sid}\t{pred}" + (f"\t{labels[i]}" if labels is not None else ""), file=self.prediction_h)
+            self.prediction_h.flush()
         log["loss"] = loss.detach()
         return loss, sample_size, log
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 from typing import Callable, List, Optional
 
 import numpy as np
 import torch
 
 from fairseq.data.concat_dataset import ConcatDataset
-from fairseq.data.data_utils_fast import batch_by_size_fn, batch_by_size_vec
+from fairseq.data.data_utils_fast import batch_by_size  # noqa: F401  (fairseq's data_utils.batch_by_size)
 from fairseq.data.indexed_dataset import MMapIndexedDataset, dataset_exists
 
 logger = logging.getLogger(__name__)
@@ -63,26 +65,6 @@ def numpy_seed(seed: Optional[int], *addl_seeds):
         np.random.set_state(state)
 
 
-def batch_by_size(indices, num_tokens_fn: Optional[Callable[[int], int]], num_tokens_vec=None, max_tokens=None,
-                  max_sentences=None, required_batch_size_multiple: int = 1, fixed_shapes=None) -> List[np.ndarray]:
-    """Split `indices` (in order) into batches bounded by max_tokens and max_sentences (fairseq's rule,
-    see data_utils_fast). Sizes come from num_tokens_vec (one per position of `indices`) when given,
-    else from num_tokens_fn(index)."""
-    if fixed_shapes is not None:
-        raise ValueError("batch_by_size: fixed_shapes (TPU batching) is not supported")
-    max_tokens = int(max_tokens) if max_tokens is not None else -1
-    max_sentences = int(max_sentences) if max_sentences is not None else -1
-    if not isinstance(indices, np.ndarray):
-        indices = np.fromiter(indices, dtype=np.int64, count=-1)
-    if num_tokens_vec is not None:
-        num_tokens_vec = np.asarray(num_tokens_vec, dtype=np.int64)
-        if len(num_tokens_vec) != len(indices):
-            raise ValueError(f"batch_by_size: num_tokens_vec has {len(num_tokens_vec)} entries for "
-                             f"{len(indices)} indices")
-        return batch_by_size_vec(indices, num_tokens_vec, max_tokens, max_sentences, required_batch_size_multiple)
-    return batch_by_size_fn(indices, num_tokens_fn, max_tokens, max_sentences, required_batch_size_multiple)
-
-
 def check_ignored_sizes(ignored, size_fn: Callable[[int], int], max_positions, raise_on_invalid: bool,
                         split_name: str = "") -> None:
     """After filtering by --max-positions: raise on the first too-long sample (fairseq's text, naming
@@ -111,12 +93,12 @@ def load_indexed_dataset(path: str, dictionary=None, dataset_impl: Optional[str]
         raise ValueError(f"--dataset-impl {impl}: only mmap datasets are supported (fairseq-preprocess's default)")
     if not dataset_exists(path):
         return None
-    parts = [MMapIndexedDataset(path)]
-    while combine and dataset_exists(f"{path}{len(parts)}"):
-        parts.append(MMapIndexedDataset(f"{path}{len(parts)}"))
-    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    logger.info(f"loaded {len(dataset):,} examples from: {path}" + (f" (+ {len(parts) - 1} numbered)" if len(parts) > 1 else ""))
-    return dataset
+    parts = []
+    while not parts or (combine and dataset_exists(f"{path}{len(parts)}")):
+        part_path = f"{path}{len(parts) or ''}"
+        parts.append(MMapIndexedDataset(part_path))
+        logger.info(f"loaded {len(parts[-1]):,} examples from: {part_path}")  # one line per part, as fairseq
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 def post_process(sentence: str, symbol: Optional[str]) -> str:
@@ -154,3 +136,28 @@ def lengths_to_padding_mask(lens: torch.Tensor) -> torch.Tensor:
 
 def lengths_to_mask(lens: torch.Tensor) -> torch.Tensor:
     return ~lengths_to_padding_mask(lens)
+
+
+def unused_valid_subsets(data: str, valid_subset: str) -> List[str]:
+    """fairseq's rule: the splits named valid<N>... (valid1, valid2, ...) in the data directories
+    (DATA1:DATA2:...) that the comma-separated `valid_subset` leaves out."""
+    found = set()
+    for path in [p for p in str(data).split(":") if p]:
+        if os.path.isdir(path):
+            found |= {os.path.splitext(f)[0] for f in os.listdir(path) if re.match("valid*[0-9].*", f)}
+    return sorted(found - set(valid_subset.split(",")))
+
+
+def raise_if_valid_subsets_unintentionally_ignored(train_cfg) -> None:
+    """fairseq's check on a grouped training config: a ValueError when the data directory holds valid splits
+    that --valid-subset leaves out, unless --ignore-unused-valid-subsets, --combine-valid-subsets or
+    --disable-validation says so, or the task reads no data directory. (fairseq-train runs the same rule
+    on its arguments right after parsing: fairseq.flag_rules.check_valid_subsets.)"""
+    dataset = train_cfg.dataset
+    if (dataset.ignore_unused_valid_subsets or dataset.combine_valid_subsets or dataset.disable_validation
+            or not hasattr(train_cfg.task, "data")):
+        return
+    ignored = unused_valid_subsets(train_cfg.task.data, dataset.valid_subset)
+    if ignored:
+        raise ValueError(f"Valid paths {ignored} will be ignored. Set --combine-val to combine them or "
+                         "--ignore-unused-valid-subsets to ignore them.")

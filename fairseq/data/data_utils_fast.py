@@ -8,7 +8,7 @@ Every sample is visited once, so the cost is linear in len(indices).
 """
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -65,3 +65,22 @@ def batch_by_size_fn(indices: np.ndarray, num_tokens_fn: Callable[[int], int], m
     num_tokens_vec = np.fromiter((num_tokens_fn(int(i)) for i in indices), dtype=np.int64, count=len(indices))
     return batch_by_size_vec(indices, num_tokens_vec, max_tokens, max_sentences, bsz_mult)
 
+
+def batch_by_size(indices, num_tokens_fn: Optional[Callable[[int], int]], num_tokens_vec=None, max_tokens=None,
+                  max_sentences=None, required_batch_size_multiple: int = 1, fixed_shapes=None) -> List[np.ndarray]:
+    """Split `indices` (in order) into batches bounded by max_tokens and max_sentences (the rule above;
+    fairseq's data_utils.batch_by_size, re-exported there). Sizes come from num_tokens_vec (one per position of `indices`) when given,
+    else from num_tokens_fn(index)."""
+    if fixed_shapes is not None:
+        raise ValueError("batch_by_size: fixed_shapes (TPU batching) is not supported")
+    max_tokens = int(max_tokens) if max_tokens is not None else -1
+    max_sentences = int(max_sentences) if max_sentences is not None else -1
+    if not isinstance(indices, np.ndarray):
+        indices = np.fromiter(indices, dtype=np.int64, count=-1)
+    if num_tokens_vec is not None:
+        num_tokens_vec = np.asarray(num_tokens_vec, dtype=np.int64)
+        if len(num_tokens_vec) != len(indices):
+            raise ValueError(f"batch_by_size: num_tokens_vec has {len(num_tokens_vec)} entries for "
+                             f"{len(indices)} indices")
+        return batch_by_size_vec(indices, num_tokens_vec, max_tokens, max_sentences, required_batch_size_multiple)
+    return batch_by_size_fn(indices, num_tokens_fn, max_tokens, max_sentences, required_batch_size_multiple)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fairseq.data import data_utils
+from fairseq.data.data_utils_fast import batch_by_size
 
 
 class EpochListening:
@@ -69,7 +69,7 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
             num_tokens_vec = np.asarray(self.num_tokens_vec(indices), dtype=np.int64)
         except NotImplementedError:
             num_tokens_vec = None
-        return data_utils.batch_by_size(indices, num_tokens_fn=self.num_tokens, num_tokens_vec=num_tokens_vec,
+        return batch_by_size(indices, num_tokens_fn=self.num_tokens, num_tokens_vec=num_tokens_vec,
                                         max_tokens=max_tokens, max_sentences=max_sentences,
                                         required_batch_size_multiple=required_batch_size_multiple)
 

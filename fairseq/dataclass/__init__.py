@@ -9,6 +9,7 @@ from fairseq.dataclass.configs import (  # noqa: F401
     CommonConfig,
     DatasetConfig,
     DistributedTrainingConfig,
+    EMAConfig,
     FairseqConfig,
     FairseqDataclass,
     OptimizationConfig,

@@ -90,6 +90,22 @@ class CheckpointConfig(FairseqDataclass):
 
 
 @dataclass
+class EMAConfig(FairseqDataclass):
+    """fairseq-train's --store-ema family (fairseq.models.ema.EMA says what each does)."""
+
+    store_ema: bool = field(default=False, metadata={"help": "keep an exponential moving average of the weights "
+                                                             "(saved in checkpoints as extra_state['ema'])"})
+    ema_decay: float = field(default=0.9999, metadata={"help": "decay for exponential moving average model"})
+    ema_start_update: int = field(default=0, metadata={"help": "start EMA update after this many model updates "
+                                                                 "(before: the average copies the model)"})
+    ema_seed_model: Optional[str] = field(default=None, metadata={
+        "help": "start the average from the EMA weights stored in this checkpoint"})
+    ema_update_freq: int = field(default=1, metadata={"help": "Do EMA update every this many model updates"})
+    ema_fp32: bool = field(default=False, metadata={"help": "If true, store EMA model in fp32 even if model is "
+                                                            "in fp16"})
+
+
+@dataclass
 class FairseqConfig(FairseqDataclass):
     common: CommonConfig = field(default_factory=CommonConfig)
     distributed_training: DistributedTrainingConfig = field(default_factory=DistributedTrainingConfig)
@@ -101,3 +117,4 @@ class FairseqConfig(FairseqDataclass):
     criterion: Any = None
     optimizer: Any = None
     lr_scheduler: Any = None
+    ema: EMAConfig = field(default_factory=EMAConfig)

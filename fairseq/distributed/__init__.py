@@ -6,3 +6,5 @@ launch.py       how a process joins a job (torchrun, SLURM, spawn, init-method) 
 faults.py       how a job stops: agreed stop on signals, --heartbeat-timeout, dead-peer roll call
 utils.py        fairseq's public name (``fairseq.distributed.utils``) for the helpers above
 """
+from fairseq.distributed.distributed_timeout_wrapper import DistributedTimeoutWrapper  # noqa: F401
+from fairseq.distributed.module_proxy_wrapper import ModuleProxyWrapper  # noqa: F401

@@ -14,6 +14,11 @@ Three rules (docs/faults.md tells users what they mean for them):
   (:func:`supervise`): it forwards SIGTERM/SIGINT to the workers, names a worker that died, and
   ends the rest after a short grace period.
 
+Which signals stop a job (:func:`stop_signals`): SIGTERM always; SIGINT unless the process was started
+with SIGINT ignored. A shell starts a background job (``cmd &`` in a script, ``nohup``, many batch
+runners) that way so that Ctrl-C at the terminal reaches only the foreground; such a job keeps ignoring
+it, as every Unix tool and Python itself do, and is stopped with SIGTERM (``kill``, ``scancel``).
+
 This module talks to torch.distributed directly (not through fairseq.distributed.utils, which
 uses it to start the process group and the workers).
 """
@@ -58,6 +63,14 @@ def signal_name(signum: int) -> str:
 
 
 # ----------------------------------------------------------------------------- stop requests
+
+
+def stop_signals() -> Tuple[int, ...]:
+    """The signals that ask this process to save and stop: SIGTERM, and SIGINT unless it is ignored here
+    (inherited from a shell that started the job in the background; see the module docstring)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        return (signal.SIGTERM,)
+    return (signal.SIGTERM, signal.SIGINT)
 
 
 def agree_on_stop(local_signum: Optional[int]) -> Optional[Tuple[int, int]]:
@@ -150,7 +163,7 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
     """Wait for the workers of a torch.multiprocessing context; (index, pid, exit status) of the first
     worker that failed, or None when all succeeded.
 
-    SIGTERM/SIGINT sent to this (parent) process are forwarded to every worker, which then stop
+    The stop signals (stop_signals) sent to this (parent) process are forwarded to every worker, which then stop
     together (agree_on_stop). When a worker ends badly, the others get GRACE_S seconds to end on
     their own (a peer's death fails their next collective), then are terminated, then killed. A
     worker that is stopped (SIGSTOP) cannot end on its own and is killed at once. A
@@ -165,7 +178,7 @@ def supervise(context, first_rank: int = 0) -> Optional[Tuple[int, int, int]]:
             if p.is_alive():
                 os.kill(p.pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, forward) for s in stop_signals()}
     try:
         first_bad: Optional[int] = None
         failed_at = None

@@ -11,12 +11,14 @@ import logging
 import os
 import re
 import socket
+import sys
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
 
+from fairseq.dataclass.namespace import as_namespace
 from fairseq.distributed import faults
 from fairseq.distributed.collectives import barrier, is_initialized
 from fairseq.distributed.wrap import DDP_BACKENDS
@@ -188,11 +190,37 @@ def _spawn_worker(index: int, args, main_fn: Callable, init: DistInit, worker_in
     _run_in_group(args, mine, main_fn, worker_init, kwargs)
 
 
+_joined = False  # whether this process has been a rank of a multi-process group (exit_after_group)
+
+
+def joined_group() -> bool:
+    return _joined
+
+
+def exit_after_group(code: int):
+    """End a process that was a rank of a multi-process job, without the interpreter's teardown.
+
+    torch's ProcessGroupGloo destructor can deadlock when the last DDP reducer is freed: the main thread,
+    holding the GIL, joins gloo's worker thread, and that thread waits for the GIL to free a finished
+    collective's tensor (seen in about 1 of 10 SIGTERM stops of a 2-rank job under load; `py-spy dump
+    --native` shows exactly these two stacks, at interpreter exit or wherever the trainer is dropped).
+    So the command line calls this while it still holds the trainer: everything the rank owes is done
+    by then (checkpoints written and fsynced, the save dir released, the group left); it flushes its
+    output and leaves with os._exit.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 def _run_in_group(args, init: DistInit, main_fn: Callable, worker_init, kwargs: dict):
+    global _joined
     _record(args, init)
     if worker_init is not None:
         worker_init(args)
     init_process_group(args, init)
+    _joined = True
     try:
         result = main_fn(args, **kwargs)
         # Every rank's last collective completes before any rank closes its connections: gloo aborts
@@ -206,7 +234,8 @@ def _run_in_group(args, init: DistInit, main_fn: Callable, worker_init, kwargs: 
 
 
 def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, **kwargs):
-    """Run `main_fn(args, **kwargs)` once per rank of the job implied by env + flags.
+    """Run `main_fn(args, **kwargs)` once per rank of the job implied by env + flags (args: the parsed
+    arguments, or fairseq's grouped cfg of them, which main_fn then receives as arguments).
 
     `worker_init(args)` runs first in every process that trains, with args.distributed_rank set: a
     spawned worker is a fresh interpreter that inherits none of the parent's set-up (logging
@@ -218,6 +247,7 @@ def call_main(args, main_fn: Callable, worker_init: Optional[Callable] = None, *
     returns None once all workers finish, or raises ProcessExitedException with the exit status of
     the first worker that failed (a worker killed by signal S counts as 128 + S); see faults.supervise.
     """
+    args = as_namespace(args)  # fairseq's callers pass a grouped cfg (convert_namespace_to_omegaconf)
     init = infer_init(args)
     if init.mode == "single":
         _record(args, init)

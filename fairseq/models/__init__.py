@@ -19,7 +19,7 @@ from fairseq.models.architectures import (  # noqa: F401  (the package's public 
 )
 from fairseq.models.fairseq_encoder import FairseqEncoder  # noqa: F401
 from fairseq.models.fairseq_model import BaseFairseqModel, FairseqEncoderModel  # noqa: F401
-from fairseq.models import roberta  # noqa: F401  (registers roberta and its --arch names)
+from fairseq.models import roberta, transformer_lm  # noqa: F401  (register their --arch names)
 
 
 def build_model(args, task, from_checkpoint: bool = False):

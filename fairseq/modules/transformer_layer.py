@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fairseq.modules import adaprune
+
 _U16 = 1 << 16
 
 
@@ -157,6 +159,14 @@ class TransformerEncoderLayer(nn.Module):
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+
+    def _get_fc_rank(self, remove_num: int):
+        """AdaPrune: the remove_num feed-forward units with the smallest weights (fairseq.modules.adaprune)."""
+        return adaprune.fc_rank(self.fc1, self.fc2, remove_num)
+
+    def _prune_fc_layer(self, remove_index) -> None:
+        """AdaPrune: drop those feed-forward units from fc1 and fc2."""
+        self.fc1, self.fc2 = adaprune.prune_fc(self.fc1, self.fc2, remove_index)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 query_index: Optional[torch.Tensor] = None) -> torch.Tensor:

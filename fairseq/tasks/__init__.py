@@ -9,7 +9,7 @@ from fairseq.tasks.base import (  # noqa: F401
     logged_metrics,
     register_task,
 )
-from fairseq.tasks import masked_lm, sentence_prediction  # noqa: F401
+from fairseq.tasks import language_modeling, masked_lm, sentence_prediction, sentence_ranking  # noqa: F401
 
 
 def get_task(name: str):

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import II
 
-from fairseq import flops, sctd, token_drop, utils
+from fairseq import flops, sctd, token_drop
 from fairseq.distributed import collectives
 from fairseq.data import (
     Dictionary,
@@ -31,33 +31,14 @@ from fairseq.data import (
     data_utils,
 )
 from fairseq.data import checks
+from fairseq.data import encoders
 from fairseq.data.bpe import GPT2BPE, word_begins
-from fairseq.data.indexed_dataset import dataset_exists
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.tasks.base import FairseqTask, register_task
+from fairseq.tasks.data_dirs import data_paths, load_data_dictionary
 
 logger = logging.getLogger(__name__)
-
-
-def data_paths(data: str) -> list:
-    """The shards of the data argument, fairseq's rule: split on ':' (epoch k reads shard (k-1) mod n,
-    the dictionary and the valid split come from the first)."""
-    paths = [p for p in utils.split_paths(str(data)) if p]
-    if not paths:
-        raise ValueError("no data directory given")
-    return paths
-
-
-def check_shards(paths: list, train_split: str) -> None:
-    """Fail before any training when a shard of a sharded corpus is missing (fairseq would find out
-    only at the epoch that reads it): every shard must be a directory holding the train split."""
-    for i, path in enumerate(paths):
-        where = f"shard {i + 1} of {len(paths)} in the data argument"
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"data shard not found: {path} ({where})")
-        if not dataset_exists(os.path.join(path, train_split)):
-            raise FileNotFoundError(f"dataset not found: {os.path.join(path, train_split)}.bin/.idx ({where})")
 
 
 def describe_schedule(args, dropper) -> str:
@@ -197,14 +178,7 @@ class MaskedLMTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs):
-        paths = data_paths(args.data)
-        if len(paths) > 1:
-            check_shards(paths, getattr(args, "train_subset", "train"))
-        dict_path = os.path.join(paths[0], "dict.txt")
-        if not os.path.isfile(dict_path):
-            raise FileNotFoundError(f"dictionary not found: {dict_path} (is {paths[0]} a fairseq data-bin?)")
-        dictionary = Dictionary.load(dict_path)
-        logger.info(f"dictionary: {len(dictionary)} types")
+        dictionary = load_data_dictionary(args)
         return cls(args, dictionary)
 
     @property
@@ -226,10 +200,15 @@ class MaskedLMTask(FairseqTask):
             return None
         data_dir = self.data_paths[0]
         tok_json = self.args.bpe_tokenizer_json or os.path.join(data_dir, "tokenizer.json")
+        chosen = getattr(self.args, "bpe", None)
+        if chosen is not None and chosen != "gpt2":  # --bpe sentencepiece, ...: fairseq's get_whole_word_mask
+            return word_begins(self.dictionary, encoders.build_bpe(self.args))
         if self.args.gpt2_encoder_json and self.args.gpt2_vocab_bpe:
             bpe = GPT2BPE(self.args.gpt2_encoder_json, self.args.gpt2_vocab_bpe)
         elif os.path.isfile(tok_json):
             bpe = GPT2BPE(tokenizer_json=tok_json)
+        elif chosen == "gpt2":  # fairseq's default files: its cache, else a clear error
+            bpe = encoders.build_bpe(self.args)
         else:
             raise FileNotFoundError(
                 "--mask-whole-words needs the BPE: give --gpt2-encoder-json and --gpt2-vocab-bpe, or "

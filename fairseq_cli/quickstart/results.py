@@ -99,6 +99,12 @@ def caveats(summaries: list[Summary], cpu: CpuShare, min_updates: int) -> list[s
         if x is not None and x > MAX_SPEEDUP_OVER_IDEAL / s.ideal_step_ratio:
             notes.append(f"{s.variant}'s speedup {x:.2f}x is beyond {MAX_SPEEDUP_OVER_IDEAL}x its ideal "
                          f"{1 / s.ideal_step_ratio:.2f}x: not a real speedup (noise or load), do not quote it")
+        elif x is not None and x < 1.0 and s.ideal_step_ratio < 1.0:
+            notes.append(f"{s.variant} ran at {x:.2f}x the full model's steps/s: slower, where its ideal is "
+                         f"{1 / s.ideal_step_ratio:.2f}x faster. Its steps do less work, so the time went elsewhere "
+                         "(load that hit its steps harder, one-off costs in too few updates): not a measurement of "
+                         "token dropping, and its losses at equal time compare it with fewer updates than it would "
+                         "get; do not quote it, rerun on a quiet machine with a longer --budget-minutes")
     if cpu.share < MIN_CPU_SHARE:
         notes.append(f"the machine was busy: this process got {100 * cpu.share:.0f}% of the CPU its "
                      f"{cpu.threads} thread(s) could use ({cpu.cpu_seconds:.0f} s CPU in {cpu.wall_seconds:.0f} s "
@@ -136,15 +142,53 @@ def model_description(args) -> str:
 
 
 MIN_ZOOM_BITS = 0.2  # the zoom never spans less: differences of a few thousandths of a bit are not differences
+# The zoom starts at the first of these fractions of the run after which the curves span at most ZOOM_SHARE of
+# the whole run's range: a long run gets its last two thirds; a short one, still falling steeply, its end.
+ZOOM_STARTS = (1 / 3, 1 / 2, 2 / 3, 3 / 4, 5 / 6, 0.9)
+ZOOM_SHARE = 0.35
 
 
-def _zoom_range(summaries: list[Summary], start_s: float) -> tuple[float, float] | None:
-    """The y-range of every curve (full and dropping forward) from `start_s` on: where the variants differ,
-    without the ~13-bit start squeezing it."""
+def _values_from(summaries: list[Summary], start_s: float) -> list[float]:
+    """Every validation value (full and dropping forward) at or after `start_s`."""
     values = []
     for s in summaries:
         for curve in (s.curve_loss, s.curve_loss_drop or []):
             values += [v for t, v in zip(s.curve_seconds, curve) if t >= start_s]
+    return values
+
+
+def _zoom_start(summaries: list[Summary]) -> float:
+    """Where the zoom panel starts (seconds): see ZOOM_STARTS; never after a variant's last point, so that
+    every variant's end is in the zoom (a starved run's single updates end far apart)."""
+    end = max(s.curve_seconds[-1] for s in summaries)
+    first_end = min(s.curve_seconds[-1] for s in summaries)
+    whole = _values_from(summaries, 0.0)
+    span = max(whole) - min(whole)
+    start = min(ZOOM_STARTS[0] * end, first_end)
+    for fraction in ZOOM_STARTS:
+        if fraction * end > first_end:
+            break
+        start = fraction * end
+        values = _values_from(summaries, start)
+        if max(values) - min(values) <= ZOOM_SHARE * span:
+            break
+    return start
+
+
+def _whole_range(summaries: list[Summary]) -> tuple[float, float]:
+    """The whole-run panel's y-range: every value, at least MIN_ZOOM_BITS wide (a run of one or two updates
+    moves by thousandths of a bit or less; magnified, that noise would look like a difference)."""
+    values = _values_from(summaries, 0.0)
+    low, high = min(values), max(values)
+    pad = max(0.08 * (high - low), (MIN_ZOOM_BITS - (high - low)) / 2)
+    return low - pad, high + pad
+
+
+def _zoom_range(summaries: list[Summary], start_s: float) -> tuple[float, float] | None:
+    """The y-range of every curve (full and dropping forward) from `start_s` on: where the variants differ,
+    without the ~13-bit start squeezing it; at least MIN_ZOOM_BITS wide, as the whole-run panel (_whole_range),
+    so it is never wider than that panel."""
+    values = _values_from(summaries, start_s)
     if not values:
         return None
     low, high = min(values), max(values)
@@ -153,9 +197,10 @@ def _zoom_range(summaries: list[Summary], start_s: float) -> tuple[float, float]
 
 
 def plot_curves(summaries: list[Summary], path: Path, title: str, notes: Sequence[str] = ()) -> None:
-    """Two panels: the whole run, and a zoom on its last two thirds with a y-range that fits the curves
-    there. Solid: validation loss of the full model; dashed: the token-dropping forward's (what training
-    optimises). Caveats are printed under the panels in words."""
+    """Two panels: the whole run, and a zoom on its end (_zoom_start) with a y-range that fits the curves
+    there. Solid: validation loss of the full model; dashed with x marks: the token-dropping forward's (what
+    training optimises), thick and on top of a thin solid, so that where the two lie on each other (a short run)
+    both show: the dashes, and the solid in their gaps. Caveats are printed under the panels in words."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,20 +215,24 @@ def plot_curves(summaries: list[Summary], path: Path, title: str, notes: Sequenc
             color = f"C{i}"
             x = speedup(s, summaries)
             label = f"{s.variant}: {s.updates} updates" + (f", {x:.2f}x steps/s" if x is not None else "")
-            ax.plot(s.curve_seconds, s.curve_loss, marker="o", markersize=3, color=color, label=label)
+            ax.plot(s.curve_seconds, s.curve_loss, marker="o", markersize=3, linewidth=1.0, color=color, alpha=0.7,
+                    label=label)
             if s.curve_loss_drop is not None:
-                ax.plot(s.curve_seconds, s.curve_loss_drop, linestyle="--", color=color, alpha=0.8, zorder=3,
-                        label=f"{s.variant}: token-dropping forward")  # on top: early on it hides behind the solids
+                ax.plot(s.curve_seconds, s.curve_loss_drop, linestyle=(0, (4, 2)), marker="x", markersize=6,
+                        linewidth=2.4, color=color, zorder=3, label=f"{s.variant}: token-dropping forward")
         ax.set_xlabel("the variant's own training step time (s, validation excluded)")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
+    axes[0].set_ylim(*_whole_range(summaries))
     axes[0].set_ylabel("validation MLM loss (bits per masked token)")
     axes[0].set_title("whole run (solid: full model; dashed: dropping forward)", fontsize=9)
-    zoom = _zoom_range(summaries, end / 3)
-    axes[1].set_xlim(end / 3, end * 1.02)
+    start = _zoom_start(summaries)
+    zoom = _zoom_range(summaries, start)
+    axes[1].set_xlim(start - 0.02 * end, end * 1.02)
     if zoom is not None:
         axes[1].set_ylim(*zoom)
-    axes[1].set_title("zoom: the last two thirds, where the variants differ", fontsize=9)
+    axes[1].set_title(f"zoom: from {start:.0f} s on ({100 * (1 - start / end):.0f}% of the run), where the variants "
+                      "differ", fontsize=9)
     axes[1].legend(fontsize=8)
     fig.suptitle(title + "\nupdates interleaved in one process; each variant on its own step-time clock",
                  fontsize=10)

@@ -1,43 +1,32 @@
-"""fairseq.data.encoders: build_bpe / build_tokenizer from a config, as fairseq's hub and plugins call them.
+"""fairseq.data.encoders: the --bpe and --tokenizer tables (fairseq's register_bpe / register_tokenizer) and
+build_bpe / build_tokenizer, as tasks, plugins and the hub call them.
 
-Only the GPT-2 byte-level BPE (RoBERTa's) is available, from local files: fairseq's defaults for
---gpt2-encoder-json / --gpt2-vocab-bpe are download URLs, which this package does not fetch.
+A class registers itself with a config dataclass (`@register_bpe("gpt2", dataclass=GPT2BPEConfig)`); choosing
+it on the command line (`--bpe gpt2`) adds the dataclass's fields as flags for any task
+(--gpt2-encoder-json, --gpt2-vocab-bpe), and `build_bpe(cfg)` constructs it from parsed arguments, a config
+group (cfg.bpe, with `_name`), or a bare name (its dataclass defaults). Built in: --bpe gpt2, sentencepiece,
+hf_byte_bpe, bytes, characters; --tokenizer space, moses (moses needs sacremoses, sentencepiece needs
+sentencepiece: a clear ImportError names the package when missing). Other fairseq names (fastbpe,
+subword_nmt, bert, byte_bpe, nltk) are not built in: an unknown name is one line listing the choices.
+Files are read locally; a download URL (fairseq's defaults) resolves only to fairseq's cache
+(fairseq.file_utils.cached_path).
 """
-from __future__ import annotations
-
-from fairseq.data.encoders.gpt2_bpe import GPT2BPE
-
-BPES = {"gpt2": GPT2BPE}
-
-
-def _name(cfg, field: str):
-    """The component name: cfg._name (a dataclass config group such as cfg.bpe) or cfg.<field> (argparse)."""
-    if cfg is None:
-        return None
-    if isinstance(cfg, str):
-        return cfg
-    name = getattr(cfg, "_name", None)
-    return name if name is not None else getattr(cfg, field, None)
-
-
-def build_bpe(cfg):
-    """The BPE named by cfg (None when there is none), e.g. GPT2BPE for --bpe gpt2."""
-    name = _name(cfg, "bpe")
-    if name is None:
-        return None
-    if name not in BPES:
-        raise ValueError(f"--bpe {name}: not supported (available: {', '.join(BPES)})")
-    encoder_json = getattr(cfg, "gpt2_encoder_json", None)
-    vocab_bpe = getattr(cfg, "gpt2_vocab_bpe", None)
-    if not (encoder_json and vocab_bpe) or "://" in f"{encoder_json}{vocab_bpe}":
-        raise ValueError("--bpe gpt2 needs local files: pass --gpt2-encoder-json encoder.json and "
-                         f"--gpt2-vocab-bpe vocab.bpe (got {encoder_json!r}, {vocab_bpe!r}; URLs are not fetched)")
-    return BPES[name](encoder_json, vocab_bpe)
-
-
-def build_tokenizer(cfg):
-    """The pre-BPE tokenizer named by cfg; RoBERTa uses none, and no other is available."""
-    name = _name(cfg, "tokenizer")
-    if name is None:
-        return None
-    raise ValueError(f"--tokenizer {name}: not supported (RoBERTa's GPT-2 BPE needs no tokenizer)")
+from fairseq.data.encoders.registry import (  # noqa: F401
+    BPE_REGISTRY,
+    TOKENIZER_REGISTRY,
+    add_args,
+    build_bpe,
+    build_tokenizer,
+    config_fields,
+    register_bpe,
+    register_tokenizer,
+)
+from fairseq.data.encoders import (  # noqa: E402,F401  (the built-in names register themselves)
+    bytes,
+    characters,
+    gpt2_bpe,
+    hf_byte_bpe,
+    moses_tokenizer,
+    sentencepiece_bpe,
+    space_tokenizer,
+)

@@ -20,42 +20,63 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fairseq import file_utils
 from fairseq.data.bpe import load_tokenizer
+from fairseq.data.encoders import gpt2_bpe
 
 logger = logging.getLogger(__name__)
 
 
 class HubBpe:
-    """GPT-2 byte-level BPE through HF tokenizers: ids are written as decimal strings (fairseq's gpt2 bpe)."""
+    """GPT-2 byte-level BPE through HF tokenizers: ids are written as decimal strings (fairseq's gpt2 bpe);
+    or another --bpe of fairseq.data.encoders (`encoder`), used as it is."""
 
     def __init__(self, tokenizer_json: Optional[str] = None, encoder_json: Optional[str] = None,
-                 vocab_bpe: Optional[str] = None):
+                 vocab_bpe: Optional[str] = None, encoder=None):
         self.tok = None
+        self.encoder = encoder
         if tokenizer_json or encoder_json or vocab_bpe:  # one of the GPT-2 pair alone is a clear error there
             self.tok = load_tokenizer(encoder_json, vocab_bpe, tokenizer_json)
 
     @classmethod
-    def find(cls, folders, overrides: dict) -> "HubBpe":
-        """Explicit files (fairseq's gpt2_encoder_json / gpt2_vocab_bpe, or bpe_tokenizer_json) win;
-        else tokenizer.json, else encoder.json + vocab.bpe, in the model folder, then the data folder."""
+    def find(cls, folders, overrides: dict, trained=None) -> "HubBpe":
+        """Explicit files (fairseq's gpt2_encoder_json / gpt2_vocab_bpe, or bpe_tokenizer_json) win; then the
+        GPT-2 files the checkpoint was trained with (--gpt2-encoder-json / --gpt2-vocab-bpe), when they are
+        there; else tokenizer.json, else encoder.json + vocab.bpe, in the model folder, then the data folder;
+        else fairseq's default GPT-2 files from its cache (where fairseq's hub downloads them)."""
         tj = overrides.get("bpe_tokenizer_json")
         enc, merges = overrides.get("gpt2_encoder_json"), overrides.get("gpt2_vocab_bpe")
         if tj or enc or merges:
             return cls(tj, enc, merges)
+        enc, merges = getattr(trained, "gpt2_encoder_json", None), getattr(trained, "gpt2_vocab_bpe", None)
+        if enc and merges and os.path.isfile(enc) and os.path.isfile(merges):
+            return cls(encoder_json=enc, vocab_bpe=merges)
         for folder in folders:
             if os.path.isfile(os.path.join(folder, "tokenizer.json")):
                 return cls(tokenizer_json=os.path.join(folder, "tokenizer.json"))
             enc, merges = os.path.join(folder, "encoder.json"), os.path.join(folder, "vocab.bpe")
             if os.path.isfile(enc) and os.path.isfile(merges):
                 return cls(encoder_json=enc, vocab_bpe=merges)
-        return cls()
+        try:
+            return cls(encoder_json=file_utils.cached_path(gpt2_bpe.DEFAULT_ENCODER_JSON),
+                       vocab_bpe=file_utils.cached_path(gpt2_bpe.DEFAULT_VOCAB_BPE))
+        except FileNotFoundError:
+            return cls()
+
+    @property
+    def known(self) -> bool:
+        return self.tok is not None or self.encoder is not None
 
     def encode(self, text: str) -> str:
+        if self.encoder is not None:
+            return self.encoder.encode(text)
         return " ".join(str(i) for i in self.tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, bpe: str) -> str:
         """BPE ids -> text; other symbols (<s>, </s>, <unk>, madeupword...) come out as themselves, as in
         fairseq's gpt2 decoder."""
+        if self.encoder is not None:
+            return self.encoder.decode(bpe)
         out, ids = [], []
         for t in bpe.split():
             if t.isdigit():
@@ -97,9 +118,10 @@ class RobertaHubInterface(nn.Module):
         return super().cuda(device)
 
     def _need_bpe(self):
-        if self.bpe is None or self.bpe.tok is None:
+        if self.bpe is None or not self.bpe.known:
             raise ValueError("no BPE known: put tokenizer.json (or encoder.json + vocab.bpe) in the model or data "
-                             "folder, or pass gpt2_encoder_json=/gpt2_vocab_bpe= (or bpe_tokenizer_json=)")
+                             "folder, or pass gpt2_encoder_json=/gpt2_vocab_bpe= (or bpe_tokenizer_json=), or put "
+                             "fairseq's GPT-2 files in its cache (fairseq.file_utils)")
         return self.bpe
 
     def _encode_bpe_line(self, line: str) -> torch.Tensor:

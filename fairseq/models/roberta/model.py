@@ -17,6 +17,7 @@ torch.compile'd function (fairseq/compile.py). Both leave parameters and state-d
 from __future__ import annotations
 
 import argparse
+import logging
 from collections import OrderedDict
 from typing import Optional
 
@@ -37,11 +38,13 @@ from fairseq.models.architectures import (
 )
 from fairseq.models.fairseq_model import FairseqEncoderModel
 from fairseq.models.roberta.hub_interface import RobertaHubInterface
+from fairseq.modules import adaprune
 from fairseq.modules.checkpoint_activations import checkpointed
 from fairseq.modules.transformer_layer import TransformerEncoderLayer, cheap_dropout
 from fairseq.token_drop import drop_layer_split, gather_positions, merge_positions
 from fairseq.utils import make_positions
 
+logger = logging.getLogger(__name__)
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -309,9 +312,10 @@ class RobertaModel(FairseqEncoderModel):
     def max_positions(self) -> int:
         return self.encoder.sentence_encoder.max_positions
 
-    def fairseq_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
-        """The state dict checkpoints store: fairseq 0.12's keys and order (fairseq_compatible_state_dict)."""
-        return fairseq_compatible_state_dict(self)
+    def fairseq_state_dict(self, state=None) -> "OrderedDict[str, torch.Tensor]":
+        """The state dict checkpoints store: fairseq 0.12's keys and order (fairseq_compatible_state_dict)
+        of this model's weights, or of `state` (a dict with this model's keys, e.g. an EMA's float32 copy)."""
+        return fairseq_compatible_state_dict(self, state)
 
     def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
                 masked_tokens=None, token_drop_keep=None, cls_only=False, **unused):
@@ -330,6 +334,14 @@ class RobertaModel(FairseqEncoderModel):
     def get_targets(self, sample, net_output):
         return sample["target"]
 
+    def _get_adaptive_head_loss(self) -> torch.Tensor:
+        """AdaPrune's attention-head L1 penalty, scaled by args.mha_reg_scale_factor (fairseq.modules.adaprune)."""
+        return adaprune.head_l1_loss(self.encoder.sentence_encoder.layers, float(self.args.mha_reg_scale_factor))
+
+    def _get_adaptive_ffn_loss(self) -> torch.Tensor:
+        """AdaPrune's feed-forward L1 penalty, scaled by args.ffn_reg_scale_factor."""
+        return adaprune.ffn_l1_loss(self.encoder.sentence_encoder.layers, float(self.args.ffn_reg_scale_factor))
+
     def register_classification_head(self, name: str, num_classes: Optional[int] = None,
                                      inner_dim: Optional[int] = None, **unused) -> None:
         e = self.args.encoder_embed_dim
@@ -344,7 +356,8 @@ class RobertaModel(FairseqEncoderModel):
     # ---- fairseq state dicts --------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         """Accept our keys or fairseq 0.12's: drop the zero BetterTransformer copies and `version`,
-        re-tie lm_head.weight, and register classification heads found in the state dict."""
+        re-tie lm_head.weight, register classification heads found in the state dict, and keep the
+        initialisation of registered heads it lacks (a plugin task's head on a pretrained masked LM)."""
         sd = roberta_keys.from_fairseq(state_dict)
         tied = self.encoder.lm_head.weight is self.encoder.sentence_encoder.embed_tokens.weight
         if tied:
@@ -357,13 +370,18 @@ class RobertaModel(FairseqEncoderModel):
                     name = k[len("classification_heads."):-len(suffix)]
                     inner = sd[f"classification_heads.{name}.dense.weight"].size(0)
                     self.register_classification_head(name, v.size(0), inner)
+        for name, head in self.classification_heads.items():  # fairseq: a head the checkpoint lacks keeps its init
+            for k, v in head.state_dict().items():
+                if f"classification_heads.{name}.{k}" not in sd:
+                    logger.info(f"Overwriting classification_heads.{name}.{k} (not in the checkpoint)")
+                    sd[f"classification_heads.{name}.{k}"] = v
         return super().load_state_dict(sd, strict=strict, **kwargs)
 
 
-def fairseq_compatible_state_dict(model: RobertaModel) -> "OrderedDict[str, torch.Tensor]":
-    """The model's state dict in fairseq 0.12's keys and order (fairseq.checkpoint.roberta_keys), so that
-    real fairseq loads it with strict=True."""
-    return roberta_keys.to_fairseq(model.state_dict())
+def fairseq_compatible_state_dict(model: RobertaModel, ours=None) -> "OrderedDict[str, torch.Tensor]":
+    """The model's state dict (or `ours`, a dict with the model's keys) in fairseq 0.12's keys and order
+    (fairseq.checkpoint.roberta_keys), so that real fairseq loads it with strict=True."""
+    return roberta_keys.to_fairseq(model.state_dict() if ours is None else ours)
 
 
 register_model_architecture("roberta", "roberta")(base_architecture)
