@@ -97,6 +97,7 @@ def test_resumed_study_equals_uninterrupted_and_skips_finished_runs(shared_dir, 
 
 
 @pytest.mark.slow
+@pytest.mark.e2e_scripts
 def test_levers_train_side_by_side_and_a_time_clock_run_stops_at_its_budget(shared_dir, tmp_path, capsys):
     """The levers train as lanes of one process from the same weights, validated on the same batches; a
     timeclock run trains until its own training time reaches the budget (calibrated once, kept in the work
