@@ -5,9 +5,8 @@ A variant is the baseline (`full`: the standard RoBERTa recipe on the full model
 or levers joined by "+" (`cosine`, `seqlen+ramp+drop-phases`). Each lever is one `LEVERS` entry: the
 fairseq-train flags it adds for a run of n updates, and the slot it fills. A lever in the `schedule`,
 `optimizer` or `drop` slot replaces that part of the recipe (so two levers of one slot do not combine);
-the others add flags. Two more things a lever can change: its `clock` ("time": the lr schedule runs on
-the time budget, --lr-schedule-clock time, and the run stops when its own step time reaches the budget)
-and the `weights` that are validated ("ema": the weight average, --store-ema).
+the others add flags. One more thing a lever can change: its `clock` ("time": the lr schedule runs on
+the time budget, --lr-schedule-clock time, and the run stops when its own step time reaches the budget).
 
 Equal compute: the baseline trains --updates updates; every other run trains the n updates whose ideal
 FLOPs (`mean_update_cost`, fairseq/flops.py's encoder multiply-adds of each update as the trainer runs
@@ -20,7 +19,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from fairseq import flops, options, seq_len_schedule
 from fairseq.data.dictionary import placeholder_dictionary
@@ -37,10 +36,15 @@ class Shape:
     batch_size: int
     tokens_per_sample: int
     budget_hours: Optional[float] = None  # the time budget of a time-clock run
+    full_phases: Tuple[float, float] = (0.1, 0.1)  # --full-phases W,F: fractions of the run on the full model
 
     @property
     def warmup(self) -> int:
         return max(1, round(0.1 * self.n))
+
+    def phase(self, fraction: float) -> int:
+        """Updates in a full phase of `fraction` of the run (at least 1 unless the fraction is 0)."""
+        return max(1, round(fraction * self.n)) if fraction > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,6 @@ class Lever:
     slot: str = ""  # "schedule" | "optimizer" | "drop": replaces the recipe's part; "": adds flags
     # (a schedule lever sets fairseq's horizon, --max-update n: the study's loop stops there too)
     clock: str = "updates"  # "time": lr on the time budget, the run ends at the budget
-    weights: str = "model"  # "ema": the weight average is validated
     lr_scale: float = 1.0  # the lever's lr is this times --lr
 
 
@@ -77,8 +80,10 @@ SCTD = DROP + ["--sctd-interval", "10", "--sctd-kl-reduction", "reference"]
 
 
 def phases(s: Shape) -> List[str]:
-    """Full model for the first and last 10% of the updates (the best Hou schedule of the earlier study)."""
-    return ["--token-drop-warmup-updates", str(s.warmup), "--token-drop-final-full-updates", str(s.warmup)]
+    """Full model for the first W and last F of the updates (--full-phases; default 10% each, the best Hou
+    schedule of the earlier study)."""
+    warm, final = s.full_phases
+    return ["--token-drop-warmup-updates", str(s.phase(warm)), "--token-drop-final-full-updates", str(s.phase(final))]
 
 
 def seq_len_warmup(s: Shape) -> List[str]:
@@ -125,7 +130,7 @@ LEVERS: Dict[str, Lever] = {
     # token dropping (in place of the full model)
     "drop": Lever("token dropping (Hou: learned importance, p 0.5), no full phases", slot="drop",
                   flags=lambda s: DROP + ["--sctd-interval", "0"]),
-    "drop-phases": Lever("token dropping (Hou), full model for the first and last 10%", slot="drop",
+    "drop-phases": Lever("token dropping (Hou), full model for the first and last 10% (--full-phases)", slot="drop",
                          flags=lambda s: DROP + ["--sctd-interval", "0"] + phases(s)),
     "sctd": Lever("ScTD (Fi 10, reference KL), no full phases", slot="drop", flags=lambda s: list(SCTD)),
     "sctd-phases": Lever("ScTD with the full phases", slot="drop", flags=lambda s: SCTD + phases(s)),
@@ -194,10 +199,6 @@ def clock(variant: str) -> str:
     return "time" if any(lv.clock == "time" for lv in levers_of(variant)) else "updates"
 
 
-def validates(variant: str) -> str:
-    return "ema" if any(lv.weights == "ema" for lv in levers_of(variant)) else "model"
-
-
 def drops(variant: str) -> bool:
     return any(lv.slot == "drop" for lv in levers_of(variant))
 
@@ -207,7 +208,7 @@ def train_argv(a, data: Path, variant: str, seed: int, updates: int, budget_hour
     in place (optimizer, lr, schedule, dropping), then the levers that add flags. The baseline's and the
     dropping variants' flags are the earlier study's, in its order (its committed runs still count)."""
     levers = levers_of(variant)
-    s = Shape(updates, a.lr, a.batch_size, a.tokens_per_sample, budget_hours)
+    s = Shape(updates, a.lr, a.batch_size, a.tokens_per_sample, budget_hours, tuple(a.full_phases))
     parts = dict(RECIPE)
     lr = a.lr
     for lv in levers:

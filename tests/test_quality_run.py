@@ -221,6 +221,17 @@ def test_levers_combine_by_slot_and_conflicts_are_one_line(capsys):
     assert qv.expand(["full", "screen-full", "cosine"]) == qv.SCREEN_FULL
 
 
+def test_full_phases_set_the_phased_variants_phases():
+    """--full-phases W,F: the *-phases variants run the full model for the first W and last F of their updates."""
+    q, qv = _module(), _variants()
+    for phases, expected in (("0.1,0.1", ("10", "10")), ("0.2,0.05", ("20", "5")), ("0,0.3", ("0", "30"))):
+        a = q.parse_args(["--variants", "full", "--full-phases", phases])
+        for variant in ("drop-phases", "seqlen+sctd-phases"):
+            argv = qv.train_argv(a, Path("data"), variant, 1, 100)
+            assert (argv[argv.index("--token-drop-warmup-updates") + 1],
+                    argv[argv.index("--token-drop-final-full-updates") + 1]) == expected, (phases, variant)
+
+
 def test_ablations_take_the_first_seed_and_unknown_ones_are_refused(capsys):
     q = _module()
     a = q.parse_args(["--seeds", "4,5"])
